@@ -1,0 +1,57 @@
+"""create_app: routes, the error handlers, and a lifespan that owns the shared services."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .embeddings import Embedder
+from .errors import DejaError, openai_error_body
+from .policies import PolicySet
+from .routes import chat_completions, healthz, passthrough
+from .services import Services
+from .settings import Settings
+
+log = logging.getLogger("deja")
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+async def deja_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DejaError)
+    return JSONResponse(openai_error_body(exc.message, exc.error_type, exc.code, exc.param),
+                        status_code=exc.status_code)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(openai_error_body("Deja hit an internal error; see its log.", "server_error",
+                                          "internal_error"), status_code=500)
+
+
+def create_app(settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,
+               transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
+    """`policies`, `embedder` and `transport` replace the configured ones (tests use a fake upstream transport)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = await Services.open(settings, policies=policies, embedder=embedder, transport=transport)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/{path:path}", passthrough, methods=ALL_METHODS),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={DejaError: deja_error, Exception: unexpected_error})

@@ -1,0 +1,241 @@
+"""SemanticCache: the one place that decides a hit, and the write-back that stores answers after responses.
+
+lookup: exact key (no embedding) -> embed the question -> nearest neighbours in the partition's index ->
+        records from the store -> the first candidate that passes every check is the hit.
+store:  through a bounded queue, after the response has gone out; one worker owns every write, so SQLite and the
+        indexes change in step, and shutdown drains it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .embeddings import Embedder
+from .index import IndexSet
+from .policies import Policy
+from .requests import ChatRequest
+from .store import NewRecord, Record, RecordStore
+
+log = logging.getLogger("deja.cache")
+
+MatchType = Literal["exact", "semantic"]
+# Neighbours examined per lookup: the nearest one can fail a check (context, freshness) while the next passes.
+CANDIDATES = 8
+EXPIRY_SWEEP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Hit:
+    record: Record
+    match: MatchType
+    similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    hit: Hit | None
+    # The question's embedding, when the lookup made one: a miss reuses it when its answer is stored.
+    vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class StoreJob:
+    request: ChatRequest
+    policy: Policy
+    response: dict[str, Any]
+    vector: np.ndarray | None
+
+
+class SemanticCache:
+    def __init__(self, store: RecordStore, embedder: Embedder, index_dir: Path, *, queue_size: int = 1024,
+                 save_interval: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.indexes = IndexSet(index_dir, embedder.name, embedder.dim)
+        self.clock = clock
+        self.save_interval = save_interval
+        # One thread: onnxruntime already uses both cores for one batch, and hnswlib writes need one writer.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-embed")
+        self._queue: asyncio.Queue[StoreJob | int] = asyncio.Queue(maxsize=queue_size)
+        self._worker: asyncio.Task[None] | None = None
+        self._counts: dict[str, int] = {}
+
+    # -- start and stop -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load every index of the current embedding model, rebuilding from SQLite those that disagree."""
+        for info in await self.store.partitions(self.indexes.embedder):
+            if not self.indexes.try_load(info.partition, info.count, info.max_id):
+                await self._rebuild(info.partition)
+                self.indexes.save(info.partition, info.count, info.max_id)
+        self._counts = await self.store.partition_counts()
+        self._worker = asyncio.create_task(self._run_writer(), name="deja-writeback")
+
+    async def _rebuild(self, partition: str) -> None:
+        self.indexes.indexes.pop(partition, None)
+        index = self.indexes.get_or_create(partition)
+        async for ids, vectors in self.store.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+            await self._in_executor(index.add, ids, vectors)
+        log.info("rebuilt index for partition %s… from the store (%d entries)", partition[:12], index.live)
+
+    async def close(self) -> None:
+        """Store everything queued, save changed indexes, stop the worker."""
+        if self._worker is not None:
+            await self._queue.join()
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+            self._worker = None
+        await self._save_dirty()
+        self._executor.shutdown(wait=True)
+
+    # -- lookup ---------------------------------------------------------------------------------------------------
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        return await self._in_executor(self.embedder.embed, texts)
+
+    async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+        now = self.clock()
+        record = await self.store.get_exact(request.exact_key)
+        if record is not None and record.fresh(now, max_age):
+            return Lookup(Hit(record, "exact"))
+        if policy.mode != "semantic" or not request.semantic_ok:
+            return Lookup(None)
+        index = self.indexes.get(request.partition)
+        if index is None or index.live == 0:
+            return Lookup(None)  # nothing to compare with: the question is embedded at write-back instead
+        vector, candidates = await self._in_executor(self._embed_and_search, index, request.question)
+        threshold = policy.threshold_for(request.question)
+        candidates = [(i, s) for i, s in candidates if s >= threshold]
+        records = await self.store.get_many(i for i, _ in candidates)
+        for entry_id, similarity in candidates:
+            candidate = records.get(entry_id)
+            if candidate is not None and self.accepts(request, candidate, now, max_age):
+                return Lookup(Hit(candidate, "semantic", min(similarity, 1.0)), vector)
+        return Lookup(None, vector)
+
+    def _embed_and_search(self, index: Any, question: str) -> tuple[np.ndarray, list[tuple[int, float]]]:
+        vector = self.embedder.embed([question])[0]
+        return vector, index.search(vector, CANDIDATES)
+
+    @staticmethod
+    def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None) -> bool:
+        """Every check a similar-enough candidate must pass besides its similarity."""
+        return candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
+
+    # -- write-back -----------------------------------------------------------------------------------------------
+
+    def submit(self, request: ChatRequest, policy: Policy, response: dict[str, Any],
+               vector: np.ndarray | None = None) -> bool:
+        """Queue an answer for storing; False (and a warning) when the queue is full."""
+        return self._put(StoreJob(request, policy, response, vector))
+
+    def record_hit(self, entry_id: int) -> None:
+        self._put(entry_id)
+
+    def _put(self, job: StoreJob | int) -> bool:
+        try:
+            self._queue.put_nowait(job)
+            return True
+        except asyncio.QueueFull:
+            log.warning("write-back queue full (%d): dropping a job", self._queue.maxsize)
+            return False
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def _run_writer(self) -> None:
+        last_save = last_sweep = self.clock()
+        while True:
+            try:
+                job = await asyncio.wait_for(self._queue.get(), timeout=self.save_interval)
+            except TimeoutError:
+                job = None
+            if job is not None:
+                hits: dict[int, tuple[int, float]] = {}
+                try:
+                    await self._apply(job, hits)
+                    # Hits arrive in bursts: count all those already queued in one transaction.
+                    while not self._queue.empty():
+                        more = self._queue.get_nowait()
+                        try:
+                            await self._apply(more, hits)
+                        finally:
+                            self._queue.task_done()
+                    if hits:
+                        await self.store.touch(hits)
+                except Exception:
+                    log.exception("write-back failed; the answer stays uncached")
+                finally:
+                    self._queue.task_done()
+            now = self.clock()
+            try:
+                if now - last_sweep >= EXPIRY_SWEEP_SECONDS:
+                    last_sweep = now
+                    await self._expire(now)
+                if now - last_save >= self.save_interval:
+                    last_save = now
+                    await self._save_dirty()
+            except Exception:
+                log.exception("index maintenance failed; it is retried on the next interval")
+
+    async def _apply(self, job: StoreJob | int, hits: dict[int, tuple[int, float]]) -> None:
+        if isinstance(job, int):
+            n, _ = hits.get(job, (0, 0.0))
+            hits[job] = (n + 1, self.clock())
+            return
+        await self._store(job)
+
+    async def _store(self, job: StoreJob) -> None:
+        request, policy = job.request, job.policy
+        vector = job.vector
+        if policy.mode == "semantic" and request.semantic_ok and vector is None:
+            vector = (await self.embed([request.question]))[0]
+        now = self.clock()
+        new = NewRecord(
+            exact_key=request.exact_key, partition=request.partition, tenant=request.tenant, model=request.model,
+            namespace=request.namespace, context_digest=request.context_digest, context_text=request.context_text,
+            question=request.question, response=job.response,
+            embedder=self.indexes.embedder if vector is not None else None, vector=vector,
+            created_at=now, expires_at=now + policy.ttl if policy.ttl else None,
+        )
+        entry_id, replaced = await self.store.insert(new)
+        if replaced is not None:
+            self._forget(replaced.id, replaced.partition, replaced.embedder)
+        self._counts[request.partition] = self._counts.get(request.partition, 0) + 1
+        if vector is not None:
+            index = self.indexes.get_or_create(request.partition)
+            await self._in_executor(index.add, [entry_id], vector.reshape(1, -1))
+            self.indexes.dirty.add(request.partition)
+        if policy.max_entries and self._counts[request.partition] > policy.max_entries:
+            for doomed, embedder in await self.store.evict_lru(request.partition, policy.max_entries):
+                self._forget(doomed, request.partition, embedder)
+
+    def _forget(self, entry_id: int, partition: str, embedder: str | None) -> None:
+        """An entry left the store: keep the in-memory count and the index in step."""
+        self._counts[partition] = max(0, self._counts.get(partition, 1) - 1)
+        index = self.indexes.get(partition)
+        if embedder == self.indexes.embedder and index is not None:
+            index.remove(entry_id)
+            self.indexes.dirty.add(partition)
+
+    async def _expire(self, now: float) -> None:
+        for entry_id, partition, embedder in await self.store.delete_expired(now):
+            self._forget(entry_id, partition, embedder)
+
+    async def _save_dirty(self) -> None:
+        for partition in list(self.indexes.dirty):
+            info = await self.store.partition_info(partition, self.indexes.embedder)
+            await self._in_executor(self.indexes.save, partition, info.count, info.max_id)
+
+    async def _in_executor(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -1,0 +1,138 @@
+"""VectorIndex: one hnswlib index per (partition, embedding model), saved under <data_dir>/indexes.
+
+Separate indexes are what makes isolation hold by construction: a search only ever sees its own partition.
+hnswlib is not safe for adding while another thread queries, so each index has a lock; labels are the
+store's entry ids. Each index file has a sidecar recording the entries it holds, which start-up compares
+with SQLite to decide between loading the file and rebuilding it from the stored vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import hnswlib
+import numpy as np
+
+log = logging.getLogger("deja.index")
+
+INITIAL_CAPACITY = 1024
+EF_CONSTRUCTION = 200
+M = 16
+EF_SEARCH = 64
+
+
+class VectorIndex:
+    def __init__(self, dim: int, capacity: int = INITIAL_CAPACITY) -> None:
+        self.dim = dim
+        self._index = hnswlib.Index(space="ip", dim=dim)  # vectors are unit length: inner product = cosine
+        self._index.init_index(max_elements=capacity, ef_construction=EF_CONSTRUCTION, M=M)
+        self._index.set_ef(EF_SEARCH)
+        self._lock = threading.Lock()
+        self.live = 0
+
+    @classmethod
+    def load(cls, path: Path, dim: int, live: int) -> VectorIndex:
+        self = cls.__new__(cls)
+        self.dim = dim
+        self._index = hnswlib.Index(space="ip", dim=dim)
+        self._index.load_index(str(path))
+        self._index.set_ef(EF_SEARCH)
+        self._lock = threading.Lock()
+        self.live = live
+        return self
+
+    def add(self, ids: list[int], vectors: np.ndarray) -> None:
+        with self._lock:
+            needed = self._index.get_current_count() + len(ids)
+            if needed > self._index.get_max_elements():
+                self._index.resize_index(max(needed, 2 * self._index.get_max_elements()))
+            self._index.add_items(vectors, ids)
+            self.live += len(ids)
+
+    def remove(self, entry_id: int) -> None:
+        with self._lock:
+            try:
+                self._index.mark_deleted(entry_id)
+            except RuntimeError:  # not in this index (never added, or already deleted)
+                return
+            self.live -= 1
+
+    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Up to k nearest (entry id, cosine similarity), best first."""
+        with self._lock:
+            k = min(k, self.live)
+            if k <= 0:
+                return []
+            labels, distances = self._index.knn_query(vector.reshape(1, -1), k=k)
+        return [(int(label), float(1.0 - d)) for label, d in zip(labels[0], distances[0], strict=True)]
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        with self._lock:
+            self._index.save_index(str(tmp))
+        os.replace(tmp, path)
+
+
+class IndexSet:
+    """The indexes of one embedding model, by partition, with their files."""
+
+    def __init__(self, directory: Path, embedder: str, dim: int) -> None:
+        self.directory = directory
+        self.embedder = embedder
+        self.dim = dim
+        self.indexes: dict[str, VectorIndex] = {}
+        # What each index holds (count, max id) as last saved or rebuilt; changed indexes are saved again.
+        self.marks: dict[str, tuple[int, int]] = {}
+        self.dirty: set[str] = set()
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, partition: str) -> Path:
+        name = hashlib.sha256(f"{partition}\x00{self.embedder}".encode()).hexdigest()[:32]
+        return self.directory / f"{name}.hnsw"
+
+    def get(self, partition: str) -> VectorIndex | None:
+        return self.indexes.get(partition)
+
+    def get_or_create(self, partition: str) -> VectorIndex:
+        index = self.indexes.get(partition)
+        if index is None:
+            index = self.indexes[partition] = VectorIndex(self.dim)
+        return index
+
+    def try_load(self, partition: str, count: int, max_id: int) -> bool:
+        """Load the saved index if its sidecar says it holds exactly what SQLite holds."""
+        path = self._path(partition)
+        sidecar = path.with_suffix(".json")
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            return False
+        if meta != {"partition": partition, "embedder": self.embedder, "count": count, "max_id": max_id}:
+            log.warning("index %s disagrees with the store (%s vs %d entries, max id %d): rebuilding",
+                        path.name, meta, count, max_id)
+            return False
+        try:
+            self.indexes[partition] = VectorIndex.load(path, self.dim, count)
+        except (RuntimeError, OSError) as exc:
+            log.warning("index %s cannot be loaded (%s): rebuilding", path.name, exc)
+            return False
+        self.marks[partition] = (count, max_id)
+        return True
+
+    def save(self, partition: str, count: int, max_id: int) -> None:
+        path = self._path(partition)
+        sidecar = path.with_suffix(".json")
+        # The sidecar goes first and is removed: a crash mid-save leaves no sidecar, so start-up rebuilds.
+        sidecar.unlink(missing_ok=True)
+        self.indexes[partition].save(path)
+        tmp = sidecar.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"partition": partition, "embedder": self.embedder, "count": count,
+                                   "max_id": max_id}))
+        os.replace(tmp, sidecar)
+        self.marks[partition] = (count, max_id)
+        self.dirty.discard(partition)

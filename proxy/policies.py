@@ -1,0 +1,106 @@
+"""Per-model cache policies: `policies/*.yaml`, each matching models by a glob; the most specific match wins."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from .errors import ConfigError
+from .settings import build_dataclass
+
+Mode = Literal["off", "exact", "semantic"]
+BUILTIN_POLICY = "default_policy.yaml"
+
+
+@dataclass(frozen=True)
+class Policy:
+    match: str = "*"
+    mode: Mode = "semantic"
+    # Cosine similarity a stored question needs to answer a new one.
+    threshold: float = 0.96
+    # Long questions share more words by construction, so they need a higher bar (as ModelCache does).
+    long_threshold: float = 0.97
+    # A final user message longer than this many characters uses long_threshold.
+    long_after: int = 400
+    # Seconds an entry may answer; 0 keeps it until evicted.
+    ttl: int = 7 * 24 * 3600
+    # Serve entries across API keys (tenants). Only for data that is the same for everyone.
+    share_across_keys: bool = False
+    # Entries kept per partition (tenant, model, parameters, namespace); the least recently used go first.
+    max_entries: int = 100_000
+    name: str = "default"
+
+    def threshold_for(self, text: str) -> float:
+        return self.long_threshold if len(text) > self.long_after else self.threshold
+
+    @property
+    def specificity(self) -> int:
+        """More literal characters = more specific; `gpt-4o-mini*` beats `gpt-4o*` beats `*`."""
+        return sum(ch not in "*?[]" for ch in self.match)
+
+
+def parse_policy(data: object, where: str) -> Policy:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of policy settings")
+    if "name" in data:
+        raise ConfigError(f"{where}: unknown key 'name' (a policy is named after its file)")
+    policy: Policy = build_dataclass(Policy, {**data, "name": Path(where).stem}, where)
+    for key in ("threshold", "long_threshold"):
+        value = getattr(policy, key)
+        if not 0.0 < value <= 1.0:
+            raise ConfigError(f"{where}: {key}: expected a cosine similarity in (0, 1], got {value}")
+    for key in ("long_after", "ttl", "max_entries"):
+        if getattr(policy, key) < 0:
+            raise ConfigError(f"{where}: {key}: expected a number >= 0, got {getattr(policy, key)}")
+    return policy
+
+
+def _read_yaml(path: Path, text: str) -> object:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def builtin_policy() -> Policy:
+    text = resources.files("proxy").joinpath(BUILTIN_POLICY).read_text()
+    return parse_policy(_read_yaml(Path("default.yaml"), text), "default.yaml")
+
+
+class PolicySet:
+    def __init__(self, policies: list[Policy]) -> None:
+        # Sorted once: the first glob that matches is the most specific one.
+        self.policies = sorted(policies, key=lambda p: (-p.specificity, p.name))
+        if not any(p.match == "*" for p in self.policies):
+            self.policies.append(builtin_policy())
+
+    def policy_for(self, model: str) -> Policy:
+        for policy in self.policies:
+            if fnmatch.fnmatchcase(model, policy.match):
+                return policy
+        raise AssertionError("the catch-all policy always matches")
+
+
+def load_policies(directory: str | Path | None) -> PolicySet:
+    """Policies from `directory`, else ./policies if present, else the built-in default."""
+    if directory is None:
+        directory = Path("policies") if Path("policies").is_dir() else None
+    if directory is None:
+        return PolicySet([builtin_policy()])
+    path = Path(directory)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: policies directory not found")
+    policies = []
+    for file in sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml")):
+        policies.append(parse_policy(_read_yaml(file, file.read_text()), str(file)))
+    seen: dict[str, str] = {}
+    for p in policies:
+        if p.match in seen:
+            raise ConfigError(f"{p.name}: match {p.match!r} is already used by {seen[p.match]}")
+        seen[p.match] = p.name
+    return PolicySet(policies)

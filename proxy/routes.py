@@ -1,0 +1,185 @@
+"""HTTP handlers: parse, ask the cache, shape the answer. Cache failures never fail a request."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from .cache import Hit, SemanticCache
+from .errors import BadRequestError, PayloadTooLargeError
+from .policies import Policy
+from .requests import ChatRequest, build_chat_request, parse_cache_control, validate_body
+from .services import Services
+from .sse import StreamAssembler, encode_event, replay_stream, storable
+from .upstream import response_headers, translate_error
+
+log = logging.getLogger("deja.routes")
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequestError(f"The request body is not valid UTF-8 (byte {exc.start}).") from exc
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise BadRequestError(f"We could not parse the JSON body of your request: {exc}.",
+                              code="invalid_json") from exc
+
+
+def cache_headers(status: str, hit: Hit | None = None, now: float | None = None) -> dict[str, str]:
+    headers = {"X-Cache-Status": status}
+    if hit is not None and now is not None:
+        headers["X-Cache-Match"] = hit.match
+        headers["Age"] = str(max(0, int(now - hit.record.created_at)))
+        headers["X-Cache-Key"] = str(hit.record.id)
+        if hit.similarity is not None:
+            headers["X-Cache-Similarity"] = f"{hit.similarity:.4f}"
+    return headers
+
+
+async def chat_completions(request: Request) -> Response:
+    services = services_of(request)
+    raw = await read_body(request, services.settings.max_body_bytes)
+    body = validate_body(parse_json(raw))
+    policy = services.policies.policy_for(body["model"])
+    control = parse_cache_control(request.headers.get("cache-control"))
+    chat = build_chat_request(body, request.headers, fallback_key=services.settings.upstream_api_key,
+                              share_across_keys=policy.share_across_keys)
+    cache = services.cache
+    vector = None
+    if policy.mode == "off" or control.no_store:
+        status = "BYPASS"
+    elif control.no_cache:
+        status = "REFRESH"
+    else:
+        status = "MISS"
+        try:
+            lookup = await cache.lookup(chat, policy, control.max_age)
+        except Exception:
+            log.exception("cache lookup failed; forwarding uncached")
+            status = "BYPASS"
+        else:
+            if lookup.hit is not None:
+                cache.record_hit(lookup.hit.record.id)
+                return serve_hit(chat, lookup.hit)
+            vector = lookup.vector
+    store = status in ("MISS", "REFRESH")
+    return await forward_chat(request, raw, services, chat, policy, status, store, vector)
+
+
+def serve_hit(chat: ChatRequest, hit: Hit) -> Response:
+    headers = cache_headers("HIT", hit, time.time())
+    if chat.stream:
+        return StreamingResponse(replay_stream(hit.record.response, chat.include_usage),
+                                 media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+    return JSONResponse(hit.record.response, headers=headers)
+
+
+async def forward_chat(request: Request, raw: bytes, services: Services, chat: ChatRequest, policy: Policy,
+                       status: str, store: bool, vector: Any) -> Response:
+    upstream = await services.upstream.send(request.method, "/chat/completions", request.url.query,
+                                            request.headers, raw, decoded=True)
+    headers = {**response_headers(upstream, decoded=True), **cache_headers(status)}
+    is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
+    if upstream.status_code == 200 and chat.stream and is_sse:
+        return StreamingResponse(tee_stream(upstream, services.cache if store else None, chat, policy, vector),
+                                 status_code=200, headers=headers)
+    try:
+        content = await upstream.aread()
+    except httpx.TransportError as exc:
+        raise translate_error(exc) from exc
+    finally:
+        await upstream.aclose()
+    task = None
+    if store and upstream.status_code == 200 and not chat.stream:
+        try:
+            completion = json.loads(content)
+        except ValueError:
+            completion = None
+        if storable(completion):
+            task = BackgroundTask(services.cache.submit, chat, policy, completion, vector)
+    headers.pop("content-length", None)
+    return Response(content, status_code=upstream.status_code, headers=headers, background=task)
+
+
+async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat: ChatRequest, policy: Policy,
+                     vector: Any) -> AsyncIterator[bytes]:
+    """Pass upstream chunks through as they come; store the assembled answer the moment [DONE] arrives (before
+    the last chunk is yielded: a client hanging up after [DONE] cancels this generator)."""
+    assembler = StreamAssembler()
+    submitted = False
+    try:
+        async for chunk in upstream.aiter_bytes():
+            if cache is not None and not submitted:
+                assembler.feed(chunk)
+                if assembler.done:
+                    submitted = True
+                    completion = assembler.completion()
+                    if completion is not None:
+                        cache.submit(chat, policy, completion, vector)
+            yield chunk
+    except httpx.TransportError as exc:
+        # Headers are gone already: end the stream with an error event; nothing is stored.
+        error = translate_error(exc)
+        log.warning("upstream stream broke: %s", error.message)
+        yield encode_event({"error": {"message": error.message, "type": error.error_type, "param": None,
+                                      "code": error.code}})
+    finally:
+        await upstream.aclose()
+
+
+async def passthrough(request: Request) -> Response:
+    """Any other /v1/* call: forwarded unchanged, both bodies streamed."""
+    services = services_of(request)
+    path = request.url.path.removeprefix("/v1")
+    has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+    upstream = await services.upstream.send(request.method, path, request.url.query, request.headers,
+                                            request.stream() if has_body else b"", decoded=False)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        except httpx.TransportError as exc:
+            log.warning("upstream body broke on %s: %s", path, translate_error(exc).message)
+        finally:
+            await upstream.aclose()
+
+    return StreamingResponse(body(), status_code=upstream.status_code,
+                             headers=response_headers(upstream, decoded=False))
+
+
+async def healthz(request: Request) -> Response:
+    services = services_of(request)
+    return JSONResponse({"status": "ok", "embedding_model": services.cache.embedder.name,
+                         "write_back_queue": services.cache.queue_depth})

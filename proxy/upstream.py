@@ -1,0 +1,65 @@
+"""UpstreamClient: one shared httpx.AsyncClient; transport failures become 502/504 in OpenAI error shape."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+
+from .errors import DejaError, UpstreamTimeoutError, UpstreamUnreachableError
+from .settings import Settings
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those httpx sets itself never cross the proxy.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "transfer-encoding", "upgrade", "host", "content-length"})
+# Headers that only Deja reads.
+OWN_HEADERS = frozenset({"x-cache-namespace"})
+
+
+def translate_error(exc: httpx.TransportError) -> DejaError:
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamTimeoutError(f"The upstream did not answer in time ({type(exc).__name__}).")
+    return UpstreamUnreachableError(f"The upstream could not be reached: {type(exc).__name__}: {exc}")
+
+
+class UpstreamClient:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base = settings.upstream.rstrip("/")
+        self.api_key = settings.upstream_api_key
+        timeout = httpx.Timeout(connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout,
+                                write=settings.upstream_read_timeout, pool=settings.upstream_connect_timeout)
+        # trust_env stays on: the user's HTTPS_PROXY applies to the upstream.
+        self.client = httpx.AsyncClient(timeout=timeout, transport=transport,
+                                        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    def headers_for(self, incoming: Mapping[str, str], *, decoded: bool) -> dict[str, str]:
+        """The client's headers as the upstream should see them. `decoded`: we read the body ourselves, so let
+        httpx negotiate (and undo) the content encoding."""
+        out = {k: v for k, v in incoming.items() if k.lower() not in HOP_BY_HOP and k.lower() not in OWN_HEADERS}
+        if decoded:
+            out = {k: v for k, v in out.items() if k.lower() != "accept-encoding"}
+        if self.api_key and not any(k.lower() in ("authorization", "api-key") for k in out):
+            out["Authorization"] = f"Bearer {self.api_key}"
+        return out
+
+    async def send(self, method: str, path: str, query: str, headers: Mapping[str, str],
+                   body: bytes | AsyncIterator[bytes], *, decoded: bool) -> httpx.Response:
+        """Send and return once the response headers are in; the caller reads (or streams) and closes it."""
+        url = f"{self.base}{path}" + (f"?{query}" if query else "")
+        out = self.headers_for(headers, decoded=decoded)
+        if not isinstance(body, bytes) and "content-length" in headers:
+            out["Content-Length"] = headers["content-length"]  # a streamed upload keeps its declared length
+        request = self.client.build_request(method, url, headers=out, content=body)
+        try:
+            return await self.client.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise translate_error(exc) from exc
+
+
+def response_headers(upstream: httpx.Response, *, decoded: bool) -> dict[str, str]:
+    """Upstream headers to pass to the client; a decoded body no longer has its content encoding."""
+    drop = HOP_BY_HOP | ({"content-encoding"} if decoded else frozenset())
+    return {k: v for k, v in upstream.headers.items() if k.lower() not in drop}
