@@ -90,7 +90,7 @@ class SemanticCache:
     async def close(self) -> None:
         """Store everything queued, save changed indexes, stop the worker."""
         if self._worker is not None:
-            await self._queue.join()
+            await self.drain()
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
@@ -148,6 +148,10 @@ class SemanticCache:
         except asyncio.QueueFull:
             log.warning("write-back queue full (%d): dropping a job", self._queue.maxsize)
             return False
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far is stored."""
+        await self._queue.join()
 
     @property
     def queue_depth(self) -> int:

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .cache import Hit, SemanticCache
-from .errors import BadRequestError, PayloadTooLargeError
+from .errors import BadRequestError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
 from .policies import Policy
 from .requests import ChatRequest, build_chat_request, parse_cache_control, validate_body
 from .services import Services
@@ -148,12 +148,12 @@ async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat
                     if completion is not None:
                         cache.submit(chat, policy, completion, vector)
             yield chunk
-    except httpx.TransportError as exc:
+    except Exception as exc:
         # Headers are gone already: end the stream with an error event; nothing is stored.
-        error = translate_error(exc)
+        error = translate_error(exc) if isinstance(exc, httpx.TransportError) else UpstreamUnreachableError(
+            f"The upstream stream broke: {type(exc).__name__}: {exc}")
         log.warning("upstream stream broke: %s", error.message)
-        yield encode_event({"error": {"message": error.message, "type": error.error_type, "param": None,
-                                      "code": error.code}})
+        yield encode_event(openai_error_body(error.message, error.error_type, error.code))
     finally:
         await upstream.aclose()
 
