@@ -2,7 +2,8 @@
 
 The upstream answers "answer #<call number> to: <last user message>", so a test can tell which upstream call an
 answer came from. Magic words in the last user message: FAIL500 (500 error), CALL_TOOL (a tool call when tools
-are given), BREAK (a stream that stops before [DONE]), SLOW (waits `slow_seconds` first).
+are given), BREAK (a stream that stops before [DONE]), SLOW (waits `slow_seconds` first), DRIP (streams a
+chunk every 0.2 s).
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ class FakeUpstream:
             else:
                 for start in range(0, len(answer), 5):
                     yield chunk({"content": answer[start:start + 5]})
+                    if "DRIP" in text:
+                        await asyncio.sleep(0.2)
                     if "BREAK" in text and start >= 10:
                         raise RuntimeError("upstream dropped the connection")
             yield chunk({}, finish)
