@@ -44,6 +44,7 @@ def serve(settings: Settings) -> int:
     from .policies import load_policies
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     policies = load_policies(settings.policies_dir)  # a bad policy stops start-up before anything listens
     config = uvicorn.Config(create_app(settings, policies=policies), host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False, lifespan="on",
