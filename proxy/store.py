@@ -92,7 +92,7 @@ class PartitionInfo:
     max_id: int
 
 
-def _record(row: tuple[Any, ...]) -> Record:
+def _record(row: Any) -> Record:
     return Record(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], json.loads(row[9]),
                   row[10], row[11], row[12], row[13])
 
@@ -185,7 +185,7 @@ class RecordStore:
             async with self.reader.execute(
                     "SELECT id, vector FROM entries WHERE partition = ? AND embedder = ? AND id > ? "
                     "ORDER BY id LIMIT ?", (partition, embedder, last, batch)) as cur:
-                rows = await cur.fetchall()
+                rows = list(await cur.fetchall())
             if not rows:
                 return
             ids = [r[0] for r in rows]
