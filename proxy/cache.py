@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .embeddings import Embedder
+from .guard import find_conflict
 from .index import IndexSet
 from .policies import Policy
 from .requests import ChatRequest
@@ -128,8 +129,10 @@ class SemanticCache:
 
     @staticmethod
     def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None) -> bool:
-        """Every check a similar-enough candidate must pass besides its similarity."""
-        return candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
+        """Every check a similar-enough candidate must pass besides its similarity: the same conversation, still
+        fresh, and no difference the guard sees as answer-changing (numbers, negation, entities…)."""
+        return (candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
+                and find_conflict(candidate.question, request.question) is None)
 
     # -- write-back -----------------------------------------------------------------------------------------------
 
