@@ -44,7 +44,7 @@ def token_matches(expected: str | None, authorization: str | None) -> bool:
 def require_admin(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def guarded(request: Request) -> Response:
-        expected = services_of(request).settings.admin_token
+        expected = services_of(request).admin_token
         if expected is None:
             raise NotFoundError("The admin API is disabled: set DEJA_ADMIN_TOKEN to enable it.")
         if not token_matches(expected, request.headers.get("authorization")):

@@ -28,7 +28,7 @@ PAGE_HEADERS = {
 
 
 async def dashboard(request: Request) -> Response:
-    if services_of(request).settings.admin_token is None:
+    if services_of(request).admin_token is None:
         raise NotFoundError("The dashboard is disabled: set DEJA_ADMIN_TOKEN to enable it.")
     return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html", headers=PAGE_HEADERS)
 

@@ -156,8 +156,13 @@ async def test_huge_body_is_refused_with_413(make_proxy):
         assert response.status_code == 413
 
 
-async def test_queries_show_up_in_stats_as_lookups(proxy, monkeypatch):
+async def test_queries_show_up_in_stats_as_lookups(make_proxy, monkeypatch):
     monkeypatch.setenv("DEJA_ADMIN_TOKEN", "t")
+    async with make_proxy() as proxy:
+        await queries_then_stats(proxy)
+
+
+async def queries_then_stats(proxy):
     await insert(proxy, "How do I reset my password?", "Use the reset link.")
     await query(proxy, "How do I reset my password?")
     await query(proxy, "Something else entirely")
