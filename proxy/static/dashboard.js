@@ -38,7 +38,10 @@ async function api(path, options = {}) {
 
 const integer = (n) => Number(n || 0).toLocaleString("en-US");
 const ms = (n) => (n === null || n === undefined ? "–" : `${n < 10 ? n.toFixed(2) : Math.round(n)} ms`);
-const usd = (n) => `$${Number(n || 0).toFixed(n >= 100 ? 0 : 4)}`;
+const usd = (n) => {
+  const v = Number(n || 0);
+  return v === 0 ? "$0" : v < 0.01 ? `$${v.toPrecision(2)}` : `$${v.toFixed(v >= 100 ? 0 : 2)}`;
+};
 const ago = (t) => {
   const s = Math.max(0, Math.round(Date.now() / 1000 - t));
   return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
@@ -111,11 +114,17 @@ function renderStats(s) {
 
 function renderChart(series) {
   const box = $("chart");
-  const lookups = series.filter((b) => b.requests > 0);
-  $("chart-empty").classList.toggle("hidden", lookups.length > 0);
-  const xs = series.map((b) => b.t);
-  const rate = series.map((b) => (b.requests ? (100 * b.hits) / b.requests : null));
-  const requests = series.map((b) => b.requests);
+  $("chart-empty").classList.toggle("hidden", series.some((b) => b.requests > 0));
+  // The last hour, one point a minute (minutes without lookups are gaps).
+  const byMinute = new Map(series.map((b) => [b.t, b]));
+  const now = Math.floor(Date.now() / 60000) * 60;
+  const xs = [], rate = [], requests = [];
+  for (let t = now - 59 * 60; t <= now; t += 60) {
+    const b = byMinute.get(t);
+    xs.push(t);
+    rate.push(b && b.requests ? (100 * b.hits) / b.requests : null);
+    requests.push(b ? b.requests : 0);
+  }
   const data = [xs, rate, requests];
   const width = Math.max(240, box.clientWidth);
   if (chart && chart.width !== width) { chart.destroy(); chart = null; }
@@ -123,7 +132,7 @@ function renderChart(series) {
   if (typeof uPlot === "undefined") return;
   chart = new uPlot({
     width, height: 220,
-    series: [{}, { label: "hit rate %", stroke: "#2f6fed", width: 2, scale: "%", points: { show: true } },
+    series: [{}, { label: "hit rate %", stroke: "#2f6fed", width: 2, scale: "%", spanGaps: false, points: { show: true } },
              { label: "lookups", stroke: "#98a2b3", scale: "n", points: { show: true } }],
     scales: { "%": { range: [0, 100] }, n: { range: (u, min, max) => [0, Math.max(1, max)] } },
     axes: [{}, { scale: "%", label: "%" }, { scale: "n", side: 1, grid: { show: false } }],
