@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ from .guard import find_conflict
 from .index import IndexSet
 from .policies import Policy
 from .requests import ChatRequest
-from .store import NewRecord, Record, RecordStore
+from .store import EntryFilter, NewRecord, Record, RecordStore
 
 log = logging.getLogger("deja.cache")
 
@@ -56,6 +56,23 @@ class StoreJob:
     vector: np.ndarray | None
 
 
+@dataclass
+class WriterJob:
+    """Work that must run in the write-back worker (admin deletions, ModelCache inserts); `result` gets its outcome."""
+    work: Callable[[], Awaitable[Any]]
+    result: asyncio.Future[Any]
+
+    async def run(self) -> None:
+        try:
+            value = await self.work()
+        except Exception as exc:  # the caller gets it; the worker carries on
+            if not self.result.done():
+                self.result.set_exception(exc)
+        else:
+            if not self.result.done():
+                self.result.set_result(value)
+
+
 class SemanticCache:
     def __init__(self, store: RecordStore, embedder: Embedder, index_dir: Path, *, queue_size: int = 1024,
                  save_interval: float = 30.0, clock: Callable[[], float] = time.time) -> None:
@@ -66,7 +83,7 @@ class SemanticCache:
         self.save_interval = save_interval
         # One thread: onnxruntime already uses both cores for one batch, and hnswlib writes need one writer.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-embed")
-        self._queue: asyncio.Queue[StoreJob | int] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[StoreJob | int | WriterJob] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
 
@@ -144,7 +161,7 @@ class SemanticCache:
     def record_hit(self, entry_id: int) -> None:
         self._put(entry_id)
 
-    def _put(self, job: StoreJob | int) -> bool:
+    def _put(self, job: StoreJob | int | WriterJob) -> bool:
         try:
             self._queue.put_nowait(job)
             return True
@@ -195,7 +212,10 @@ class SemanticCache:
             except Exception:
                 log.exception("index maintenance failed; it is retried on the next interval")
 
-    async def _apply(self, job: StoreJob | int, hits: dict[int, tuple[int, float]]) -> None:
+    async def _apply(self, job: StoreJob | int | WriterJob, hits: dict[int, tuple[int, float]]) -> None:
+        if isinstance(job, WriterJob):
+            await job.run()
+            return
         if isinstance(job, int):
             n, _ = hits.get(job, (0, 0.0))
             hits[job] = (n + 1, self.clock())
@@ -246,3 +266,50 @@ class SemanticCache:
 
     async def _in_executor(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- admin: deletions, direct inserts, sizes ------------------------------------------------------------------
+    # Deletions and ModelCache inserts run *in* the write-back worker, queued behind what is already waiting: one
+    # writer keeps SQLite's transactions and the indexes in step (a deletion racing a write-back could otherwise
+    # leave a vector without its record, or commit half of the worker's transaction). They wait for room in the
+    # queue instead of being dropped.
+
+    async def in_writer(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        if self._worker is None or self._worker.done():
+            raise RuntimeError("the write-back worker is not running")
+        job = WriterJob(work, asyncio.get_running_loop().create_future())
+        await self._queue.put(job)
+        return await job.result
+
+    async def delete_entries(self, ids: Iterable[int]) -> int:
+        """Delete entries by id, from the store and their indexes; returns how many existed."""
+        wanted = list(ids)
+
+        async def work() -> int:
+            doomed = await self.store.delete_ids(wanted)
+            for entry_id, partition, embedder in doomed:
+                self._forget(entry_id, partition, embedder)
+            return len(doomed)
+
+        return int(await self.in_writer(work))
+
+    async def purge(self, selection: EntryFilter) -> int:
+        """Delete every entry `selection` matches, from the store and the indexes; returns how many."""
+
+        async def work() -> int:
+            doomed = await self.store.delete_matching(selection)
+            for entry_id, partition, embedder in doomed:
+                self._forget(entry_id, partition, embedder)
+            return len(doomed)
+
+        return int(await self.in_writer(work))
+
+    async def store_now(self, request: ChatRequest, policy: Policy, response: dict[str, Any]) -> None:
+        """Store an answer and return once it is stored (and findable): the ModelCache insert."""
+        await self.in_writer(lambda: self._store(StoreJob(request, policy, response, None)))
+
+    def partition_sizes(self) -> dict[str, tuple[int, int]]:
+        """(stored entries, live index vectors) per partition, from memory: cheap enough for every scrape."""
+        sizes = {partition: (count, 0) for partition, count in self._counts.items()}
+        for partition, index in self.indexes.indexes.items():
+            sizes[partition] = (sizes.get(partition, (0, 0))[0], index.live)
+        return sizes

@@ -1,4 +1,5 @@
-"""The `deja` command: `deja serve` starts the proxy (settings from the config file, then flags)."""
+"""The `deja` command: `deja serve` starts the proxy (settings from the config file, then flags); the admin
+commands (`deja stats|entries|delete|purge|export`) live in admin_cli.py."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 
 import uvicorn
 
+from .admin_cli import COMMANDS as ADMIN_COMMANDS
+from .admin_cli import add_admin_commands, run_admin_command
 from .errors import ConfigError
 from .settings import Settings, load_settings
 
@@ -121,11 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="write served-vs-traps curves to this PNG (needs matplotlib)")
     e.add_argument("--config")
     e.add_argument("--data-dir", help="where the embedding model is prepared (default: the config's)")
+
+    add_admin_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ADMIN_COMMANDS:
+        return run_admin_command(args)
     try:
         if args.command == "serve":
             settings = load_settings(args.config, host=args.host, port=args.port, upstream=args.upstream,

@@ -205,6 +205,30 @@ SYNONYMS = {
     "cancelled": "canceled",
     "enrol": "enroll",
 }
+# Synonyms common in support questions, for the substitution rule only (the other rules keep "receive" apart from
+# "get" so that send/receive stays a polarity pair): swapping one for another asks the same thing.
+SWAP_SYNONYMS = {
+    word: group.split()[0]
+    for group in """get receive obtain; start begin commence; change update amend modify edit; mute silence;
+        create setup; order request; register enrol enroll signup; contact reach; repair fix; purchase buy;
+        quote quotation estimate; challenge dispute contest; submit make file lodge; close shut; need require;
+        find locate; show display; help assist; big large; small little""".split(";")
+    for word in group.split()
+}
+# Words that change no answer when added or dropped: greetings, hedges, sign-offs.
+FILLER_WORDS = frozenset("""hi hiya hey hello morning evening cheers thanks thank advance uh um erm er yeah so ok okay
+    please quick question oh well anyway lol folks guys""".split())
+# Auxiliaries, modals, pronouns, articles and question words: "how do I" and "how can I" ask the same thing.
+GRAMMAR_WORDS = frozenset("""a an the do does did can could should would will shall may might must is are was were be
+    been am i me my we our you your it its they them their what which who how when where why that this these those
+    there have has had to go get""".split())
+CONTRACTIONS = (("can't", "can not"), ("cannot", "can not"), ("won't", "will not"), ("n't", " not"), ("'re", " are"),
+                ("'ve", " have"), ("'ll", " will"), ("'d", " would"), ("'m", " am"), ("what's", "what is"),
+                ("it's", "it is"), ("there's", "there is"))
+# Prepositions that open a qualifying phrase: "symptoms of flu in babies", "deadline for students".
+NUMERIC_RE = re.compile(r"\d")
+QUALIFYING_PREPOSITIONS = frozenset("in for on at with without during under over from by near outside inside abroad "
+                                    "within after before between".split())
 PHRASES_RE = re.compile(r"\btwo[- ]factor\b|\b2-factor\b")
 # Words that make "A to B" a direction rather than a purpose ("from A to B", "convert A to B").
 DIRECTION_CUES = frozenset(
@@ -363,9 +387,82 @@ def find_conflict(cached: str, incoming: str) -> str | None:
         if ma - mb and mb - ma:
             return "scope"
     small, big = sorted((a.content, b.content), key=len)
-    if small < big and big - small - GENERIC_WORDS:
+    if small < big and big - small - GENERIC_WORDS and _adds_qualifier(cached, incoming):
         return "scope"  # one side only adds qualifiers: "symptoms of flu" vs "symptoms of flu in babies"
-    return None
+    return _substitution(cached, incoming)
+
+
+def _tokens(text: str) -> list[str]:
+    """Lowercase words with contractions spelt out and grammatical filler dropped, for sequence diffs."""
+    lower = text.lower().replace("\u2019", "'")
+    for short, long in CONTRACTIONS:
+        lower = lower.replace(short, long)
+    # Numbers and times are the number rule's business: here they would only look like swapped words.
+    words = (SYNONYMS.get(_singular(w), _singular(w)) for w in WORD_RE.findall(lower)
+             if w not in FILLER_WORDS and w not in WORD_NUMBERS and w not in ("am", "pm") and not NUMERIC_RE.search(w))
+    return [SWAP_SYNONYMS.get(w, w) for w in words]
+
+
+def _diff(cached: str, incoming: str) -> tuple[list[str], list[str], list[tuple[str, list[str], list[str]]]]:
+    ta, tb = _tokens(cached), _tokens(incoming)
+    ops = SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes()
+    return ta, tb, [(tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+
+
+def _adds_qualifier(cached: str, incoming: str) -> bool:
+    """One side inserts a prepositional phrase ("flu" vs "flu in babies") or a member of a closed class
+    (audience, platform, tier…) the other lacks; a bare added noun ("capital" vs "capital city") narrows nothing."""
+    _, _, changes = _diff(cached, incoming)
+    for _, left, right in changes:
+        # A span that replaces only grammatical words ("I" -> "contractors") adds as much as an insertion does.
+        if all(w in GRAMMAR_WORDS for w in left):
+            added = right
+        elif all(w in GRAMMAR_WORDS for w in right):
+            added = left
+        else:
+            continue
+        if len(added) > 1 and added[0] in QUALIFYING_PREPOSITIONS:
+            return True
+        if any(_singular(w) in members for w in added for members in CLOSED_CLASS_SETS.values()):
+            return True  # "can I work from home" vs "can contractors work from home"
+    return False
+
+
+def _variant(x: str, y: str) -> bool:
+    """The same word in another form or with a slip: "quote"/"quotation", "recieve"/"receive"."""
+    if _singular(x) == _singular(y) or _stem(x) == _stem(y):
+        return True
+    if min(len(x), len(y)) >= 4 and (x.startswith(y) or y.startswith(x)):
+        return True
+    return x[0] == y[0] and SequenceMatcher(None, x, y).ratio() >= 0.8
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s", "er", "ly", "ation", "ment"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _substitution(cached: str, incoming: str) -> str | None:
+    """A minimal edit that swaps one short span for another ("home insurance" vs "car insurance", "within" vs
+    "after"): the texts agree on everything else, so the swapped words are what the question is about. Swaps of
+    grammatical words, word forms, typos and listed synonyms are not differences."""
+    ta, tb, changes = _diff(cached, incoming)
+    if len(changes) != 1 or changes[0][0] != "replace":
+        return None
+    _, left, right = changes[0]
+    if len(left) > 2 or len(right) > 2 or len(ta) - len(left) < 2:
+        return None
+    left = [w for w in left if w not in GRAMMAR_WORDS]
+    right = [w for w in right if w not in GRAMMAR_WORDS]
+    if not left or not right:
+        return None
+    if len(left) == len(right) and all(_variant(x, y) for x, y in zip(left, right, strict=True)):
+        return None
+    if "".join(left) == "".join(right):  # "sign up" vs "signup"
+        return None
+    return "substitution"
 
 
 def _content_of(message: dict) -> str:

@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 UPSTREAM_KEY_ENV = "DEJA_UPSTREAM_API_KEY"
+ADMIN_TOKEN_ENV = "DEJA_ADMIN_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ class EmbeddingSettings:
     cache_dir: str | None = None
     # Upper bound for one embedding batch (requests arriving together are embedded together).
     max_batch: int = 32
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    # USD per 1M prompt (input) tokens and per 1M completion (output) tokens.
+    input: float
+    output: float
 
 
 @dataclass(frozen=True)
@@ -53,10 +61,19 @@ class Settings:
     index_save_interval: float = 30.0
     log_level: LogLevel = "info"
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    # Prices for "cost saved" (metrics, /admin/stats): model glob -> {input, output} in USD per 1M tokens, merged
+    # over built-in defaults for common OpenAI models (proxy/metrics.py); the longest matching glob wins. Tokens
+    # of a model without a price are counted as unpriced, never given an invented cost.
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
 
     @property
     def upstream_api_key(self) -> str | None:
         return os.environ.get(UPSTREAM_KEY_ENV) or None
+
+    @property
+    def admin_token(self) -> str | None:
+        """Enables /admin and /dashboard when set; only ever read from the environment (DEJA_ADMIN_TOKEN)."""
+        return os.environ.get(ADMIN_TOKEN_ENV) or None
 
 
 def _check_value(where: str, key: str, value: Any, tp: Any) -> Any:
@@ -71,6 +88,12 @@ def _check_value(where: str, key: str, value: Any, tp: Any) -> Any:
         if value is None and type(None) in args:
             return None
         return _check_value(where, key, value, next(a for a in args if a is not type(None)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+        key_type, value_type = typing.get_args(tp)
+        return {_check_value(where, key, k, key_type): _check_value(where, f"{key}.{k}", v, value_type)
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
@@ -93,6 +116,10 @@ def build_dataclass(cls: Any, data: dict[str, Any], where: str, prefix: str = ""
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key {prefix + unknown[0]!r} (known: {', '.join(sorted(names))})")
+    required = [f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING and f.name not in data]
+    if required:
+        raise ConfigError(f"{where}: missing key {prefix + required[0]!r}")
     return cls(**{k: _check_value(where, prefix + k, v, hints[k]) for k, v in data.items()})
 
 
