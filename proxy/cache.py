@@ -235,14 +235,21 @@ class SemanticCache:
             embedder=self.indexes.embedder if vector is not None else None, vector=vector,
             created_at=now, expires_at=now + policy.ttl if policy.ttl else None,
         )
-        entry_id, replaced = await self.store.insert(new)
+        # The row is committed only once its vector is indexed: an entry becomes findable exactly and by meaning
+        # at the same moment.
+        entry_id, replaced = await self.store.insert(new, commit=False)
+        try:
+            if vector is not None:
+                index = self.indexes.get_or_create(request.partition)
+                await self._in_executor(index.add, [entry_id], vector.reshape(1, -1))
+                self.indexes.dirty.add(request.partition)
+        except BaseException:
+            await self.store.writer.rollback()
+            raise
+        await self.store.writer.commit()
         if replaced is not None:
             self._forget(replaced.id, replaced.partition, replaced.embedder)
         self._counts[request.partition] = self._counts.get(request.partition, 0) + 1
-        if vector is not None:
-            index = self.indexes.get_or_create(request.partition)
-            await self._in_executor(index.add, [entry_id], vector.reshape(1, -1))
-            self.indexes.dirty.add(request.partition)
         if policy.max_entries and self._counts[request.partition] > policy.max_entries:
             for doomed, embedder in await self.store.evict_lru(request.partition, policy.max_entries):
                 self._forget(doomed, request.partition, embedder)

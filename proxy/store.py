@@ -146,8 +146,9 @@ class RecordStore:
         async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE id IN ({marks})", ids) as cur:
             return {row[0]: _record(row) for row in await cur.fetchall()}
 
-    async def insert(self, new: NewRecord) -> tuple[int, Record | None]:
-        """Store `new`, replacing an entry with the same exact key; returns (id, the replaced record)."""
+    async def insert(self, new: NewRecord, *, commit: bool = True) -> tuple[int, Record | None]:
+        """Store `new`, replacing an entry with the same exact key; returns (id, the replaced record). With
+        commit=False the caller commits (or rolls back) on the writer connection."""
         old = None
         async with self.writer.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
                                        (new.exact_key,)) as cur:
@@ -163,7 +164,8 @@ class RecordStore:
             (new.exact_key, new.partition, new.tenant, new.model, new.namespace, new.context_digest,
              new.context_text, new.question, json.dumps(new.response, separators=(",", ":")), new.embedder, vector,
              new.created_at, new.expires_at, new.created_at))
-        await self.writer.commit()
+        if commit:
+            await self.writer.commit()
         assert cur.lastrowid is not None
         return cur.lastrowid, old
 
@@ -248,7 +250,7 @@ class RecordStore:
         while True:
             async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE {where} AND id > ? "
                                            "ORDER BY id LIMIT ?", [*args, last, batch]) as cur:
-                rows = await cur.fetchall()
+                rows = list(await cur.fetchall())
             if not rows:
                 return
             yield [_record(row) for row in rows]
