@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from proxy import guard  # noqa: E402
+from proxy.policies import builtin_policy  # noqa: E402
 
 SHOULD_HIT = ("paraphrase", "near_repeat")
 TRAPS = ("negation", "entity_swap", "number_date", "scope")
@@ -31,6 +32,47 @@ CONV_TRAP = ("context_swap", "detail_swap", "intent_flip")
 SWEEP = [round(x, 3) for x in np.arange(0.60, 0.981, 0.02)]
 TRAP_BUDGET = 0.01  # fow pairs: at most 1% of traps served
 CONV_TRAP_BUDGET = 0.02
+
+
+# -- context designs compared for conversations (the proxy ships exact context) ------------------
+
+# The shipped defaults (policies/default.yaml), reported on both halves.
+DEFAULT = builtin_policy()
+# 1.0 = the earlier turns must match exactly: no semantic context cut-off kept traps near 2%.
+CONTEXT_THRESHOLD = 1.0
+# The embedder reads ~256 tokens from the start, so the proxy embeds only the context's tail: recent turns decide
+# what "it" means. The guard still reads the whole context.
+CONTEXT_EMBED_CHARS = 1000
+
+
+
+def _content_of(message: dict) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def context_text(messages: list[dict]) -> str:
+    """The earlier turns (everything before the final user message, system prompt included) as one text, one
+    "role: content" line per message; store it whole and embed `text[-CONTEXT_EMBED_CHARS:]`."""
+    lines = [f"{m.get('role', 'user')}: {' '.join(_content_of(m).split())}" for m in messages]
+    return "\n".join(lines)
+
+
+def context_conflict(cached_context: str, incoming_context: str, similarity: float, threshold: float) -> str | None:
+    """Why the cached context cannot stand for the incoming one, or None. `similarity` is the cosine of the two
+    contexts' embeddings (ignored when both are empty)."""
+    if cached_context == incoming_context:
+        return None
+    if not cached_context or not incoming_context or threshold >= 1.0:
+        return "context"
+    if similarity < threshold:
+        return "context"
+    rule = guard.find_conflict(cached_context, incoming_context)  # a swapped amount or name anywhere in the history
+    return f"context-{rule}" if rule else None
 
 
 def tuning(item_id: str) -> bool:
@@ -171,14 +213,14 @@ def mock_report(pairs: list[dict], emb: Embeddings, threshold: float, out: list[
         ok2, wrong2 = stats(threshold, lt, 0, True, use_guard=False)
         out.append(f"| {lt:.2f} | {pct(ok)} | {pct(wrong)} | {pct(ok2)} / {pct(wrong2)} |")
     out.append(
-        f"\nRecommended: threshold {guard.THRESHOLD}, long_threshold {guard.LONG_THRESHOLD} after "
-        f"{guard.LONG_AFTER} chars.\n"
+        f"\nShipped default: threshold {DEFAULT.threshold}, long_threshold {DEFAULT.long_threshold} after "
+        f"{DEFAULT.long_after} chars.\n"
     )
     out.append("| half | own answer | another's answer | own, no guard | another's, no guard |")
     out.append("|---|---|---|---|---|")
     for half in (True, False):
-        ok, wrong = stats(guard.THRESHOLD, guard.LONG_THRESHOLD, guard.LONG_AFTER, half)
-        ok2, wrong2 = stats(guard.THRESHOLD, guard.LONG_THRESHOLD, guard.LONG_AFTER, half, use_guard=False)
+        ok, wrong = stats(DEFAULT.threshold, DEFAULT.long_threshold, DEFAULT.long_after, half)
+        ok2, wrong2 = stats(DEFAULT.threshold, DEFAULT.long_threshold, DEFAULT.long_after, half, use_guard=False)
         out.append(f"| {'tuning' if half else 'held-out'} | {pct(ok)} | {pct(wrong)} | {pct(ok2)} | {pct(wrong2)} |")
     return {"stats": stats, "conflicts": conflicts}
 
@@ -189,13 +231,13 @@ def mock_report(pairs: list[dict], emb: Embeddings, threshold: float, out: list[
 def conv_texts(messages: list[dict], mode: str) -> str:
     earlier = messages[:-1]
     if mode == "roles":
-        return guard.context_text(earlier)
+        return context_text(earlier)
     if mode == "users+last_assistant":
         last_a = max((i for i, m in enumerate(earlier) if m["role"] == "assistant"), default=-1)
         kept = [m for i, m in enumerate(earlier) if m["role"] != "assistant" or i == last_a]
-        return guard.context_text(kept)
+        return context_text(kept)
     if mode == "combined":
-        return guard.context_text(messages)
+        return context_text(messages)
     raise ValueError(mode)
 
 
@@ -223,7 +265,7 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[
     designs["last message only"] = [(0.0, qok)]
     exact = [q and c["a"][:-1] == c["b"][:-1] for c, q in zip(convs, qok, strict=True)]
     designs["exact context"] = [(1.0, exact)]
-    tail = guard.CONTEXT_EMBED_CHARS
+    tail = CONTEXT_EMBED_CHARS
     for mode in ("roles", "users+last_assistant"):
         ca = [conv_texts(c["a"], mode) for c in convs]
         cb = [conv_texts(c["b"], mode) for c in convs]
@@ -238,7 +280,7 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[
                 (
                     t,
                     [
-                        q and guard.context_conflict(x, y, float(s), t) is None
+                        q and context_conflict(x, y, float(s), t) is None
                         for q, x, y, s in zip(qok, ca, cb, ccos, strict=True)
                     ],
                 )
@@ -269,7 +311,7 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[
         )
     name = (
         "exact context"
-        if guard.CONTEXT_THRESHOLD >= 1.0
+        if CONTEXT_THRESHOLD >= 1.0
         else (f"context `roles`, last {tail} chars embedded, cosine + guard on whole context")
     )
     t, f = chosen[name]

@@ -11,18 +11,15 @@ The rules look only at what decides an answer and never at phrasing, so typos, f
 - "entity":    each side names a proper noun or known product/platform the other does not mention
 - "direction": "A to B" on one side and "B to A" on the other (transfers, conversions, routes)
 - "scope":     both name a member of the same closed class (audience, platform, tier, animal...) and they
-               differ, or one side only adds qualifying content words ("flu" vs "flu in babies")
-
-Conversations (see bench/calibrate.py for the numbers that chose this design): each cache entry stores the final
-user message (embedded, in the ANN index) and `context_text(earlier_messages)` embedded separately. A candidate is
-served only if the question passes `find_conflict` and `context_conflict(cached_ctx, incoming_ctx, cos, threshold)`
-returns None, where cos is the cosine of the embedded context tails (`context[-CONTEXT_EMBED_CHARS:]`) and the guard
-runs on the whole contexts. Both contexts empty is an exact match; one empty and one not is a conflict.
+               differ, or one side only adds a qualifier ("flu" vs "flu in babies", "can contractors…")
+- "substitution": a minimal edit swapping one short span ("home insurance" vs "car insurance"), unless the swap
+               is grammatical ("how do I" / "how can I"), a word form, a typo or a listed synonym
 
 API:
     find_conflict(cached: str, incoming: str) -> str | None
-    context_text(messages: list[dict]) -> str
-    context_conflict(cached_context: str, incoming_context: str, similarity: float, threshold: float) -> str | None
+
+Conversations are not this module's business: the proxy requires the same context (system prompt and earlier
+turns) exactly, the only design that kept conversation traps near zero (bench/QUALITY.md).
 """
 
 from __future__ import annotations
@@ -31,16 +28,6 @@ import re
 from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import NamedTuple
-
-# Recommended cut-offs (cosine on unit vectors, all-MiniLM-L6-v2 int8); bench/calibrate.py reproduces them.
-THRESHOLD = 0.82
-LONG_THRESHOLD = 0.92  # long texts share more words by chance, so neighbours get closer
-LONG_AFTER = 100  # characters of the final user message after which LONG_THRESHOLD applies
-# 1.0 = the earlier turns must match exactly: no semantic context cut-off kept traps near 2% (bench/calibrate.py).
-CONTEXT_THRESHOLD = 1.0
-# The embedder reads ~256 tokens from the start, so the proxy embeds only the context's tail: recent turns decide
-# what "it" means. The guard still reads the whole context.
-CONTEXT_EMBED_CHARS = 1000
 
 WORD_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 CASED_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9&]*(?:[-'.][A-Za-z0-9&]+)*")
@@ -100,6 +87,7 @@ STOPWORDS = frozenset(
 )
 
 
+@lru_cache(maxsize=65536)
 def _singular(word: str) -> str:
     if word in STOPWORDS:
         return word
@@ -226,6 +214,7 @@ CONTRACTIONS = (("can't", "can not"), ("cannot", "can not"), ("won't", "will not
                 ("'ve", " have"), ("'ll", " will"), ("'d", " would"), ("'m", " am"), ("what's", "what is"),
                 ("it's", "it is"), ("there's", "there is"))
 # Prepositions that open a qualifying phrase: "symptoms of flu in babies", "deadline for students".
+PERSONAL_PRONOUNS = frozenset("i me my we us our".split())
 NUMERIC_RE = re.compile(r"\d")
 QUALIFYING_PREPOSITIONS = frozenset("in for on at with without during under over from by near outside inside abroad "
                                     "within after before between".split())
@@ -256,7 +245,11 @@ def _numbers(lower: str) -> tuple[frozenset[str], str]:
         return " "
 
     lower = TIME_RE.sub(time_repl, lower)
-    lower = CLOCK_RE.sub(lambda m: found.add(f"{int(m.group(1))}:{m.group(2)}") or " ", lower)
+    def clock_repl(m: re.Match[str]) -> str:
+        found.add(f"{int(m.group(1))}:{m.group(2)}")
+        return " "
+
+    lower = CLOCK_RE.sub(clock_repl, lower)
     for token in re.findall(r"[a-z0-9.,]*\d[a-z0-9.,]*", lower):
         token = token.strip(".,")
         head = NUMBER_RE.match(token)
@@ -266,17 +259,17 @@ def _numbers(lower: str) -> tuple[frozenset[str], str]:
             found.add(f"{value:g}")
         else:
             found.add(token)  # an identifier or version ("p60", "v2.1", "2fa"): compared whole
-    total = None
+    total: float | None = None
     for word in re.findall(r"[a-z]+", lower):
-        value = WORD_NUMBERS.get(word)
-        if value is None:
+        number = WORD_NUMBERS.get(word)
+        if number is None:
             if total is not None:
                 found.add(f"{total:g}")
                 total = None
-        elif value in (100, 1000, 10**6) and total:
-            total *= value
+        elif number in (100, 1000, 10**6) and total:
+            total *= number
         else:
-            total = (total or 0) + value
+            total = (total or 0) + number
     if total is not None:
         found.add(f"{total:g}")
     return frozenset(found), lower
@@ -392,7 +385,8 @@ def find_conflict(cached: str, incoming: str) -> str | None:
     return _substitution(cached, incoming)
 
 
-def _tokens(text: str) -> list[str]:
+@lru_cache(maxsize=8192)
+def _tokens(text: str) -> tuple[str, ...]:
     """Lowercase words with contractions spelt out and grammatical filler dropped, for sequence diffs."""
     lower = text.lower().replace("\u2019", "'")
     for short, long in CONTRACTIONS:
@@ -400,10 +394,13 @@ def _tokens(text: str) -> list[str]:
     # Numbers and times are the number rule's business: here they would only look like swapped words.
     words = (SYNONYMS.get(_singular(w), _singular(w)) for w in WORD_RE.findall(lower)
              if w not in FILLER_WORDS and w not in WORD_NUMBERS and w not in ("am", "pm") and not NUMERIC_RE.search(w))
-    return [SWAP_SYNONYMS.get(w, w) for w in words]
+    return tuple(SWAP_SYNONYMS.get(w, w) for w in words)
 
 
-def _diff(cached: str, incoming: str) -> tuple[list[str], list[str], list[tuple[str, list[str], list[str]]]]:
+Tokens = tuple[str, ...]
+
+
+def _diff(cached: str, incoming: str) -> tuple[Tokens, Tokens, list[tuple[str, Tokens, Tokens]]]:
     ta, tb = _tokens(cached), _tokens(incoming)
     ops = SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes()
     return ta, tb, [(tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
@@ -414,6 +411,10 @@ def _adds_qualifier(cached: str, incoming: str) -> bool:
     (audience, platform, tier…) the other lacks; a bare added noun ("capital" vs "capital city") narrows nothing."""
     _, _, changes = _diff(cached, incoming)
     for _, left, right in changes:
+        # Someone else in place of "I"/"my": the question is about another person's case.
+        if (PERSONAL_PRONOUNS & set(left) and any(w not in GRAMMAR_WORDS for w in right)) or (
+                PERSONAL_PRONOUNS & set(right) and any(w not in GRAMMAR_WORDS for w in left)):
+            return True
         # A span that replaces only grammatical words ("I" -> "contractors") adds as much as an insertion does.
         if all(w in GRAMMAR_WORDS for w in left):
             added = right
@@ -454,8 +455,8 @@ def _substitution(cached: str, incoming: str) -> str | None:
     _, left, right = changes[0]
     if len(left) > 2 or len(right) > 2 or len(ta) - len(left) < 2:
         return None
-    left = [w for w in left if w not in GRAMMAR_WORDS]
-    right = [w for w in right if w not in GRAMMAR_WORDS]
+    left = tuple(w for w in left if w not in GRAMMAR_WORDS)
+    right = tuple(w for w in right if w not in GRAMMAR_WORDS)
     if not left or not right:
         return None
     if len(left) == len(right) and all(_variant(x, y) for x, y in zip(left, right, strict=True)):
@@ -463,32 +464,3 @@ def _substitution(cached: str, incoming: str) -> str | None:
     if "".join(left) == "".join(right):  # "sign up" vs "signup"
         return None
     return "substitution"
-
-
-def _content_of(message: dict) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def context_text(messages: list[dict]) -> str:
-    """The earlier turns (everything before the final user message, system prompt included) as one text, one
-    "role: content" line per message; store it whole and embed `text[-CONTEXT_EMBED_CHARS:]`."""
-    lines = [f"{m.get('role', 'user')}: {' '.join(_content_of(m).split())}" for m in messages]
-    return "\n".join(lines)
-
-
-def context_conflict(cached_context: str, incoming_context: str, similarity: float, threshold: float) -> str | None:
-    """Why the cached context cannot stand for the incoming one, or None. `similarity` is the cosine of the two
-    contexts' embeddings (ignored when both are empty)."""
-    if cached_context == incoming_context:
-        return None
-    if not cached_context or not incoming_context or threshold >= 1.0:
-        return "context"
-    if similarity < threshold:
-        return "context"
-    rule = find_conflict(cached_context, incoming_context)  # a swapped amount or name anywhere in the history
-    return f"context-{rule}" if rule else None

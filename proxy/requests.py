@@ -35,7 +35,6 @@ BOOKKEEPING_FIELDS = frozenset({
     "prompt_cache_retention",
 })
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-CONTEXT_ROLES = frozenset({"system", "developer"})
 MAX_NAMESPACE_LENGTH = 128
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from proxy.guard import context_conflict, context_text, find_conflict
+from proxy.guard import find_conflict
 
 
 @pytest.mark.parametrize(
@@ -25,6 +25,10 @@ from proxy.guard import context_conflict, context_text, find_conflict
         ("Which vaccines does my dog need?", "Which vaccines does my cat need?", "scope"),
         ("How much is a gym pass for adults?", "How much is a gym pass for seniors?", "scope"),
         ("What are the side effects of aspirin?", "What are the side effects of aspirin in pregnancy?", "scope"),
+        ("Can I take leave on Fridays?", "Can interns take leave on Fridays?", "scope"),
+        ("What does my boat licence cover?", "What does my fishing licence cover?", "substitution"),
+        ("Can I swap seats within the first hour?", "Can I swap seats after the first hour?", "substitution"),
+        ("How do I freeze my gym membership?", "How do I restart my gym membership?", "substitution"),
     ],
 )
 def test_rejects(cached: str, incoming: str, rule: str) -> None:
@@ -49,6 +53,13 @@ def test_rejects(cached: str, incoming: str, rule: str) -> None:
         ("How do I request a copy of my contract?", "How can I get a copy of my contract?"),
         ("How do I reset my router?", "Hi, quick one: how do I reset my router? Thanks"),
         ("Where can I park near the library?", "Near the library, where can I park?"),
+        ("What is the capital of Peru?", "What is the capital city of Peru?"),
+        ("How do I book a table?", "How can I book a table?"),
+        ("Who do I call about a leaking pipe?", "Who should I call about a leaking pipe?"),
+        ("Why won't my phone charge?", "Why doesn't my phone charge?"),
+        ("When does the spring term start?", "When does the spring term begin?"),
+        ("How do I get a quote for new windows?", "How do I get a quotation for new windows?"),
+        ("When will I receive my refund?", "When will I get my refund?"),
     ],
 )
 def test_allows_paraphrases(cached: str, incoming: str) -> None:
@@ -57,21 +68,3 @@ def test_allows_paraphrases(cached: str, incoming: str) -> None:
 
 def test_identical_texts_never_conflict() -> None:
     assert find_conflict("Cancel it", "Cancel it") is None
-
-
-def test_context_text_reads_strings_and_text_parts() -> None:
-    messages = [
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "My  order"}, {"type": "image_url", "image_url": {}}]},
-        {"role": "assistant", "content": None},
-    ]
-    assert context_text(messages) == "system: Be brief.\nuser: My order\nassistant: "
-
-
-def test_context_conflict() -> None:
-    assert context_conflict("", "", 0.0, 1.0) is None
-    assert context_conflict("user: hi", "user: hi", 1.0, 1.0) is None
-    assert context_conflict("", "user: hi", 1.0, 0.5) == "context"
-    assert context_conflict("user: my plan is Basic", "user: my plan is Gold", 0.99, 1.0) == "context"
-    assert context_conflict("user: order 1234 is late", "user: order 1235 is late", 0.99, 0.9) == "context-number"
-    assert context_conflict("user: my order is late", "user: my order is late!", 0.99, 0.9) is None
