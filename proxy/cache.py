@@ -1,7 +1,8 @@
 """SemanticCache: the one place that decides a hit, and the write-back that stores answers after responses.
 
-lookup: exact key (no embedding) -> embed the question -> nearest neighbours in the partition's index ->
-        records from the store -> the first candidate that passes every check is the hit.
+lookup: exact key (in memory, then SQLite; no embedding) -> embed the question (micro-batched with concurrent
+        lookups) and search the partition's index on the embedding thread -> records (in memory, then SQLite) ->
+        the first candidate that passes every check is the hit.
 store:  through a bounded queue, after the response has gone out; one worker owns every write, so SQLite and the
         indexes change in step, and shutdown drains it.
 """
@@ -19,7 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .batcher import EmbeddingBatcher
 from .embeddings import Embedder
+from .hot import HotRecords
 from .index import IndexSet
 from .policies import Policy
 from .requests import ChatRequest
@@ -57,14 +60,19 @@ class StoreJob:
 
 class SemanticCache:
     def __init__(self, store: RecordStore, embedder: Embedder, index_dir: Path, *, queue_size: int = 1024,
-                 save_interval: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+                 save_interval: float = 30.0, clock: Callable[[], float] = time.time, max_batch: int = 32,
+                 batch_window: float = 0.002, hot_records: int = 10_000) -> None:
         self.store = store
         self.embedder = embedder
         self.indexes = IndexSet(index_dir, embedder.name, embedder.dim)
         self.clock = clock
         self.save_interval = save_interval
-        # One thread: onnxruntime already uses both cores for one batch, and hnswlib writes need one writer.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-embed")
+        self.hot = HotRecords(hot_records)
+        self._lookups = 0  # in flight: how many questions the batcher may wait for
+        self.batcher = EmbeddingBatcher(embedder, max_batch=max_batch, window=batch_window,
+                                        expected=lambda: self._lookups)
+        # Index writes, saves and compaction: one writer thread (hnswlib must not add while it rebuilds).
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-index")
         self._queue: asyncio.Queue[StoreJob | int] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
@@ -96,15 +104,28 @@ class SemanticCache:
             self._worker = None
         await self._save_dirty()
         self._executor.shutdown(wait=True)
+        self.batcher.close()
 
     # -- lookup ---------------------------------------------------------------------------------------------------
 
     async def embed(self, texts: list[str]) -> np.ndarray:
-        return await self._in_executor(self.embedder.embed, texts)
+        return await self.batcher.embed_many(texts)
 
     async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+        self._lookups += 1
+        try:
+            return await self._lookup(request, policy, max_age)
+        finally:
+            self._lookups -= 1
+
+    async def _lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
         now = self.clock()
-        record = await self.store.get_exact(request.exact_key)
+        record = self.hot.by_key(request.exact_key)
+        if record is None:
+            epoch = self.hot.epoch
+            record = await self.store.get_exact(request.exact_key)
+            if record is not None:
+                self.hot.put(record, epoch)
         if record is not None and record.fresh(now, max_age):
             return Lookup(Hit(record, "exact"))
         if policy.mode != "semantic" or not request.semantic_ok:
@@ -112,19 +133,32 @@ class SemanticCache:
         index = self.indexes.get(request.partition)
         if index is None or index.live == 0:
             return Lookup(None)  # nothing to compare with: the question is embedded at write-back instead
-        vector, candidates = await self._in_executor(self._embed_and_search, index, request.question)
+        vector, candidates = await self.batcher.embed(request.question,
+                                                      lambda v: (v, index.search(v, CANDIDATES)))
         threshold = policy.threshold_for(request.question)
         candidates = [(i, s) for i, s in candidates if s >= threshold]
-        records = await self.store.get_many(i for i, _ in candidates)
+        records = await self._records(i for i, _ in candidates)
         for entry_id, similarity in candidates:
             candidate = records.get(entry_id)
             if candidate is not None and self.accepts(request, candidate, now, max_age):
                 return Lookup(Hit(candidate, "semantic", min(similarity, 1.0)), vector)
         return Lookup(None, vector)
 
-    def _embed_and_search(self, index: Any, question: str) -> tuple[np.ndarray, list[tuple[int, float]]]:
-        vector = self.embedder.embed([question])[0]
-        return vector, index.search(vector, CANDIDATES)
+    async def _records(self, ids: Any) -> dict[int, Record]:
+        found: dict[int, Record] = {}
+        missing = []
+        for entry_id in ids:
+            record = self.hot.by_id(entry_id)
+            if record is None:
+                missing.append(entry_id)
+            else:
+                found[entry_id] = record
+        if missing:
+            epoch = self.hot.epoch
+            for entry_id, record in (await self.store.get_many(missing)).items():
+                found[entry_id] = record
+                self.hot.put(record, epoch)
+        return found
 
     @staticmethod
     def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None) -> bool:
@@ -215,6 +249,7 @@ class SemanticCache:
         entry_id, replaced = await self.store.insert(new)
         if replaced is not None:
             self._forget(replaced.id, replaced.partition, replaced.embedder)
+        self.hot.put(new.record(entry_id))
         self._counts[request.partition] = self._counts.get(request.partition, 0) + 1
         if vector is not None:
             index = self.indexes.get_or_create(request.partition)
@@ -225,7 +260,8 @@ class SemanticCache:
                 self._forget(doomed, request.partition, embedder)
 
     def _forget(self, entry_id: int, partition: str, embedder: str | None) -> None:
-        """An entry left the store: keep the in-memory count and the index in step."""
+        """An entry left the store: keep the in-memory count, the hot records and the index in step."""
+        self.hot.drop(entry_id)
         self._counts[partition] = max(0, self._counts.get(partition, 1) - 1)
         index = self.indexes.get(partition)
         if embedder == self.indexes.embedder and index is not None:

@@ -82,6 +82,12 @@ class NewRecord:
     vector: np.ndarray | None
     created_at: float
     expires_at: float | None
+    hits: int = 0
+
+    def record(self, entry_id: int) -> Record:
+        return Record(entry_id, self.exact_key, self.partition, self.tenant, self.model, self.namespace,
+                      self.context_digest, self.context_text, self.question, self.response, self.embedder,
+                      self.created_at, self.expires_at, self.hits)
 
 
 @dataclass(frozen=True)
