@@ -22,6 +22,7 @@ import numpy as np
 
 from .batcher import EmbeddingBatcher
 from .embeddings import Embedder
+from .flights import FlightTable
 from .hot import HotRecords
 from .index import IndexSet
 from .policies import Policy
@@ -68,6 +69,7 @@ class SemanticCache:
         self.clock = clock
         self.save_interval = save_interval
         self.hot = HotRecords(hot_records)
+        self.flights = FlightTable()
         self._lookups = 0  # in flight: how many questions the batcher may wait for
         self.batcher = EmbeddingBatcher(embedder, max_batch=max_batch, window=batch_window,
                                         expected=lambda: self._lookups)
@@ -231,7 +233,10 @@ class SemanticCache:
             n, _ = hits.get(job, (0, 0.0))
             hits[job] = (n + 1, self.clock())
             return
-        await self._store(job)
+        try:
+            await self._store(job)
+        finally:
+            self.flights.stored(job.request.exact_key)
 
     async def _store(self, job: StoreJob) -> None:
         request, policy = job.request, job.policy
