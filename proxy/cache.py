@@ -24,7 +24,7 @@ from .batcher import EmbeddingBatcher
 from .embeddings import Embedder
 from .flights import FlightTable
 from .hot import HotRecords
-from .index import IndexSet
+from .index import INITIAL_CAPACITY, IndexSet, VectorIndex
 from .policies import Policy
 from .requests import ChatRequest
 from .store import NewRecord, Record, RecordStore
@@ -35,6 +35,10 @@ MatchType = Literal["exact", "semantic"]
 # Neighbours examined per lookup: the nearest one can fail a check (context, freshness) while the next passes.
 CANDIDATES = 8
 EXPIRY_SWEEP_SECONDS = 60.0
+# An index is rebuilt from SQLite once this share of its slots holds deleted vectors (and at least COMPACT_MIN):
+# hnswlib only marks deletions, so evicted entries would otherwise cost memory and search time forever.
+COMPACT_FRACTION = 0.3
+COMPACT_MIN = 1000
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,14 @@ class StoreJob:
     vector: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """Records stored in one transaction (import); `keep` bounds each partition as its policy's max_entries."""
+    records: list[NewRecord]
+    keep: dict[str, int]
+    done: asyncio.Future[int]
+
+
 class SemanticCache:
     def __init__(self, store: RecordStore, embedder: Embedder, index_dir: Path, *, queue_size: int = 1024,
                  save_interval: float = 30.0, clock: Callable[[], float] = time.time, max_batch: int = 32,
@@ -75,7 +87,7 @@ class SemanticCache:
                                         expected=lambda: self._lookups)
         # Index writes, saves and compaction: one writer thread (hnswlib must not add while it rebuilds).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-index")
-        self._queue: asyncio.Queue[StoreJob | int] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[StoreJob | BatchJob | int] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
 
@@ -177,6 +189,12 @@ class SemanticCache:
     def record_hit(self, entry_id: int) -> None:
         self._put(entry_id)
 
+    async def store_batch(self, records: list[NewRecord], keep: dict[str, int]) -> int:
+        """Store records (vectors included) through the writer, in one transaction; waits until stored."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self._queue.put(BatchJob(records, keep, done))
+        return await done
+
     def _put(self, job: StoreJob | int) -> bool:
         try:
             self._queue.put_nowait(job)
@@ -221,17 +239,23 @@ class SemanticCache:
             try:
                 if now - last_sweep >= EXPIRY_SWEEP_SECONDS:
                     last_sweep = now
-                    await self._expire(now)
+                    await self.maintain(now)
                 if now - last_save >= self.save_interval:
                     last_save = now
                     await self._save_dirty()
             except Exception:
                 log.exception("index maintenance failed; it is retried on the next interval")
 
-    async def _apply(self, job: StoreJob | int, hits: dict[int, tuple[int, float]]) -> None:
+    async def _apply(self, job: StoreJob | BatchJob | int, hits: dict[int, tuple[int, float]]) -> None:
         if isinstance(job, int):
             n, _ = hits.get(job, (0, 0.0))
             hits[job] = (n + 1, self.clock())
+            return
+        if isinstance(job, BatchJob):
+            try:
+                job.done.set_result(await self._store_batch(job))
+            except Exception as exc:
+                job.done.set_exception(exc)
             return
         try:
             await self._store(job)
@@ -264,6 +288,27 @@ class SemanticCache:
             for doomed, embedder in await self.store.evict_lru(request.partition, policy.max_entries):
                 self._forget(doomed, request.partition, embedder)
 
+    async def _store_batch(self, job: BatchJob) -> int:
+        stored = await self.store.insert_many(job.records)
+        vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        for new, (entry_id, replaced) in zip(job.records, stored, strict=True):
+            if replaced is not None:
+                self._forget(replaced.id, replaced.partition, replaced.embedder)
+            self._counts[new.partition] = self._counts.get(new.partition, 0) + 1
+            if new.vector is not None:
+                ids, vs = vectors.setdefault(new.partition, ([], []))
+                ids.append(entry_id)
+                vs.append(new.vector)
+        for partition, (ids, vs) in vectors.items():
+            index = self.indexes.get_or_create(partition)
+            await self._in_executor(index.add, ids, np.stack(vs).astype(np.float32))
+            self.indexes.dirty.add(partition)
+        for partition, keep in job.keep.items():
+            if keep and self._counts.get(partition, 0) > keep:
+                for doomed, embedder in await self.store.evict_lru(partition, keep):
+                    self._forget(doomed, partition, embedder)
+        return len(stored)
+
     def _forget(self, entry_id: int, partition: str, embedder: str | None) -> None:
         """An entry left the store: keep the in-memory count, the hot records and the index in step."""
         self.hot.drop(entry_id)
@@ -273,9 +318,25 @@ class SemanticCache:
             index.remove(entry_id)
             self.indexes.dirty.add(partition)
 
-    async def _expire(self, now: float) -> None:
-        for entry_id, partition, embedder in await self.store.delete_expired(now):
+    async def maintain(self, now: float | None = None) -> None:
+        """Delete expired entries, then compact the indexes that hold too many deleted vectors."""
+        for entry_id, partition, embedder in await self.store.delete_expired(self.clock() if now is None else now):
             self._forget(entry_id, partition, embedder)
+        for partition, index in list(self.indexes.indexes.items()):
+            if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
+                await self.compact(partition)
+
+    async def compact(self, partition: str) -> None:
+        """Rebuild a partition's index from the vectors in SQLite, off the event loop, and swap it in whole:
+        lookups use the old index until then. Runs on the writer, so no entry is added meanwhile."""
+        old = self.indexes.get(partition)
+        fresh = VectorIndex(self.indexes.dim, max(INITIAL_CAPACITY, (old.live if old else 0) + 1))
+        async for ids, vectors in self.store.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+            await self._in_executor(fresh.add, ids, vectors)
+        self.indexes.indexes[partition] = fresh
+        self.indexes.dirty.add(partition)
+        log.info("compacted index of partition %s… (%d deleted vectors dropped, %d live)", partition[:12],
+                 old.deleted if old else 0, fresh.live)
 
     async def _save_dirty(self) -> None:
         for partition in list(self.indexes.dirty):

@@ -46,6 +46,11 @@ class VectorIndex:
         self.live = live
         return self
 
+    @property
+    def deleted(self) -> int:
+        """Slots held by deleted vectors (hnswlib keeps them until the index is rebuilt)."""
+        return self._index.get_current_count() - self.live
+
     def add(self, ids: list[int], vectors: np.ndarray) -> None:
         with self._lock:
             needed = self._index.get_current_count() + len(ids)

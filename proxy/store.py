@@ -40,6 +40,9 @@ CREATE INDEX IF NOT EXISTS entries_lru ON entries(partition, last_hit_at);
 CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+INSERT_SQL = ("INSERT INTO entries (exact_key, partition, tenant, model, namespace, context_digest, context_text, "
+              "question, response, embedder, vector, created_at, expires_at, last_hit_at, hits) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 RECORD_COLUMNS = ("id, exact_key, partition, tenant, model, namespace, context_digest, context_text, question, "
                   "response, embedder, created_at, expires_at, hits")
 
@@ -154,24 +157,28 @@ class RecordStore:
 
     async def insert(self, new: NewRecord) -> tuple[int, Record | None]:
         """Store `new`, replacing an entry with the same exact key; returns (id, the replaced record)."""
-        old = None
-        async with self.writer.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
-                                       (new.exact_key,)) as cur:
-            row = await cur.fetchone()
-        if row:
-            old = _record(row)
-            await self.writer.execute("DELETE FROM entries WHERE id = ?", (old.id,))
-        vector = None if new.vector is None else np.asarray(new.vector, dtype=np.float32).tobytes()
-        cur = await self.writer.execute(
-            "INSERT INTO entries (exact_key, partition, tenant, model, namespace, context_digest, context_text, "
-            "question, response, embedder, vector, created_at, expires_at, last_hit_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (new.exact_key, new.partition, new.tenant, new.model, new.namespace, new.context_digest,
-             new.context_text, new.question, json.dumps(new.response, separators=(",", ":")), new.embedder, vector,
-             new.created_at, new.expires_at, new.created_at))
+        return (await self.insert_many([new]))[0]
+
+    async def insert_many(self, news: list[NewRecord]) -> list[tuple[int, Record | None]]:
+        """Store each of `news` in one transaction (see `insert`); returns (id, replaced record) for each."""
+        done = []
+        for new in news:
+            old = None
+            async with self.writer.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
+                                           (new.exact_key,)) as cur:
+                row = await cur.fetchone()
+            if row:
+                old = _record(row)
+                await self.writer.execute("DELETE FROM entries WHERE id = ?", (old.id,))
+            vector = None if new.vector is None else np.asarray(new.vector, dtype=np.float32).tobytes()
+            cur = await self.writer.execute(INSERT_SQL, (
+                new.exact_key, new.partition, new.tenant, new.model, new.namespace, new.context_digest,
+                new.context_text, new.question, json.dumps(new.response, separators=(",", ":")), new.embedder,
+                vector, new.created_at, new.expires_at, new.created_at, new.hits))
+            assert cur.lastrowid is not None
+            done.append((cur.lastrowid, old))
         await self.writer.commit()
-        assert cur.lastrowid is not None
-        return cur.lastrowid, old
+        return done
 
     async def touch(self, hits: dict[int, tuple[int, float]]) -> None:
         """Count hits and move entries to the front of the LRU order: {id: (hits, last_hit_at)}."""
