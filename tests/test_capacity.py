@@ -35,6 +35,8 @@ async def test_lru_eviction_drops_the_least_recently_used_from_store_index_and_m
         await proxy.chat("delta question")  # a fourth entry: beta, least recently used, goes
         assert await count_rows(proxy.cache) == 3
         assert only_index(proxy.cache).live == 3
+        (info,) = await proxy.cache.store.partitions(proxy.cache.indexes.embedder)  # trigger-kept counts agree
+        assert info.count == 3
         assert proxy.cache.hot.by_id(beta_id) is None
         calls = proxy.upstream.calls
         assert (await proxy.chat("beta question")).headers["x-cache-status"] == "MISS"
