@@ -82,6 +82,7 @@ def populate(data_dir: Path, n: int, models: Path) -> dict:
     indexes = IndexSet(data_dir / "indexes", embedder.name, embedder.dim)
     indexes.indexes[partition] = index
     indexes.save(partition, n, n)
+    asyncio.run(_schema(data_dir))  # a store opened once has its partition counts (see store.BACKFILL_STATS)
     return {"entries": n, "seconds": round(time.monotonic() - started, 1)}
 
 
