@@ -12,10 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .admin import admin_routes
+from .dashboard import dashboard_routes
 from .embeddings import Embedder
 from .errors import DejaError, openai_error_body
+from .modelcache import modelcache
 from .policies import PolicySet
-from .routes import chat_completions, healthz, passthrough
+from .routes import chat_completions, healthz, metrics, passthrough
 from .services import Services
 from .settings import Settings
 
@@ -52,6 +55,11 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
         Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/{path:path}", passthrough, methods=ALL_METHODS),
+        # Operating it (issue 5): Prometheus, the admin API, ModelCache's API, the dashboard.
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/modelcache", modelcache, methods=["POST"]),
+        *admin_routes(),
+        *dashboard_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan,
                      exception_handlers={DejaError: deja_error, Exception: unexpected_error})

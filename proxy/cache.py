@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +23,12 @@ import numpy as np
 from .batcher import EmbeddingBatcher
 from .embeddings import Embedder
 from .flights import FlightTable
+from .guard import find_conflict
 from .hot import HotRecords
 from .index import INITIAL_CAPACITY, IndexSet, VectorIndex
 from .policies import Policy
 from .requests import ChatRequest
-from .store import NewRecord, Record, RecordStore
+from .store import EntryFilter, NewRecord, Record, RecordStore
 
 log = logging.getLogger("deja.cache")
 
@@ -63,12 +64,21 @@ class StoreJob:
     vector: np.ndarray | None
 
 
-@dataclass(frozen=True)
-class BatchJob:
-    """Records stored in one transaction (import); `keep` bounds each partition as its policy's max_entries."""
-    records: list[NewRecord]
-    keep: dict[str, int]
-    done: asyncio.Future[int]
+@dataclass
+class WriterJob:
+    """Work that must run in the write-back worker (admin deletions, ModelCache inserts); `result` gets its outcome."""
+    work: Callable[[], Awaitable[Any]]
+    result: asyncio.Future[Any]
+
+    async def run(self) -> None:
+        try:
+            value = await self.work()
+        except Exception as exc:  # the caller gets it; the worker carries on
+            if not self.result.done():
+                self.result.set_exception(exc)
+        else:
+            if not self.result.done():
+                self.result.set_result(value)
 
 
 class SemanticCache:
@@ -87,7 +97,7 @@ class SemanticCache:
                                         expected=lambda: self._lookups)
         # Index writes, saves and compaction: one writer thread (hnswlib must not add while it rebuilds).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-index")
-        self._queue: asyncio.Queue[StoreJob | BatchJob | int] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[StoreJob | int | WriterJob] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
 
@@ -176,8 +186,10 @@ class SemanticCache:
 
     @staticmethod
     def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None) -> bool:
-        """Every check a similar-enough candidate must pass besides its similarity."""
-        return candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
+        """Every check a similar-enough candidate must pass besides its similarity: the same conversation, still
+        fresh, and no difference the guard sees as answer-changing (numbers, negation, entities…)."""
+        return (candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
+                and find_conflict(candidate.question, request.question) is None)
 
     # -- write-back -----------------------------------------------------------------------------------------------
 
@@ -190,12 +202,11 @@ class SemanticCache:
         self._put(entry_id)
 
     async def store_batch(self, records: list[NewRecord], keep: dict[str, int]) -> int:
-        """Store records (vectors included) through the writer, in one transaction; waits until stored."""
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        await self._queue.put(BatchJob(records, keep, done))
-        return await done
+        """Store records (vectors included) through the writer, in one transaction; waits until stored.
+        `keep` bounds each partition as its policy's max_entries."""
+        return int(await self.in_writer(lambda: self._store_batch(records, keep)))
 
-    def _put(self, job: StoreJob | int) -> bool:
+    def _put(self, job: StoreJob | int | WriterJob) -> bool:
         try:
             self._queue.put_nowait(job)
             return True
@@ -246,16 +257,13 @@ class SemanticCache:
             except Exception:
                 log.exception("index maintenance failed; it is retried on the next interval")
 
-    async def _apply(self, job: StoreJob | BatchJob | int, hits: dict[int, tuple[int, float]]) -> None:
+    async def _apply(self, job: StoreJob | int | WriterJob, hits: dict[int, tuple[int, float]]) -> None:
+        if isinstance(job, WriterJob):
+            await job.run()
+            return
         if isinstance(job, int):
             n, _ = hits.get(job, (0, 0.0))
             hits[job] = (n + 1, self.clock())
-            return
-        if isinstance(job, BatchJob):
-            try:
-                job.done.set_result(await self._store_batch(job))
-            except Exception as exc:
-                job.done.set_exception(exc)
             return
         try:
             await self._store(job)
@@ -288,10 +296,10 @@ class SemanticCache:
             for doomed, embedder in await self.store.evict_lru(request.partition, policy.max_entries):
                 self._forget(doomed, request.partition, embedder)
 
-    async def _store_batch(self, job: BatchJob) -> int:
-        stored = await self.store.insert_many(job.records)
+    async def _store_batch(self, records: list[NewRecord], keep: dict[str, int]) -> int:
+        stored = await self.store.insert_many(records)
         vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {}
-        for new, (entry_id, replaced) in zip(job.records, stored, strict=True):
+        for new, (entry_id, replaced) in zip(records, stored, strict=True):
             if replaced is not None:
                 self._forget(replaced.id, replaced.partition, replaced.embedder)
             self._counts[new.partition] = self._counts.get(new.partition, 0) + 1
@@ -303,9 +311,9 @@ class SemanticCache:
             index = self.indexes.get_or_create(partition)
             await self._in_executor(index.add, ids, np.stack(vs).astype(np.float32))
             self.indexes.dirty.add(partition)
-        for partition, keep in job.keep.items():
-            if keep and self._counts.get(partition, 0) > keep:
-                for doomed, embedder in await self.store.evict_lru(partition, keep):
+        for partition, limit in keep.items():
+            if limit and self._counts.get(partition, 0) > limit:
+                for doomed, embedder in await self.store.evict_lru(partition, limit):
                     self._forget(doomed, partition, embedder)
         return len(stored)
 
@@ -320,11 +328,14 @@ class SemanticCache:
 
     async def maintain(self, now: float | None = None) -> None:
         """Delete expired entries, then compact the indexes that hold too many deleted vectors."""
-        for entry_id, partition, embedder in await self.store.delete_expired(self.clock() if now is None else now):
-            self._forget(entry_id, partition, embedder)
+        await self._expire(self.clock() if now is None else now)
         for partition, index in list(self.indexes.indexes.items()):
             if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
                 await self.compact(partition)
+
+    async def _expire(self, now: float) -> None:
+        for entry_id, partition, embedder in await self.store.delete_expired(now):
+            self._forget(entry_id, partition, embedder)
 
     async def compact(self, partition: str) -> None:
         """Rebuild a partition's index from the vectors in SQLite, off the event loop, and swap it in whole:
@@ -345,3 +356,50 @@ class SemanticCache:
 
     async def _in_executor(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- admin: deletions, direct inserts, sizes ------------------------------------------------------------------
+    # Deletions and ModelCache inserts run *in* the write-back worker, queued behind what is already waiting: one
+    # writer keeps SQLite's transactions and the indexes in step (a deletion racing a write-back could otherwise
+    # leave a vector without its record, or commit half of the worker's transaction). They wait for room in the
+    # queue instead of being dropped.
+
+    async def in_writer(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        if self._worker is None or self._worker.done():
+            raise RuntimeError("the write-back worker is not running")
+        job = WriterJob(work, asyncio.get_running_loop().create_future())
+        await self._queue.put(job)
+        return await job.result
+
+    async def delete_entries(self, ids: Iterable[int]) -> int:
+        """Delete entries by id, from the store and their indexes; returns how many existed."""
+        wanted = list(ids)
+
+        async def work() -> int:
+            doomed = await self.store.delete_ids(wanted)
+            for entry_id, partition, embedder in doomed:
+                self._forget(entry_id, partition, embedder)
+            return len(doomed)
+
+        return int(await self.in_writer(work))
+
+    async def purge(self, selection: EntryFilter) -> int:
+        """Delete every entry `selection` matches, from the store and the indexes; returns how many."""
+
+        async def work() -> int:
+            doomed = await self.store.delete_matching(selection)
+            for entry_id, partition, embedder in doomed:
+                self._forget(entry_id, partition, embedder)
+            return len(doomed)
+
+        return int(await self.in_writer(work))
+
+    async def store_now(self, request: ChatRequest, policy: Policy, response: dict[str, Any]) -> None:
+        """Store an answer and return once it is stored (and findable): the ModelCache insert."""
+        await self.in_writer(lambda: self._store(StoreJob(request, policy, response, None)))
+
+    def partition_sizes(self) -> dict[str, tuple[int, int]]:
+        """(stored entries, live index vectors) per partition, from memory: cheap enough for every scrape."""
+        sizes = {partition: (count, 0) for partition, count in self._counts.items()}
+        for partition, index in self.indexes.indexes.items():
+            sizes[partition] = (sizes.get(partition, (0, 0))[0], index.live)
+        return sizes

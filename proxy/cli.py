@@ -1,5 +1,6 @@
-"""The `deja` command: `deja serve` starts the proxy (settings from the config file, then flags);
-`deja import` loads a JSONL of question/answer pairs into a data dir (with no `deja serve` running on it)."""
+"""The `deja` command: `deja serve` starts the proxy (settings from the config file, then flags); `deja import`
+loads a JSONL of question/answer pairs into a data dir (with no `deja serve` running on it); the admin commands
+(`deja stats|entries|delete|purge|export`) live in admin_cli.py."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any
 
 import uvicorn
 
+from .admin_cli import COMMANDS as ADMIN_COMMANDS
+from .admin_cli import add_admin_commands, run_admin_command
 from .errors import ConfigError
 from .settings import Settings, load_settings
 
@@ -48,6 +51,7 @@ def serve(settings: Settings) -> int:
     from .policies import load_policies
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     policies = load_policies(settings.policies_dir)  # a bad policy stops start-up before anything listens
     config = uvicorn.Config(create_app(settings, policies=policies), host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False, lifespan="on",
@@ -55,6 +59,41 @@ def serve(settings: Settings) -> int:
     server = DejaServer(config)
     server.run()
     return 0 if server.started else 1
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import asyncio
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from . import evaluate as ev
+    from .embeddings import load_embedder
+    from .policies import load_policies
+
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    policy = load_policies(args.policies_dir).policy_for(args.model)
+    if args.threshold is not None:
+        policy = dataclasses.replace(policy, threshold=args.threshold)
+    if args.long_threshold is not None:
+        policy = dataclasses.replace(policy, long_threshold=args.long_threshold)
+    fields = ev.Fields(args.a_field, args.b_field, args.label_field, args.category_field, args.id_field)
+    low, high, step = (float(x) for x in args.sweep.split(":"))
+    thresholds = ev.thresholds_between(low, high, step)
+    pairs: list[ev.Pair] = []
+    for file in args.files:
+        pairs += ev.read_pairs(Path(file), fields, args.split)
+    embedder = load_embedder(settings.embedding, Path(settings.data_dir))
+    outcomes = asyncio.run(ev.run_eval(pairs, embedder, policy, mode=args.mode, floor=min(thresholds),
+                                       model=args.model, progress=not args.json))
+    name = ", ".join(Path(f).name for f in args.files) + ("" if args.split == "all" else f" ({args.split} half)")
+    if args.json:
+        print(json.dumps(ev.report_json(outcomes, policy, thresholds), indent=1))
+    else:
+        print("\n".join(ev.report_lines(name, outcomes, policy, thresholds, args.mode)))
+    if args.plot:
+        ev.plot(outcomes, policy, thresholds, Path(args.plot), name)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the tenant's API key")
     who.add_argument("--shared", action="store_true", help="entries shared across API keys")
+
+    e = commands.add_parser("eval", help="measure hits and wrong hits on labelled pairs (JSONL or a JSON list)")
+    e.add_argument("files", nargs="+", metavar="FILE")
+    e.add_argument("--mode", choices=["pairs", "corpus"], default="pairs",
+                   help="pairs: each pair alone; corpus: all `a` stored together, each `b` asked")
+    e.add_argument("--split", choices=["all", "tune", "holdout"], default="all",
+                   help="a stable half of the rows, by sha256 of their id")
+    e.add_argument("--a-field", default="a", help="the stored side (default: a)")
+    e.add_argument("--b-field", default="b", help="the asked side (default: b)")
+    e.add_argument("--label-field", default="same_answer", help="true when one answer serves both (default: "
+                   "same_answer; rows without it count as true)")
+    e.add_argument("--category-field", default="category")
+    e.add_argument("--id-field", default="id")
+    e.add_argument("--model", default="gpt-4o-mini", help="the model whose policy applies")
+    e.add_argument("--policies", dest="policies_dir")
+    e.add_argument("--threshold", type=float, help="override the policy's threshold")
+    e.add_argument("--long-threshold", type=float, help="override the policy's long_threshold")
+    e.add_argument("--sweep", default="0.80:0.99:0.01", help="LOW:HIGH:STEP thresholds for the sweep table")
+    e.add_argument("--json", action="store_true", help="machine-readable output")
+    e.add_argument("--plot", help="write served-vs-traps curves to this PNG (needs matplotlib)")
+    e.add_argument("--config")
+    e.add_argument("--data-dir", help="where the embedding model is prepared (default: the config's)")
+
+    add_admin_commands(commands)
     return parser
 
 
@@ -115,6 +178,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ADMIN_COMMANDS:
+        return run_admin_command(args)
     try:
         if args.command == "serve":
             settings = load_settings(args.config, host=args.host, port=args.port, upstream=args.upstream,
@@ -122,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings)
         if args.command == "import":
             return run_import(args)
+        if args.command == "eval":
+            return evaluate(args)
     except ConfigError as exc:
         print(f"deja: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,8 @@
 
     DejaError
     ├── BadRequestError          400  invalid_request_error   (bad JSON, bad fields)
+    ├── UnauthorizedError        401  authentication_error    (admin API: missing or wrong token)
+    ├── NotFoundError            404  not_found_error         (admin API: unknown entry, admin disabled)
     ├── PayloadTooLargeError     413  invalid_request_error
     ├── UpstreamUnreachableError 502  upstream_error
     └── UpstreamTimeoutError     504  upstream_error
@@ -33,6 +35,18 @@ class BadRequestError(DejaError):
     status_code = 400
     error_type = "invalid_request_error"
     code = "invalid_request"
+
+
+class UnauthorizedError(DejaError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_admin_token"
+
+
+class NotFoundError(DejaError):
+    status_code = 404
+    error_type = "not_found_error"
+    code = "not_found"
 
 
 class PayloadTooLargeError(DejaError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from .cache import Hit, SemanticCache
-from .errors import BadRequestError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
+from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
 from .flights import Answer, Flight, UpstreamReply
 from .policies import Policy
 from .requests import ChatRequest, build_chat_request, parse_cache_control, validate_body
@@ -84,16 +84,21 @@ async def chat_completions(request: Request) -> Response:
         status = "REFRESH"
     else:
         status = "MISS"
+        started = time.perf_counter()
         try:
             lookup = await cache.lookup(chat, policy, control.max_age)
-        except Exception:
+        except Exception as exc:
             log.exception("cache lookup failed; forwarding uncached")
+            services.metrics.count_error("store", exc)  # skipped when the embedder counted it already
             status = "BYPASS"
         else:
+            services.metrics.observe_lookup(time.perf_counter() - started)
             if lookup.hit is not None:
                 cache.record_hit(lookup.hit.record.id)
+                services.metrics.observe_hit(chat.model, lookup.hit, chat.question)
                 return serve_hit(chat, lookup.hit)
             vector = lookup.vector
+    services.metrics.observe_request(chat.model, status)
     store = status in ("MISS", "REFRESH")
     flight = None
     if status == "MISS":
@@ -148,12 +153,21 @@ def serve_hit(chat: ChatRequest, hit: Hit) -> Response:
 
 async def forward_chat(request: Request, raw: bytes, services: Services, chat: ChatRequest, policy: Policy,
                        status: str, store: bool, vector: Any, flight: Flight | None = None) -> Response:
-    upstream = await services.upstream.send(request.method, "/chat/completions", request.url.query,
-                                            request.headers, raw, decoded=True)
+    started = time.perf_counter()
+    try:
+        upstream = await services.upstream.send(request.method, "/chat/completions", request.url.query,
+                                                request.headers, raw, decoded=True)
+    except DejaError:
+        services.metrics.count_error("upstream")
+        raise
+    services.metrics.observe_upstream(chat.model, time.perf_counter() - started)
+    if upstream.status_code >= 500:
+        services.metrics.count_error("upstream")
     headers = {**response_headers(upstream, decoded=True), **cache_headers(status)}
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if upstream.status_code == 200 and chat.stream and is_sse:
-        body = tee_stream(upstream, services.cache if store else None, chat, policy, vector, flight)
+        body = tee_stream(upstream, services.cache if store else None, chat, policy, vector, flight,
+                          on_error=lambda: services.metrics.count_error("upstream"))
         if flight is not None:
             return FlightStreamingResponse(body, status_code=200, headers=headers, flight=flight)
         return StreamingResponse(body, status_code=200, headers=headers)
@@ -182,7 +196,8 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
 
 
 async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat: ChatRequest, policy: Policy,
-                     vector: Any, flight: Flight | None = None) -> AsyncIterator[bytes]:
+                     vector: Any, flight: Flight | None = None,
+                     on_error: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
     """Pass upstream chunks through as they come; store the assembled answer (and hand it to the flight's
     followers) the moment [DONE] arrives, before the last chunk is yielded: a client hanging up after [DONE]
     cancels this generator."""
@@ -205,6 +220,8 @@ async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat
         error = translate_error(exc) if isinstance(exc, httpx.TransportError) else UpstreamUnreachableError(
             f"The upstream stream broke: {type(exc).__name__}: {exc}")
         log.warning("upstream stream broke: %s", error.message)
+        if on_error is not None:
+            on_error()
         yield encode_event(openai_error_body(error.message, error.error_type, error.code))
     finally:
         await upstream.aclose()
@@ -235,3 +252,8 @@ async def healthz(request: Request) -> Response:
     services = services_of(request)
     return JSONResponse({"status": "ok", "embedding_model": services.cache.embedder.name,
                          "write_back_queue": services.cache.queue_depth})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format (version 0.0.4)."""
+    return Response(services_of(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -20,6 +20,7 @@ from .errors import ConfigError
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 UPSTREAM_KEY_ENV = "DEJA_UPSTREAM_API_KEY"
+ADMIN_TOKEN_ENV = "DEJA_ADMIN_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,13 @@ class EmbeddingSettings:
     max_batch: int = 32
     # Longest wait (ms) for concurrent lookups to join a batch; a lone lookup never waits.
     batch_window_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    # USD per 1M prompt (input) tokens and per 1M completion (output) tokens.
+    input: float
+    output: float
 
 
 @dataclass(frozen=True)
@@ -55,48 +63,66 @@ class Settings:
     index_save_interval: float = 30.0
     log_level: LogLevel = "info"
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    # Prices for "cost saved" (metrics, /admin/stats): model glob -> {input, output} in USD per 1M tokens, merged
+    # over built-in defaults for common OpenAI models (proxy/metrics.py); the longest matching glob wins. Tokens
+    # of a model without a price are counted as unpriced, never given an invented cost.
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
 
     @property
     def upstream_api_key(self) -> str | None:
         return os.environ.get(UPSTREAM_KEY_ENV) or None
 
+    @property
+    def admin_token(self) -> str | None:
+        """Enables /admin and /dashboard when set; only ever read from the environment (DEJA_ADMIN_TOKEN)."""
+        return os.environ.get(ADMIN_TOKEN_ENV) or None
 
-def _check_value(where: str, value: Any, tp: Any) -> Any:
+
+def _check_value(where: str, key: str, value: Any, tp: Any) -> Any:
+    """`where` names the file, `key` the dotted setting: messages read `file: key: expected …`."""
     origin = typing.get_origin(tp)
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{where}: expected one of {list(typing.get_args(tp))}, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected one of {list(typing.get_args(tp))}, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        return _check_value(where, value, next(a for a in args if a is not type(None)))
+        return _check_value(where, key, value, next(a for a in args if a is not type(None)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+        key_type, value_type = typing.get_args(tp)
+        return {_check_value(where, key, k, key_type): _check_value(where, f"{key}.{k}", v, value_type)
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return build_dataclass(tp, value, where)
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+        return build_dataclass(tp, value, where, prefix=f"{key}.")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float) and (isinstance(value, bool) or not isinstance(value, tp)):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+        raise ConfigError(f"{where}: {key}: expected {tp.__name__}, got {value!r}")
     if tp is str and not isinstance(value, str):
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: {key}: expected a string, got {value!r}")
     if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
     return value
 
 
-def build_dataclass(cls: Any, data: dict[str, Any], where: str) -> Any:
-    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types; `where` prefixes messages."""
+def build_dataclass(cls: Any, data: dict[str, Any], where: str, prefix: str = "") -> Any:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and wrong types; `where` names the source."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
-    kwargs = {k: _check_value(f"{where}: {k}" if "." not in where and ":" not in where else f"{where}.{k}", v, hints[k])
-              for k, v in data.items()}
-    return cls(**kwargs)
+        raise ConfigError(f"{where}: unknown key {prefix + unknown[0]!r} (known: {', '.join(sorted(names))})")
+    required = [f.name for f in dataclasses.fields(cls) if f.init and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING and f.name not in data]
+    if required:
+        raise ConfigError(f"{where}: missing key {prefix + required[0]!r}")
+    return cls(**{k: _check_value(where, prefix + k, v, hints[k]) for k, v in data.items()})
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -114,7 +140,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     data.update({k: v for k, v in overrides.items() if v is not None})
     settings: Settings = build_dataclass(Settings, data, str(path) if path else "settings")
     if settings.port < 0 or settings.port > 65535:
-        raise ConfigError(f"{path or 'settings'}.port: expected 0..65535, got {settings.port}")
+        raise ConfigError(f"{path or 'settings'}: port: expected 0..65535, got {settings.port}")
     if settings.max_body_bytes <= 0 or settings.writeback_queue_size <= 0:
         raise ConfigError(f"{path or 'settings'}: max_body_bytes and writeback_queue_size must be positive")
     return settings

@@ -144,4 +144,5 @@ def storable(completion: Any) -> bool:
     if not isinstance(completion, dict) or completion.get("object") != "chat.completion":
         return False
     choices = completion.get("choices")
-    return bool(choices) and all(isinstance(c, dict) and c.get("finish_reason") in STORABLE_FINISH for c in choices)
+    return isinstance(choices, list) and bool(choices) and all(
+        isinstance(c, dict) and c.get("finish_reason") in STORABLE_FINISH for c in choices)

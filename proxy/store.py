@@ -123,7 +123,7 @@ class PartitionInfo:
     max_id: int
 
 
-def _record(row: tuple[Any, ...]) -> Record:
+def _record(row: Any) -> Record:
     return Record(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], json.loads(row[9]),
                   row[10], row[11], row[12], row[13])
 
@@ -221,7 +221,7 @@ class RecordStore:
             async with self.reader.execute(
                     "SELECT id, vector FROM entries WHERE partition = ? AND embedder = ? AND id > ? "
                     "ORDER BY id LIMIT ?", (partition, embedder, last, batch)) as cur:
-                rows = await cur.fetchall()
+                rows = list(await cur.fetchall())
             if not rows:
                 return
             ids = [r[0] for r in rows]
@@ -261,3 +261,105 @@ class RecordStore:
             await self.writer.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i in ids])
             await self.writer.commit()
 
+
+    # -- admin: listing, export, deletion (the writer connection only through SemanticCache's worker) -------------
+
+    async def count_entries(self, selection: EntryFilter) -> int:
+        where, args = selection.where()
+        async with self.reader.execute(f"SELECT COUNT(*) FROM entries WHERE {where}", args) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def list_entries(self, selection: EntryFilter, limit: int, offset: int) -> list[Record]:
+        """Newest first."""
+        where, args = selection.where()
+        async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE {where} "
+                                       "ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset]) as cur:
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def iter_entries(self, selection: EntryFilter, batch: int = 500) -> AsyncIterator[list[Record]]:
+        """Every matching entry in id order, `batch` rows at a time (keyset pagination: memory stays flat)."""
+        where, args = selection.where()
+        last = 0
+        while True:
+            async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE {where} AND id > ? "
+                                           "ORDER BY id LIMIT ?", [*args, last, batch]) as cur:
+                rows = await cur.fetchall()
+            if not rows:
+                return
+            yield [_record(row) for row in rows]
+            last = rows[-1][0]
+
+    async def top_entries(self, limit: int) -> list[Record]:
+        async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE hits > 0 "
+                                       "ORDER BY hits DESC, id DESC LIMIT ?", (limit,)) as cur:
+            return [_record(row) for row in await cur.fetchall()]
+
+    async def model_totals(self) -> list[tuple[str, int, int]]:
+        """(model, entries, hits served) for every model with entries."""
+        async with self.reader.execute("SELECT model, COUNT(*), COALESCE(SUM(hits), 0) FROM entries "
+                                       "GROUP BY model ORDER BY COUNT(*) DESC") as cur:
+            return [(m, n, h) for m, n, h in await cur.fetchall()]
+
+    async def delete_ids(self, ids: Iterable[int]) -> list[tuple[int, str, str | None]]:
+        """Delete these entries; returns (id, partition, embedder) of those that existed."""
+        ids = list(ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        async with self.writer.execute(f"SELECT id, partition, embedder FROM entries WHERE id IN ({marks})",
+                                       ids) as cur:
+            doomed = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+        await self._delete([i for i, _, _ in doomed])
+        return doomed
+
+    async def delete_matching(self, selection: EntryFilter) -> list[tuple[int, str, str | None]]:
+        """Delete every entry `selection` matches; returns (id, partition, embedder) of each."""
+        where, args = selection.where()
+        async with self.writer.execute(f"SELECT id, partition, embedder FROM entries WHERE {where}", args) as cur:
+            doomed = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+        await self._delete([i for i, _, _ in doomed])
+        return doomed
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Which entries an admin call means; None matches anything. `namespace=""` is the default namespace."""
+
+    model: str | None = None
+    namespace: str | None = None
+    tenant: str | None = None
+    partition: str | None = None
+    # Substring of the question or of the earlier turns, case-insensitive for ASCII.
+    text: str | None = None
+    # Entries stored before this time (seconds since the epoch).
+    created_before: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(getattr(self, f) is None for f in ("model", "namespace", "tenant", "partition", "text",
+                                                      "created_before"))
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, args = ["1=1"], []
+        for column in ("model", "namespace", "tenant", "partition"):
+            value = getattr(self, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.text:
+            pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append("(question LIKE ? ESCAPE '\\' OR context_text LIKE ? ESCAPE '\\')")
+            args += [pattern, pattern]
+        if self.created_before is not None:
+            clauses.append("created_at < ?")
+            args.append(self.created_before)
+        return " AND ".join(clauses), args
+
+
+def export_line(record: Record) -> dict[str, Any]:
+    """One entry as `deja export` writes it and the importer reads it: everything but the vector."""
+    return {"id": record.id, "model": record.model, "namespace": record.namespace, "tenant": record.tenant,
+            "partition": record.partition, "exact_key": record.exact_key, "context_digest": record.context_digest,
+            "context_text": record.context_text, "question": record.question, "response": record.response,
+            "created_at": record.created_at, "expires_at": record.expires_at, "hits": record.hits}

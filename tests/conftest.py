@@ -89,3 +89,57 @@ def make_proxy(tmp_path: Path, upstream: FakeUpstream):
 async def proxy(make_proxy) -> AsyncIterator[Proxy]:
     async with make_proxy() as built:
         yield built
+
+
+class LiveProxy:
+    """The app served by uvicorn on a loopback port in a thread, lifespan included (for the browser and the CLI).
+    HashEmbedder and the fake upstream (in-process), real SQLite and hnswlib in `data_dir`."""
+
+    def __init__(self, data_dir: Path, upstream: FakeUpstream) -> None:
+        import threading
+
+        import uvicorn
+
+        settings = Settings(data_dir=str(data_dir), upstream="http://upstream.test/v1")
+        app = create_app(settings, policies=default_policies(), embedder=HashEmbedder(),
+                         transport=httpx.ASGITransport(app=upstream.app))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.base = ""
+        self.client = httpx.Client(trust_env=False, timeout=30)
+
+    def __enter__(self) -> LiveProxy:
+        import time
+
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            if time.time() > deadline or not self.thread.is_alive():
+                raise RuntimeError("live proxy did not start")
+            time.sleep(0.01)
+        self.base = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def chat(self, text: str, key: str = "sk-a") -> httpx.Response:
+        return self.client.post(f"{self.base}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
+
+    def admin(self, method: str, path: str, token: str, **kw: Any) -> httpx.Response:
+        return self.client.request(method, f"{self.base}{path}", headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    def wait_until_stored(self, token: str, entries: int, seconds: float = 10.0) -> dict[str, Any]:
+        """Write-back runs after the response on the server's loop: poll its visible effect, bounded."""
+        import time
+
+        deadline = time.time() + seconds
+        while True:
+            stats = self.admin("GET", "/admin/stats", token).json()
+            if (stats["entries"] == entries and stats["writeback_queue"] == 0) or time.time() > deadline:
+                return stats
+            time.sleep(0.02)

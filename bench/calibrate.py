@@ -1,0 +1,331 @@
+"""Calibrate the semantic-cache cut-offs and measure the guard (proxy/guard.py); prints markdown to stdout.
+
+    python bench/calibrate.py [--eval-dir ../shared/eval] [--models /tmp/deja-guard-models] [--cache /tmp/x.npz]
+
+Data (read, never copied): fow-cache pairs + conversations (hard negatives) and GPTCache mock_data (paraphrases).
+Split: an item is in the tuning half when the first byte of sha256(id) is even, held out otherwise; mock_data rows
+use their index as id. Thresholds are chosen on the tuning half only; both halves are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from proxy import guard  # noqa: E402
+
+SHOULD_HIT = ("paraphrase", "near_repeat")
+TRAPS = ("negation", "entity_swap", "number_date", "scope")
+CONV_HIT = ("same_context_reworded", "irrelevant_history", "same_context_extra_chatter")
+CONV_TRAP = ("context_swap", "detail_swap", "intent_flip")
+SWEEP = [round(x, 3) for x in np.arange(0.60, 0.981, 0.02)]
+TRAP_BUDGET = 0.01  # fow pairs: at most 1% of traps served
+CONV_TRAP_BUDGET = 0.02
+
+
+def tuning(item_id: str) -> bool:
+    return hashlib.sha256(item_id.encode()).digest()[0] % 2 == 0
+
+
+class Embeddings:
+    """Embeds texts once; optionally keeps vectors in an .npz so reruns skip the model."""
+
+    def __init__(self, models: Path, cache: Path | None) -> None:
+        self.cache, self.vectors, self.model = cache, {}, None
+        self.models = models
+        if cache and cache.is_file():
+            data = np.load(cache, allow_pickle=True)
+            self.vectors = dict(zip(data["keys"].tolist(), data["vecs"], strict=True))
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+        if missing:
+            if self.model is None:
+                from proxy.embeddings import FastEmbedder
+                from proxy.settings import EmbeddingSettings
+
+                self.model = FastEmbedder(EmbeddingSettings(), self.models)
+            for i in range(0, len(missing), 64):
+                chunk = missing[i : i + 64]
+                self.vectors.update(zip(chunk, self.model.embed(chunk), strict=True))
+            if self.cache:
+                keys = list(self.vectors)
+                np.savez(self.cache, keys=np.array(keys, dtype=object), vecs=np.stack([self.vectors[k] for k in keys]))
+        return np.stack([self.vectors[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def rate(flags: list[bool]) -> float:
+    return sum(flags) / len(flags) if flags else float("nan")
+
+
+# ---------------------------------------------------------------- fow pairs
+
+
+def served_pair(cos: float, a: str, b: str, t: float, long_t: float, long_after: int) -> bool:
+    cut = long_t if len(b) > long_after else t
+    return cos >= cut and guard.find_conflict(a, b) is None
+
+
+def fow_report(rows: list[dict], cos: np.ndarray, out: list[str]) -> dict:
+    conflicts = [guard.find_conflict(r["a"], r["b"]) for r in rows]
+    tune = [tuning(r["id"]) for r in rows]
+
+    def stats(t: float, half: bool) -> dict:
+        cat = defaultdict(list)
+        for r, c, k, h in zip(rows, cos, conflicts, tune, strict=True):
+            if h == half:
+                cat[r["category"]].append(bool(c >= t and k is None))
+        hit = [x for c in SHOULD_HIT for x in cat[c]]
+        trap = [x for c in TRAPS for x in cat[c]]
+        return {"hit": rate(hit), "trap": rate(trap), **{c: rate(v) for c, v in cat.items()}}
+
+    out.append("## fow-cache pairs: threshold sweep on the tuning half (guard on)\n")
+    out.append("| cosine ≥ | should-hit served | traps served | traps served, no guard |")
+    out.append("|---|---|---|---|")
+    best = None
+    for t in SWEEP:
+        s = stats(t, True)
+        raw = rate([bool(c >= t) for r, c, h in zip(rows, cos, tune, strict=True) if h and not r["same_answer"]])
+        out.append(f"| {t:.2f} | {pct(s['hit'])} | {pct(s['trap'])} | {pct(raw)} |")
+        if best is None and s["trap"] <= TRAP_BUDGET:
+            best = t
+    best = best if best is not None else SWEEP[-1]
+    out.append(f"\nChosen threshold (lowest with tuning traps ≤ {pct(TRAP_BUDGET)}): **{best:.2f}**\n")
+    out.append("| category | tuning served | held-out served |")
+    out.append("|---|---|---|")
+    st, sh = stats(best, True), stats(best, False)
+    for c in (*SHOULD_HIT, "hit", *TRAPS, "trap"):
+        name = {"hit": "**all should-hit**", "trap": "**all traps**"}.get(c, c)
+        out.append(f"| {name} | {pct(st[c])} | {pct(sh[c])} |")
+    # what the guard rejects, per category (all rows, any cosine)
+    out.append("\nGuard rejections per category (both halves, before any cosine cut):\n")
+    out.append("| category | rejected | by rule |")
+    out.append("|---|---|---|")
+    for c in (*SHOULD_HIT, *TRAPS):
+        ks = [k for r, k in zip(rows, conflicts, strict=True) if r["category"] == c]
+        by = defaultdict(int)
+        for k in ks:
+            if k:
+                by[k] += 1
+        rules = ", ".join(f"{k} {n}" for k, n in sorted(by.items(), key=lambda x: -x[1]))
+        out.append(f"| {c} | {pct(rate([k is not None for k in ks]))} | {rules} |")
+    return {"threshold": best, "tuning": st, "held": sh}
+
+
+# ---------------------------------------------------------------- mock_data corpus
+
+
+def mock_report(pairs: list[dict], emb: Embeddings, threshold: float, out: list[str]) -> dict:
+    origins = list(dict.fromkeys(p["origin"] for p in pairs))  # one canonical id per distinct text
+    index = {o: i for i, o in enumerate(origins)}
+    ov, sv = emb(origins), emb([p["similar"] for p in pairs])
+    sims = sv @ ov.T
+    best = sims.argmax(1)
+    best_cos = sims[np.arange(len(pairs)), best]
+    tune = [tuning(str(i)) for i in range(len(pairs))]
+    conflicts = [guard.find_conflict(origins[b], p["similar"]) for b, p in zip(best, pairs, strict=True)]
+
+    def stats(t: float, lt: float, la: int, half: bool, use_guard: bool = True) -> tuple[float, float]:
+        ok = wrong = n = 0
+        for i, p in enumerate(pairs):
+            if tune[i] != half:
+                continue
+            n += 1
+            cut = lt if len(p["similar"]) > la else t
+            if best_cos[i] >= cut and (conflicts[i] is None or not use_guard):
+                if best[i] == index[p["origin"]]:
+                    ok += 1
+                else:
+                    wrong += 1
+        return ok / n, wrong / n
+
+    lengths = np.array([len(p["similar"]) for p in pairs])
+    out.append("\n## mock_data corpus mode (all origins stored, each `similar` asked, best neighbour wins)\n")
+    out.append(f"`similar` length: median {int(np.median(lengths))} chars, p10 {int(np.percentile(lengths, 10))}.")
+    out.append(f"Guard rejects the best neighbour for {pct(rate([k is not None for k in conflicts]))} of queries ")
+    by = defaultdict(int)
+    for k in conflicts:
+        if k:
+            by[k] += 1
+    out.append("(" + ", ".join(f"{k} {n}" for k, n in sorted(by.items(), key=lambda x: -x[1])) + ").\n")
+    out.append(
+        "| long cosine ≥ (len > long_after) | tuning own answer | tuning other's answer | no guard: own / other |"
+    )
+    out.append("|---|---|---|---|")
+    for lt in SWEEP:
+        ok, wrong = stats(threshold, lt, 0, True)
+        ok2, wrong2 = stats(threshold, lt, 0, True, use_guard=False)
+        out.append(f"| {lt:.2f} | {pct(ok)} | {pct(wrong)} | {pct(ok2)} / {pct(wrong2)} |")
+    out.append(
+        f"\nRecommended: threshold {guard.THRESHOLD}, long_threshold {guard.LONG_THRESHOLD} after "
+        f"{guard.LONG_AFTER} chars.\n"
+    )
+    out.append("| half | own answer | another's answer | own, no guard | another's, no guard |")
+    out.append("|---|---|---|---|---|")
+    for half in (True, False):
+        ok, wrong = stats(guard.THRESHOLD, guard.LONG_THRESHOLD, guard.LONG_AFTER, half)
+        ok2, wrong2 = stats(guard.THRESHOLD, guard.LONG_THRESHOLD, guard.LONG_AFTER, half, use_guard=False)
+        out.append(f"| {'tuning' if half else 'held-out'} | {pct(ok)} | {pct(wrong)} | {pct(ok2)} | {pct(wrong2)} |")
+    return {"stats": stats, "conflicts": conflicts}
+
+
+# ---------------------------------------------------------------- conversations
+
+
+def conv_texts(messages: list[dict], mode: str) -> str:
+    earlier = messages[:-1]
+    if mode == "roles":
+        return guard.context_text(earlier)
+    if mode == "users+last_assistant":
+        last_a = max((i for i, m in enumerate(earlier) if m["role"] == "assistant"), default=-1)
+        kept = [m for i, m in enumerate(earlier) if m["role"] != "assistant" or i == last_a]
+        return guard.context_text(kept)
+    if mode == "combined":
+        return guard.context_text(messages)
+    raise ValueError(mode)
+
+
+def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[str]) -> dict:
+    qa, qb = emb([c["a"][-1]["content"] for c in convs]), emb([c["b"][-1]["content"] for c in convs])
+    qcos = (qa * qb).sum(1)
+    qok = [
+        bool(cs >= threshold) and guard.find_conflict(c["a"][-1]["content"], c["b"][-1]["content"]) is None
+        for c, cs in zip(convs, qcos, strict=True)
+    ]
+    tune = [tuning(c["id"]) for c in convs]
+    designs: dict[str, list[tuple[float, list[bool]]]] = {}
+
+    def per_half(flags: list[bool], half: bool) -> dict:
+        cat = defaultdict(list)
+        for c, f, h in zip(convs, flags, tune, strict=True):
+            if h == half:
+                cat[c["subtype"]].append(f)
+        return {
+            "hit": rate([x for s in CONV_HIT for x in cat[s]]),
+            "trap": rate([x for s in CONV_TRAP for x in cat[s]]),
+            **{s: rate(v) for s, v in cat.items()},
+        }
+
+    designs["last message only"] = [(0.0, qok)]
+    exact = [q and c["a"][:-1] == c["b"][:-1] for c, q in zip(convs, qok, strict=True)]
+    designs["exact context"] = [(1.0, exact)]
+    tail = guard.CONTEXT_EMBED_CHARS
+    for mode in ("roles", "users+last_assistant"):
+        ca = [conv_texts(c["a"], mode) for c in convs]
+        cb = [conv_texts(c["b"], mode) for c in convs]
+        for chars in (tail, 4 * tail):
+            ccos = (emb([x[-chars:] for x in ca]) * emb([x[-chars:] for x in cb])).sum(1)
+            base = f"context `{mode}`, last {chars} chars embedded"
+            designs[base + ", cosine only"] = [
+                (t, [q and (x == y or bool(s >= t)) for q, x, y, s in zip(qok, ca, cb, ccos, strict=True)])
+                for t in SWEEP
+            ]
+            designs[base + ", cosine + guard on whole context"] = [
+                (
+                    t,
+                    [
+                        q and guard.context_conflict(x, y, float(s), t) is None
+                        for q, x, y, s in zip(qok, ca, cb, ccos, strict=True)
+                    ],
+                )
+                for t in SWEEP
+            ]
+    ca = [conv_texts(c["a"], "combined")[-tail:] for c in convs]
+    cb = [conv_texts(c["b"], "combined")[-tail:] for c in convs]
+    ccos = (emb(ca) * emb(cb)).sum(1)
+    designs["combined context+question embedding"] = [
+        (t, [q and bool(s >= t) for q, s in zip(qok, ccos, strict=True)]) for t in SWEEP
+    ]
+
+    out.append("\n## Conversations: design comparison (question cut-off = fow threshold, guard on question)\n")
+    out.append("Each design at its best context threshold on the tuning half (most should-hit with traps ≤ 2%).\n")
+    out.append("| design | ctx threshold | tuning hit / trap | held-out hit / trap |")
+    out.append("|---|---|---|---|")
+    chosen = {}
+    for name, rows in designs.items():
+        ok_rows = [(t, f) for t, f in rows if per_half(f, True)["trap"] <= CONV_TRAP_BUDGET]
+        if ok_rows:
+            t, f = max(ok_rows, key=lambda x: (per_half(x[1], True)["hit"], -x[0]))
+        else:
+            t, f = min(rows, key=lambda x: per_half(x[1], True)["trap"])
+        st, sh = per_half(f, True), per_half(f, False)
+        chosen[name] = (t, f)
+        out.append(
+            f"| {name} | {t:.2f} | {pct(st['hit'])} / {pct(st['trap'])} | {pct(sh['hit'])} / {pct(sh['trap'])} |"
+        )
+    name = (
+        "exact context"
+        if guard.CONTEXT_THRESHOLD >= 1.0
+        else (f"context `roles`, last {tail} chars embedded, cosine + guard on whole context")
+    )
+    t, f = chosen[name]
+    out.append(f"\nChosen design: {name}, context threshold {t:.2f}. Per subtype:\n")
+    out.append("| subtype | tuning served | held-out served |")
+    out.append("|---|---|---|")
+    st, sh = per_half(f, True), per_half(f, False)
+    for s in (*CONV_HIT, "hit", *CONV_TRAP, "trap"):
+        out.append(f"| {s} | {pct(st[s])} | {pct(sh[s])} |")
+    return {"designs": chosen, "per_half": per_half}
+
+
+# ---------------------------------------------------------------- latency
+
+
+def latency_report(texts: list[tuple[str, str]], out: list[str]) -> None:
+    cold, warm = [], []
+    for a, b in texts:
+        guard.features.cache_clear()
+        t0 = time.perf_counter()
+        guard.find_conflict(a, b)
+        cold.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        guard.find_conflict(a, b)
+        warm.append(time.perf_counter() - t0)
+    cold_ms, warm_ms = np.array(cold) * 1e3, np.array(warm) * 1e3
+    out.append("\n## Guard latency per candidate pair\n")
+    out.append("| | p50 | p99 |")
+    out.append("|---|---|---|")
+    out.append(
+        f"| cold (features of both texts computed) | {np.median(cold_ms):.3f} ms | "
+        f"{np.percentile(cold_ms, 99):.3f} ms |"
+    )
+    out.append(f"| warm (lru_cache hit) | {np.median(warm_ms):.4f} ms | {np.percentile(warm_ms, 99):.4f} ms |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--eval-dir", type=Path, default=REPO.parent / "shared" / "eval")
+    ap.add_argument("--models", type=Path, default=Path("/tmp/deja-guard-models"))
+    ap.add_argument("--cache", type=Path, default=None, help="optional .npz to keep embeddings between runs")
+    args = ap.parse_args()
+    emb = Embeddings(args.models, args.cache)
+    fow = args.eval_dir / "fow-cache"
+    rows = [json.loads(line) for line in (fow / "pairs.jsonl").open()]
+    convs = [json.loads(line) for p in sorted(fow.glob("conv-*/*.jsonl")) for line in p.open()]
+    mock = json.loads((args.eval_dir / "mock_data.json").read_text())
+
+    out = ["# Deja guard calibration", "", "Model: all-MiniLM-L6-v2 int8 (fastembed), cosine on unit vectors.", ""]
+    cos = (emb([r["a"] for r in rows]) * emb([r["b"] for r in rows])).sum(1)
+    res = fow_report(rows, cos, out)
+    mock_report(mock, emb, res["threshold"], out)
+    conv_report(convs, emb, res["threshold"], out)
+    latency_report([(r["a"], r["b"]) for r in rows] + [(m["origin"], m["similar"]) for m in mock], out)
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

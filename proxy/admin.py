@@ -1,0 +1,222 @@
+"""The admin API under /admin: stats, entries (list, show, delete), purge, export.
+
+Enabled only when DEJA_ADMIN_TOKEN is set (404 otherwise); every call needs it as `Authorization: Bearer <token>`,
+compared in constant time (401 otherwise). The token is never logged: nothing here logs headers.
+Deletions go through SemanticCache (its write-back worker), so the vector indexes stay in step with SQLite.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_error_body
+from .routes import parse_json, read_body, services_of
+from .store import EntryFilter, Record, export_line
+
+Handler = Callable[[Request], Awaitable[Response]]
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+ANSWER_PREVIEW = 300
+MAX_PURGE_BODY = 64 * 1024
+TOP_ENTRIES = 10
+FILTER_KEYS = ("model", "namespace", "tenant", "partition", "q", "older_than")
+
+
+def token_matches(expected: str | None, authorization: str | None) -> bool:
+    if not expected or not authorization:
+        return False
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), expected.encode())
+
+
+def require_admin(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def guarded(request: Request) -> Response:
+        expected = services_of(request).admin_token
+        if expected is None:
+            raise NotFoundError("The admin API is disabled: set DEJA_ADMIN_TOKEN to enable it.")
+        if not token_matches(expected, request.headers.get("authorization")):
+            error = UnauthorizedError("A valid admin token is required: Authorization: Bearer <DEJA_ADMIN_TOKEN>.")
+            return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="deja-admin"'})
+        return await handler(request)
+
+    return guarded
+
+
+# -- parsing ----------------------------------------------------------------------------------------------------
+
+
+def _number(name: str, value: Any, *, integer: bool, low: float, high: float | None = None) -> float:
+    if isinstance(value, str):
+        try:
+            value = int(value) if integer else float(value)
+        except ValueError:
+            raise BadRequestError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}",
+                                  param=name) from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
+        raise BadRequestError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}",
+                              param=name)
+    if not math.isfinite(value) or value < low or (high is not None and value > high):
+        bounds = f"{low:g}..{high:g}" if high is not None else f">= {low:g}"
+        raise BadRequestError(f"{name}: expected {bounds}, got {value!r}", param=name)
+    return value
+
+
+def parse_filter(values: Mapping[str, Any], allowed: tuple[str, ...], now: float) -> EntryFilter:
+    """Filters from query parameters or a JSON body. Unknown keys are refused: a typo must not widen a purge."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise BadRequestError(f"unknown filter {unknown[0]!r} (known: {', '.join(allowed)})", param=unknown[0])
+    strings: dict[str, str | None] = {}
+    for key in ("model", "namespace", "tenant", "partition", "q"):
+        value = values.get(key)
+        if value is not None and not isinstance(value, str):
+            raise BadRequestError(f"{key}: expected a string, got {value!r}", param=key)
+        strings[key] = value
+    for key in ("model", "tenant", "partition", "q"):
+        if strings[key] == "":
+            strings[key] = None  # an empty search box means no filter; namespace="" is the default namespace
+    older_than = values.get("older_than")
+    created_before = None
+    if older_than is not None:
+        created_before = now - _number("older_than", older_than, integer=False, low=0)
+    return EntryFilter(model=strings["model"], namespace=strings["namespace"], tenant=strings["tenant"],
+                       partition=strings["partition"], text=strings["q"], created_before=created_before)
+
+
+def answer_text(response: dict[str, Any]) -> str:
+    try:
+        message = response["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(message, dict) and message.get("tool_calls"):
+        return json.dumps(message["tool_calls"], ensure_ascii=False)
+    return ""
+
+
+def summary(record: Record) -> dict[str, Any]:
+    answer = answer_text(record.response)
+    return {"id": record.id, "model": record.model, "namespace": record.namespace, "tenant": record.tenant,
+            "partition": record.partition, "question": record.question,
+            "answer": answer[:ANSWER_PREVIEW] + ("…" if len(answer) > ANSWER_PREVIEW else ""),
+            "created_at": record.created_at, "expires_at": record.expires_at, "hits": record.hits}
+
+
+def entry_id_of(request: Request) -> int:
+    raw = request.path_params["entry_id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise BadRequestError(f"entry id must be a positive integer, got {raw!r}", param="id")
+    return int(raw)
+
+
+# -- handlers ---------------------------------------------------------------------------------------------------
+
+
+@require_admin
+async def stats(request: Request) -> Response:
+    services = services_of(request)
+    cache, store = services.cache, services.cache.store
+    sizes = cache.partition_sizes()
+    models = await store.model_totals()
+    top = await store.top_entries(TOP_ENTRIES)
+    return JSONResponse({
+        **services.metrics.snapshot(),
+        "entries": sum(n for _, n, _ in models),
+        "entry_hits": sum(h for _, _, h in models),
+        "partitions": sum(1 for n, _ in sizes.values() if n),
+        "index_vectors": sum(v for _, v in sizes.values()),
+        "writeback_queue": cache.queue_depth,
+        "embedding_model": cache.embedder.name,
+        "models": [{"model": m, "entries": n, "hits": h} for m, n, h in models],
+        "top_entries": [summary(r) for r in top],
+    })
+
+
+@require_admin
+async def list_entries(request: Request) -> Response:
+    params = dict(request.query_params)
+    limit = int(_number("limit", params.pop("limit", DEFAULT_LIMIT), integer=True, low=1, high=MAX_LIMIT))
+    offset = int(_number("offset", params.pop("offset", 0), integer=True, low=0))
+    selection = parse_filter(params, FILTER_KEYS, time.time())
+    store = services_of(request).cache.store
+    total = await store.count_entries(selection)
+    records = await store.list_entries(selection, limit, offset)
+    next_offset = offset + len(records) if offset + len(records) < total else None
+    return JSONResponse({"total": total, "limit": limit, "offset": offset, "next_offset": next_offset,
+                         "entries": [summary(r) for r in records]})
+
+
+@require_admin
+async def entry(request: Request) -> Response:
+    entry_id = entry_id_of(request)
+    cache = services_of(request).cache
+    if request.method == "DELETE":
+        if not await cache.delete_entries([entry_id]):
+            raise NotFoundError(f"No entry with id {entry_id}.", param="id")
+        return JSONResponse({"deleted": 1, "id": entry_id})
+    record = (await cache.store.get_many([entry_id])).get(entry_id)
+    if record is None:
+        raise NotFoundError(f"No entry with id {entry_id}.", param="id")
+    return JSONResponse({**export_line(record), "answer": answer_text(record.response),
+                         "embedder": record.embedder})
+
+
+@require_admin
+async def purge(request: Request) -> Response:
+    body = parse_json(await read_body(request, MAX_PURGE_BODY))
+    if not isinstance(body, dict):
+        raise BadRequestError("The purge body must be a JSON object of filters.")
+    everything = body.pop("all", False)
+    if not isinstance(everything, bool):
+        raise BadRequestError(f"all: expected true or false, got {everything!r}", param="all")
+    selection = parse_filter(body, ("model", "namespace", "tenant", "partition", "older_than"), time.time())
+    if selection.empty and not everything:
+        raise BadRequestError('Refusing to purge every entry without {"all": true}; give a filter '
+                              "(model, namespace, tenant, partition, older_than) or all.")
+    if everything and not selection.empty:
+        raise BadRequestError('"all": true cannot be combined with filters.', param="all")
+    purged = await services_of(request).cache.purge(selection)
+    return JSONResponse({"purged": purged})
+
+
+@require_admin
+async def export(request: Request) -> Response:
+    """JSONL, one entry a line (export_line), streamed from the store in batches."""
+    selection = parse_filter(dict(request.query_params), FILTER_KEYS, time.time())
+    store = services_of(request).cache.store
+    total = await store.count_entries(selection)
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for batch in store.iter_entries(selection):
+            yield b"".join(json.dumps(export_line(r), ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+                           for r in batch)
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson",
+                             headers={"X-Total-Count": str(total),
+                                      "Content-Disposition": 'attachment; filename="deja-export.jsonl"'})
+
+
+def admin_routes() -> list[Route]:
+    return [
+        Route("/admin/stats", stats, methods=["GET"]),
+        Route("/admin/entries", list_entries, methods=["GET"]),
+        Route("/admin/entries/{entry_id}", entry, methods=["GET", "DELETE"]),
+        Route("/admin/purge", purge, methods=["POST"]),
+        Route("/admin/export", export, methods=["GET"]),
+    ]

@@ -1,0 +1,258 @@
+"""`deja eval`: labelled pairs through exactly the code the proxy uses to decide a hit.
+
+pairs mode:  each pair gets its own namespace; `a` is stored as an answered request, `b` is looked up.
+corpus mode: every `a` is stored in one namespace (answer = its row), every `b` is looked up; a hit is right
+             when it returns its own row's answer (or one with the same `a` text), wrong otherwise.
+The lookup runs at the lowest threshold of the sweep and records the similarity of what it served; with one
+stored entry per namespace, "served at threshold t" is then exactly "served and similarity >= t".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tqdm import tqdm
+
+from .cache import SemanticCache
+from .embeddings import Embedder
+from .policies import Policy
+from .requests import build_chat_request, validate_body
+from .store import RecordStore
+
+EvalMode = Literal["pairs", "corpus"]
+Split = Literal["all", "tune", "holdout"]
+EVAL_KEY = "Bearer deja-eval"
+
+
+@dataclass(frozen=True)
+class Fields:
+    a: str = "a"
+    b: str = "b"
+    label: str = "same_answer"
+    category: str = "category"
+    id: str = "id"
+
+
+@dataclass(frozen=True)
+class Pair:
+    id: str
+    a: Any
+    b: Any
+    same: bool
+    category: str
+
+
+@dataclass
+class Outcome:
+    pair: Pair
+    similarity: float | None  # of the served entry; None: nothing served even at the lowest threshold
+    right: bool = True  # corpus mode: the served entry was this pair's own
+
+
+def in_split(pair_id: str, split: Split) -> bool:
+    """A stable half: the first byte of sha256(id) even = tuning half, odd = held-out half."""
+    if split == "all":
+        return True
+    even = hashlib.sha256(pair_id.encode()).digest()[0] % 2 == 0
+    return even if split == "tune" else not even
+
+
+def read_pairs(path: Path, fields: Fields, split: Split = "all") -> list[Pair]:
+    """JSONL rows, or a JSON list; rows without a label count as should-hit (e.g. GPTCache's mock_data.json)."""
+    text = path.read_text()
+    rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x]
+    pairs = []
+    for n, row in enumerate(rows):
+        if fields.a not in row or fields.b not in row:
+            raise ValueError(f"{path}: row {n + 1} has no {fields.a!r} or {fields.b!r} field")
+        pair_id = str(row.get(fields.id, n))
+        if in_split(pair_id, split):
+            pairs.append(Pair(pair_id, row[fields.a], row[fields.b], bool(row.get(fields.label, True)),
+                              str(row.get(fields.category) or row.get("subtype") or "all")))
+    return pairs
+
+
+def messages_of(side: Any) -> list[dict[str, Any]]:
+    return side if isinstance(side, list) else [{"role": "user", "content": str(side)}]
+
+
+def chat_request(side: Any, namespace: str, model: str) -> Any:
+    body = validate_body({"model": model, "messages": messages_of(side)})
+    return build_chat_request(body, {"authorization": EVAL_KEY, "x-cache-namespace": namespace},
+                              fallback_key=None, share_across_keys=False)
+
+
+def answer_for(tag: str) -> dict[str, Any]:
+    return {"id": f"eval-{tag}", "object": "chat.completion", "created": 0, "model": "eval",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": tag}}]}
+
+
+async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mode: EvalMode = "pairs",
+                   floor: float = 0.5, model: str = "eval-model", progress: bool = True) -> list[Outcome]:
+    """Store and look up every pair through SemanticCache with the policy's checks at threshold `floor`."""
+    probe = dataclasses.replace(policy, mode="semantic", threshold=floor, long_threshold=floor, ttl=0,
+                                max_entries=0)
+    with tempfile.TemporaryDirectory(prefix="deja-eval-") as tmp:
+        store = RecordStore(Path(tmp) / "eval.sqlite3")
+        await store.open()
+        cache = SemanticCache(store, embedder, Path(tmp) / "indexes", queue_size=len(pairs) + 1,
+                              save_interval=3600)
+        await cache.start()
+        try:
+            stored_as: dict[str, str] = {}
+            for n, pair in enumerate(tqdm(pairs, desc="storing", disable=not progress, unit="pair")):
+                namespace = "corpus" if mode == "corpus" else f"pair-{n}"
+                key = json.dumps(pair.a, sort_keys=True)
+                if mode == "corpus" and key in stored_as:
+                    continue  # duplicated `a` texts share one entry, as the proxy would keep one
+                stored_as[key] = str(n)
+                cache.submit(chat_request(pair.a, namespace, model), probe, answer_for(str(n)))
+                if n % 256 == 0:
+                    await cache.drain()
+            await cache.drain()
+            outcomes = []
+            for n, pair in enumerate(tqdm(pairs, desc="looking up", disable=not progress, unit="pair")):
+                namespace = "corpus" if mode == "corpus" else f"pair-{n}"
+                hit = (await cache.lookup(chat_request(pair.b, namespace, model), probe, None)).hit
+                if hit is None:
+                    outcomes.append(Outcome(pair, None))
+                    continue
+                similarity = 1.0 if hit.similarity is None else hit.similarity
+                served = hit.record.response["choices"][0]["message"]["content"]
+                own = stored_as[json.dumps(pair.a, sort_keys=True)]
+                outcomes.append(Outcome(pair, similarity, right=served == own))
+            return outcomes
+        finally:
+            await cache.close()
+            await store.close()
+
+
+def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) -> bool:
+    if outcome.similarity is None:
+        return False
+    text = outcome.pair.b if isinstance(outcome.pair.b, str) else ""
+    bar = policy.threshold_for(text) if threshold is None else threshold
+    return outcome.similarity >= bar
+
+
+@dataclass(frozen=True)
+class Score:
+    should_hit: int
+    served: int  # should-hit pairs served (in corpus mode: served with their own answer)
+    traps: int
+    traps_served: int  # traps served; in corpus mode: wrong answers served
+    wrong_served: int = 0
+
+    @property
+    def served_rate(self) -> float:
+        return self.served / self.should_hit if self.should_hit else 0.0
+
+    @property
+    def trap_rate(self) -> float:
+        return self.traps_served / self.traps if self.traps else 0.0
+
+    @property
+    def wrong_rate(self) -> float:
+        return self.wrong_served / self.should_hit if self.should_hit else 0.0
+
+
+def score(outcomes: list[Outcome], policy: Policy, threshold: float | None = None) -> Score:
+    should = [o for o in outcomes if o.pair.same]
+    traps = [o for o in outcomes if not o.pair.same]
+    return Score(
+        should_hit=len(should),
+        served=sum(served_at(o, policy, threshold) and o.right for o in should),
+        traps=len(traps),
+        traps_served=sum(served_at(o, policy, threshold) for o in traps),
+        wrong_served=sum(served_at(o, policy, threshold) and not o.right for o in should),
+    )
+
+
+def by_category(outcomes: list[Outcome], policy: Policy) -> dict[str, Score]:
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        groups[o.pair.category].append(o)
+    return {name: score(group, policy) for name, group in sorted(groups.items())}
+
+
+def sweep(outcomes: list[Outcome], policy: Policy, thresholds: list[float]) -> list[tuple[float, Score]]:
+    return [(t, score(outcomes, policy, t)) for t in thresholds]
+
+
+def thresholds_between(low: float, high: float, step: float) -> list[float]:
+    count = int(round((high - low) / step)) + 1
+    return [round(low + i * step, 4) for i in range(count)]
+
+
+def report_lines(name: str, outcomes: list[Outcome], policy: Policy, thresholds: list[float],
+                 mode: EvalMode) -> Iterator[str]:
+    total = score(outcomes, policy)
+    yield f"## {name}: {len(outcomes)} pairs, threshold {policy.threshold} (long {policy.long_threshold} "\
+          f"after {policy.long_after} chars)"
+    yield ""
+    if mode == "corpus":
+        yield "| should-hit | served own answer | served another's answer | missed |"
+        yield "|---|---|---|---|"
+        missed = total.should_hit - total.served - total.wrong_served
+        yield f"| {total.should_hit} | {total.served_rate:.1%} | {total.wrong_rate:.1%} | " \
+              f"{missed / max(total.should_hit, 1):.1%} |"
+    else:
+        yield "| category | pairs | should-hit served | traps served |"
+        yield "|---|---|---|---|"
+        for category, s in by_category(outcomes, policy).items():
+            served = f"{s.served}/{s.should_hit} ({s.served_rate:.1%})" if s.should_hit else "–"
+            traps = f"{s.traps_served}/{s.traps} ({s.trap_rate:.1%})" if s.traps else "–"
+            yield f"| {category} | {s.should_hit + s.traps} | {served} | {traps} |"
+        yield f"| **all** | {len(outcomes)} | {total.served}/{total.should_hit} ({total.served_rate:.1%}) | " \
+              f"{total.traps_served}/{total.traps} ({total.trap_rate:.1%}) |"
+    yield ""
+    yield "| threshold | should-hit served | " + ("wrong answers |" if mode == "corpus" else "traps served |")
+    yield "|---|---|---|"
+    for t, s in sweep(outcomes, policy, thresholds):
+        yield f"| {t:.2f} | {s.served_rate:.1%} | {(s.wrong_rate if mode == 'corpus' else s.trap_rate):.1%} |"
+    yield ""
+
+
+def report_json(outcomes: list[Outcome], policy: Policy, thresholds: list[float]) -> dict[str, Any]:
+    def as_dict(s: Score) -> dict[str, Any]:
+        return {**dataclasses.asdict(s), "served_rate": s.served_rate, "trap_rate": s.trap_rate,
+                "wrong_rate": s.wrong_rate}
+    return {
+        "policy": {"threshold": policy.threshold, "long_threshold": policy.long_threshold,
+                   "long_after": policy.long_after},
+        "total": as_dict(score(outcomes, policy)),
+        "categories": {k: as_dict(v) for k, v in by_category(outcomes, policy).items()},
+        "sweep": [{"threshold": t, **as_dict(s)} for t, s in sweep(outcomes, policy, thresholds)],
+        "pairs": [{"id": o.pair.id, "category": o.pair.category, "same_answer": o.pair.same,
+                   "similarity": o.similarity, "right": o.right, "served": served_at(o, policy)}
+                  for o in outcomes],
+    }
+
+
+def plot(outcomes: list[Outcome], policy: Policy, thresholds: list[float], path: Path, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise SystemExit("deja eval --plot needs matplotlib: pip install 'deja[eval]'") from exc
+    points = sweep(outcomes, policy, thresholds)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot([s.trap_rate * 100 for _, s in points], [s.served_rate * 100 for _, s in points], marker="o", ms=3)
+    for t, s in points[:: max(1, len(points) // 8)]:
+        ax.annotate(f"{t:.2f}", (s.trap_rate * 100, s.served_rate * 100), fontsize=7)
+    ax.set_xlabel("traps served (%)")
+    ax.set_ylabel("should-hit pairs served (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

@@ -1,0 +1,318 @@
+"""Metrics: Prometheus series for `GET /metrics`, and the recent-activity window behind `/admin/stats`.
+
+Each app owns its `CollectorRegistry` (tests build many apps in one process). What is measured and where:
+  requests   routes (and /modelcache queries): by model, cache status and match type
+  latency    lookup (routes), embedding (TimedEmbedder wraps the embedder), upstream (time to response headers)
+  savings    each hit adds the cached completion's `usage`; cost from the price table, or counted as unpriced
+  size       entries and index vectors per partition, write-back queue depth: read from the cache at scrape time
+  errors     embedding (TimedEmbedder), store (a failed lookup not caused by embedding, a failed write-back),
+             upstream (unreachable, timeout, broken stream, 5xx answer)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .settings import ModelPrice
+
+if TYPE_CHECKING:
+    from .cache import Hit, SemanticCache
+    from .embeddings import Embedder
+
+ErrorKind = str  # "embedding" | "store" | "upstream"
+ERROR_KINDS = ("embedding", "store", "upstream")
+STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH")
+# USD per 1M tokens (input, output), OpenAI's list prices in 2025. Globs: the longest matching pattern wins, so
+# `gpt-4o-mini-2024-07-18` takes `gpt-4o-mini*`, not `gpt-4o*`. Settings.prices adds to and overrides these.
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "gpt-5*": ModelPrice(1.25, 10.0),
+    "gpt-5-mini*": ModelPrice(0.25, 2.0),
+    "gpt-5-nano*": ModelPrice(0.05, 0.40),
+    "gpt-4.1*": ModelPrice(2.0, 8.0),
+    "gpt-4.1-mini*": ModelPrice(0.40, 1.60),
+    "gpt-4.1-nano*": ModelPrice(0.10, 0.40),
+    "gpt-4o*": ModelPrice(2.50, 10.0),
+    "gpt-4o-mini*": ModelPrice(0.15, 0.60),
+    "gpt-4-turbo*": ModelPrice(10.0, 30.0),
+    "gpt-3.5-turbo*": ModelPrice(0.50, 1.50),
+    "o1*": ModelPrice(15.0, 60.0),
+    "o1-mini*": ModelPrice(1.10, 4.40),
+    "o3*": ModelPrice(2.0, 8.0),
+    "o3-mini*": ModelPrice(1.10, 4.40),
+    "o4-mini*": ModelPrice(1.10, 4.40),
+}
+# Model names come from clients: past this many distinct names, new ones are labelled "other".
+MAX_MODEL_LABELS = 50
+# Per-partition series on /metrics: the largest partitions only (totals cover all of them).
+MAX_PARTITION_SERIES = 100
+PARTITION_LABEL_CHARS = 16
+SERIES_MINUTES = 120
+LATENCY_SAMPLES = 2000
+RECENT_HITS = 50
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class PriceTable:
+    def __init__(self, prices: Mapping[str, ModelPrice] | None = None) -> None:
+        self.prices = {**DEFAULT_PRICES, **(prices or {})}
+
+    def price_for(self, model: str) -> ModelPrice | None:
+        if model in self.prices:
+            return self.prices[model]
+        matches = [p for p in self.prices if fnmatch.fnmatchcase(model, p)]
+        if not matches:
+            return None
+        return self.prices[max(matches, key=lambda p: (sum(ch not in "*?[]" for ch in p), p))]
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        price = self.price_for(model)
+        if price is None:
+            return None
+        return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
+
+
+def percentiles(samples: Iterator[float] | list[float]) -> dict[str, float | int | None]:
+    values = np.fromiter(samples, dtype=np.float64)
+    if values.size == 0:
+        return {"count": 0, "p50": None, "p90": None, "p99": None}
+    p50, p90, p99 = np.percentile(values, [50, 90, 99]) * 1000.0
+    return {"count": int(values.size), "p50": round(float(p50), 3), "p90": round(float(p90), 3),
+            "p99": round(float(p99), 3)}
+
+
+def mark_error(exc: BaseException, kind: ErrorKind) -> None:
+    """Remember that `exc` was counted already, so a caller further up does not count it again."""
+    try:
+        exc.deja_error_kind = kind  # type: ignore[attr-defined]
+    except AttributeError:
+        pass
+
+
+def counted_kind(exc: BaseException | None) -> ErrorKind | None:
+    while exc is not None:
+        kind = getattr(exc, "deja_error_kind", None)
+        if kind:
+            return str(kind)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+class Metrics:
+    def __init__(self, prices: Mapping[str, ModelPrice] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.prices = PriceTable(prices)
+        self.clock = clock
+        self.started_at = clock()
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("deja_requests", "Chat completion requests by cache status and match type",
+                                ["model", "status", "match"], registry=r)
+        self.lookup_seconds = Histogram("deja_lookup_seconds", "Cache lookup time (exact + semantic)",
+                                        buckets=FAST_BUCKETS, registry=r)
+        self.embedding_seconds = Histogram("deja_embedding_seconds", "Time to embed one batch of texts",
+                                           buckets=FAST_BUCKETS, registry=r)
+        self.upstream_seconds = Histogram("deja_upstream_seconds", "Upstream time to response headers",
+                                          ["model"], buckets=UPSTREAM_BUCKETS, registry=r)
+        self.tokens_saved = Counter("deja_tokens_saved", "Tokens not sent upstream thanks to hits (cached usage)",
+                                    ["model", "kind"], registry=r)
+        self.cost_saved = Counter("deja_cost_saved_usd", "Estimated USD saved by hits, for models with a price",
+                                  ["model"], registry=r)
+        self.unpriced_tokens = Counter("deja_tokens_saved_unpriced",
+                                       "Tokens saved for models without a price (no cost is estimated)",
+                                       ["model"], registry=r)
+        self.errors = Counter("deja_errors", "Errors by kind; the request was still answered if it could be",
+                              ["kind"], registry=r)
+        for kind in ERROR_KINDS:
+            self.errors.labels(kind)
+        self._models: set[str] = set()
+        # The same numbers for /admin/stats, since start.
+        self.status_counts = dict.fromkeys(STATUSES, 0)
+        self.match_counts = {"exact": 0, "semantic": 0}
+        self.error_counts = dict.fromkeys(ERROR_KINDS, 0)
+        self.saved = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "unpriced_tokens": 0}
+        self.unpriced_models: set[str] = set()
+        self.latency: dict[str, deque[float]] = {k: deque(maxlen=LATENCY_SAMPLES)
+                                                 for k in ("lookup", "embedding", "upstream")}
+        self.series: deque[dict[str, Any]] = deque(maxlen=SERIES_MINUTES)
+        self.recent_hits: deque[dict[str, Any]] = deque(maxlen=RECENT_HITS)
+
+    # -- wiring ---------------------------------------------------------------------------------------------------
+
+    def bind(self, cache: SemanticCache) -> None:
+        """Entries, index vectors and queue depth are read from the cache when Prometheus scrapes."""
+        self.registry.register(CacheCollector(cache))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def model_label(self, model: str) -> str:
+        if model in self._models:
+            return model
+        if len(self._models) < MAX_MODEL_LABELS:
+            self._models.add(model)
+            return model
+        return "other"
+
+    # -- observations ---------------------------------------------------------------------------------------------
+
+    def _bucket(self) -> dict[str, Any]:
+        minute = int(self.clock() // 60 * 60)
+        if not self.series or self.series[-1]["t"] != minute:
+            self.series.append({"t": minute, "requests": 0, "hits": 0, "tokens_saved": 0, "cost_saved_usd": 0.0})
+        return self.series[-1]
+
+    def observe_request(self, model: str, status: str, match: str = "none") -> None:
+        self.requests.labels(self.model_label(model), status, match).inc()
+        self.status_counts[status] = self.status_counts.get(status, 0) + 1
+        bucket = self._bucket()
+        if status in ("HIT", "MISS"):
+            bucket["requests"] += 1
+
+    def observe_hit(self, model: str, hit: Hit, asked: str) -> None:
+        self.observe_request(model, "HIT", hit.match)
+        self.match_counts[hit.match] = self.match_counts.get(hit.match, 0) + 1
+        usage = hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        prompt = _int(usage.get("prompt_tokens"))
+        completion = _int(usage.get("completion_tokens"))
+        label = self.model_label(model)
+        self.tokens_saved.labels(label, "prompt").inc(prompt)
+        self.tokens_saved.labels(label, "completion").inc(completion)
+        self.saved["prompt_tokens"] += prompt
+        self.saved["completion_tokens"] += completion
+        cost = self.prices.cost(model, prompt, completion)
+        if cost is None:
+            self.unpriced_tokens.labels(label).inc(prompt + completion)
+            self.saved["unpriced_tokens"] += prompt + completion
+            if prompt + completion:
+                self.unpriced_models.add(model)
+        else:
+            self.cost_saved.labels(label).inc(cost)
+            self.saved["cost_usd"] += cost
+        bucket = self._bucket()
+        bucket["hits"] += 1
+        bucket["tokens_saved"] += prompt + completion
+        bucket["cost_saved_usd"] += cost or 0.0
+        self.recent_hits.appendleft({
+            "at": self.clock(), "entry_id": hit.record.id, "model": model, "match": hit.match,
+            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
+            "asked": asked, "matched": hit.record.question,
+        })
+
+    def observe_lookup(self, seconds: float) -> None:
+        self.lookup_seconds.observe(seconds)
+        self.latency["lookup"].append(seconds)
+
+    def observe_embedding(self, seconds: float) -> None:
+        self.embedding_seconds.observe(seconds)
+        self.latency["embedding"].append(seconds)
+
+    def observe_upstream(self, model: str, seconds: float) -> None:
+        self.upstream_seconds.labels(self.model_label(model)).observe(seconds)
+        self.latency["upstream"].append(seconds)
+
+    def count_error(self, kind: ErrorKind, exc: BaseException | None = None) -> None:
+        """Count an error once: an exception already counted lower down (e.g. by the embedder) is skipped."""
+        if exc is not None:
+            if counted_kind(exc) is not None:
+                return
+            mark_error(exc, kind)
+        self.errors.labels(kind).inc()
+        self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
+
+    # -- /admin/stats ---------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        hits, misses = self.status_counts["HIT"], self.status_counts["MISS"]
+        lookups = hits + misses
+        return {
+            "since": self.started_at,
+            "uptime_seconds": round(self.clock() - self.started_at, 3),
+            "requests": {"total": sum(self.status_counts.values()), **self.status_counts},
+            "matches": dict(self.match_counts),
+            # Of the requests that were looked up (HIT + MISS); BYPASS and REFRESH never could hit.
+            "hit_rate": round(hits / lookups, 4) if lookups else None,
+            "tokens_saved": {"prompt": self.saved["prompt_tokens"], "completion": self.saved["completion_tokens"],
+                             "total": self.saved["prompt_tokens"] + self.saved["completion_tokens"]},
+            "cost_saved_usd": round(self.saved["cost_usd"], 6),
+            "unpriced_tokens_saved": self.saved["unpriced_tokens"],
+            "unpriced_models": sorted(self.unpriced_models),
+            "latency_ms": {k: percentiles(list(v)) for k, v in self.latency.items()},
+            "errors": dict(self.error_counts),
+            "series": [{**b, "cost_saved_usd": round(b["cost_saved_usd"], 6)} for b in self.series],
+            "recent_hits": list(self.recent_hits),
+        }
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+class CacheCollector(Collector):
+    def __init__(self, cache: SemanticCache) -> None:
+        self.cache = cache
+
+    def collect(self) -> Iterator[Metric]:
+        sizes = self.cache.partition_sizes()
+        entries = GaugeMetricFamily("deja_entries", "Stored entries per partition (the largest partitions)",
+                                    labels=["partition"])
+        vectors = GaugeMetricFamily("deja_index_vectors", "Live vectors in the partition's index",
+                                    labels=["partition"])
+        largest = sorted(sizes.items(), key=lambda kv: kv[1][0], reverse=True)[:MAX_PARTITION_SERIES]
+        for partition, (count, live) in largest:
+            label = partition[:PARTITION_LABEL_CHARS]
+            entries.add_metric([label], count)
+            vectors.add_metric([label], live)
+        yield entries
+        yield vectors
+        yield GaugeMetricFamily("deja_entries_all", "Stored entries in every partition",
+                                value=sum(c for c, _ in sizes.values()))
+        yield GaugeMetricFamily("deja_partitions", "Partitions with at least one entry",
+                                value=sum(1 for c, _ in sizes.values() if c))
+        yield GaugeMetricFamily("deja_writeback_queue_depth", "Jobs waiting for the write-back worker",
+                                value=self.cache.queue_depth)
+
+
+class TimedEmbedder:
+    """Wraps the embedder: times each batch and counts its failures as `embedding` errors."""
+
+    def __init__(self, inner: Embedder, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.name = inner.name
+        self.dim = inner.dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            vectors = self.inner.embed(texts)
+        except Exception as exc:
+            self.metrics.count_error("embedding", exc)
+            raise
+        self.metrics.observe_embedding(time.perf_counter() - started)
+        return vectors
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class WriteBackErrorCounter(logging.Handler):
+    """Counts failures the write-back worker logs (it logs and carries on: the answer stays uncached)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(level=logging.ERROR)
+        self.metrics = metrics
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        self.metrics.count_error("store", exc)

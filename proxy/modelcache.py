@@ -1,0 +1,199 @@
+"""`POST /modelcache`: ModelCache's API over Deja's cache, so ModelCache clients switch by changing the URL.
+
+The body is a JSON object, or a JSON string holding one (ModelCache's examples send `json=json.dumps(data)`).
+Entries are the proxy's own: keys come from `build_chat_request` on `{"model": scope.model, "messages": query}`,
+the tenant from the request's Authorization header exactly as for `/v1/chat/completions` (the configured upstream
+key when there is none; the shared tenant when the model's policy shares across keys), the namespace from
+X-Cache-Namespace. A proxy request with the same key, model and messages finds an inserted answer, and a query
+finds what the proxy stored. Look-ups go through SemanticCache.lookup, the one place that decides a hit.
+
+Answers use ModelCache's shapes and error codes (101 unreadable body, 102 unknown type, 103 bad parameters,
+201 query failed, 301 insert failed, 402 remove failed). `register` is a successful no-op: Deja creates a
+partition when its first entry is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .admin import answer_text
+from .errors import DejaError
+from .requests import ChatRequest, build_chat_request, sha256_hex, tenant_of, validate_body
+from .routes import read_body, services_of
+from .services import Services
+from .store import EntryFilter
+
+log = logging.getLogger("deja.modelcache")
+
+TYPES = ["query", "insert", "remove", "register"]
+REMOVE_TYPES = ("truncate_by_model", "delete_by_id")
+
+
+class ModelCacheError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def query_result(code: int, desc: str, *, hit: bool = False, delta: Any = 0, hit_query: str = "",
+                 answer: str = "") -> dict[str, Any]:
+    return {"errorCode": code, "errorDesc": desc, "cacheHit": hit, "delta_time": delta, "hit_query": hit_query,
+            "answer": answer}
+
+
+def write_result(code: int, desc: str, **extra: Any) -> dict[str, Any]:
+    return {"errorCode": code, "errorDesc": desc, "writeStatus": "success" if code == 0 else "exception", **extra}
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw.decode("utf-8"))
+        if isinstance(body, str):
+            body = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelCacheError(101, f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ModelCacheError(101, "the body must be a JSON object (or a JSON string holding one)")
+    return body
+
+
+def model_of(body: Mapping[str, Any]) -> str:
+    scope = body.get("scope")
+    model = scope.get("model") if isinstance(scope, dict) else None
+    if not isinstance(model, str) or not model:
+        raise ModelCacheError(103, "scope.model: expected a non-empty string")
+    return model
+
+
+def chat_request(services: Services, model: str, messages: Any, headers: Mapping[str, str],
+                 where: str) -> ChatRequest:
+    policy = services.policies.policy_for(model)
+    try:
+        body = validate_body({"model": model, "messages": messages})
+        return build_chat_request(body, headers, fallback_key=services.settings.upstream_api_key,
+                                  share_across_keys=policy.share_across_keys)
+    except DejaError as exc:
+        raise ModelCacheError(103, f"{where}: {exc.message}") from exc
+
+
+def completion_for(model: str, answer: str, now: float) -> dict[str, Any]:
+    """The chat.completion the proxy serves for an inserted answer. No `usage`: ModelCache inserts carry no token
+    counts, so hits on them save tokens nobody counted (and metrics report none)."""
+    return {"id": f"chatcmpl-modelcache-{int(now * 1000)}", "object": "chat.completion", "created": int(now),
+            "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
+                                         "finish_reason": "stop"}]}
+
+
+async def handle_query(services: Services, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    model = model_of(body)
+    chat = chat_request(services, model, body.get("query"), headers, "query")
+    policy = services.policies.policy_for(model)
+    if policy.mode == "off":
+        return query_result(0, "", delta=f"{time.perf_counter() - started:.2f}s")
+    try:
+        lookup = await services.cache.lookup(chat, policy, None)
+    except Exception as exc:
+        log.exception("modelcache query failed")
+        services.metrics.count_error("store", exc)
+        return query_result(201, f"query failed: {type(exc).__name__}")
+    services.metrics.observe_lookup(time.perf_counter() - started)
+    delta = f"{time.perf_counter() - started:.2f}s"
+    hit = lookup.hit
+    if hit is None:
+        services.metrics.observe_request(model, "MISS")
+        return query_result(0, "", delta=delta)
+    services.cache.record_hit(hit.record.id)
+    services.metrics.observe_hit(model, hit, chat.question)
+    return query_result(0, "", hit=True, delta=delta, hit_query=hit.record.question,
+                        answer=answer_text(hit.record.response))
+
+
+async def handle_insert(services: Services, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+    model = model_of(body)
+    chat_info = body.get("chat_info")
+    if not isinstance(chat_info, list) or not chat_info:
+        raise ModelCacheError(103, "chat_info: expected a non-empty list of {query, answer}")
+    policy = services.policies.policy_for(model)
+    if policy.mode == "off":
+        return write_result(301, f"caching is off for model {model!r} by policy {policy.name!r}")
+    pairs = []
+    for i, item in enumerate(chat_info):
+        if not isinstance(item, dict) or not isinstance(item.get("answer"), str):
+            raise ModelCacheError(103, f"chat_info[{i}]: expected {{query: [messages], answer: string}}")
+        pairs.append((chat_request(services, model, item.get("query"), headers, f"chat_info[{i}].query"),
+                      item["answer"]))
+    try:
+        for chat, answer in pairs:
+            await services.cache.store_now(chat, policy, completion_for(model, answer, time.time()))
+    except Exception as exc:
+        log.exception("modelcache insert failed")
+        services.metrics.count_error("store", exc)
+        return write_result(301, f"insert failed: {type(exc).__name__}")
+    return write_result(0, "")
+
+
+def tenant_for(services: Services, model: str, headers: Mapping[str, str]) -> str:
+    if services.policies.policy_for(model).share_across_keys:
+        return sha256_hex("shared")
+    return tenant_of(headers, services.settings.upstream_api_key)
+
+
+async def handle_remove(services: Services, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+    """Only the caller's own entries (its tenant) are removed, whatever ids it names."""
+    model = model_of(body)
+    remove_type = body.get("remove_type")
+    tenant = tenant_for(services, model, headers)
+    cache = services.cache
+    try:
+        if remove_type == "truncate_by_model":
+            count = await cache.purge(EntryFilter(model=model, tenant=tenant))
+        elif remove_type == "delete_by_id":
+            ids = body.get("id_list")
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) or
+                                                    isinstance(i, str) and i.isdigit() for i in ids):
+                raise ModelCacheError(103, "id_list: expected a list of entry ids")
+            wanted = [int(i) for i in ids]
+            records = await cache.store.get_many(wanted)
+            own = [i for i, r in records.items() if r.tenant == tenant and r.model == model]
+            count = await cache.delete_entries(own)
+        else:
+            raise ModelCacheError(103, f"remove_type: expected one of {list(REMOVE_TYPES)}, got {remove_type!r}")
+    except ModelCacheError:
+        raise
+    except Exception as exc:
+        log.exception("modelcache remove failed")
+        services.metrics.count_error("store", exc)
+        return write_result(402, f"remove failed: {type(exc).__name__}",
+                            response={"status": "failed", "delete_count": 0})
+    return write_result(0, "", response={"status": "success", "delete_count": count})
+
+
+async def modelcache(request: Request) -> Response:
+    services = services_of(request)
+    raw = await read_body(request, services.settings.max_body_bytes)  # 413 in OpenAI shape when too large
+    try:
+        body = parse_body(raw)
+        kind = body.get("type")
+        if kind not in TYPES:
+            return JSONResponse(query_result(102, f"type exception, should one of {TYPES}"))
+        if kind == "query":
+            result = await handle_query(services, body, request.headers)
+        elif kind == "insert":
+            result = await handle_insert(services, body, request.headers)
+        elif kind == "remove":
+            result = await handle_remove(services, body, request.headers)
+        else:
+            model_of(body)
+            result = write_result(0, "", response="create_success")
+    except ModelCacheError as exc:
+        return JSONResponse(query_result(exc.code, exc.message))  # ModelCache answers these in the query shape
+    return JSONResponse(result)

@@ -1,0 +1,87 @@
+"""`deja stats|entries|delete|purge|export` against a live proxy (--url) and a stopped one's data directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from proxy.cli import main
+
+from .conftest import LiveProxy
+
+TOKEN = "cli-admin-token"
+
+
+@pytest.fixture
+def live(tmp_path, upstream, monkeypatch):
+    monkeypatch.setenv("DEJA_ADMIN_TOKEN", TOKEN)
+    with LiveProxy(tmp_path / "data", upstream) as proxy:
+        for text in ("How do I reset my password?", "What is the capital of France?", "Tell me a joke"):
+            assert proxy.chat(text).status_code == 200
+        proxy.wait_until_stored(TOKEN, 3)
+        assert proxy.chat("Tell me a joke").headers["x-cache-status"] == "HIT"
+        yield proxy
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_stats_entries_export_delete_purge_against_a_running_proxy(live, capsys, tmp_path):
+    code, out, _ = run(capsys, "stats", "--url", live.base)
+    stats = json.loads(out)
+    assert code == 0 and stats["entries"] == 3 and stats["requests"]["HIT"] == 1
+
+    code, out, err = run(capsys, "entries", "--url", live.base, "--search", "capital", "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["question"] for r in rows] == ["What is the capital of France?"]
+
+    target = tmp_path / "export.jsonl"
+    code, _, err = run(capsys, "export", "--url", live.base, "-o", str(target))
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert code == 0 and len(lines) == 3 and "3/3" in err  # the progress bar's last state
+
+    code, out, _ = run(capsys, "delete", "--url", live.base, str(rows[0]["id"]), "999999")
+    assert code == 1 and "deleted 1 of 2" in out
+    assert live.chat("What is the capital of France?").headers["x-cache-status"] == "MISS"
+
+    code, out, _ = run(capsys, "purge", "--url", live.base, "--model", "gpt-4o-mini")
+    assert code == 0 and out.strip() == "purged 3 entries"  # 2 left + the re-asked question
+
+
+def test_cli_refuses_without_a_token_or_with_a_wrong_one(live, capsys, monkeypatch):
+    monkeypatch.setenv("DEJA_ADMIN_TOKEN", "wrong")
+    code, _, err = run(capsys, "stats", "--url", live.base)
+    assert code == 1 and "401" in err and "wrong" not in err
+    monkeypatch.delenv("DEJA_ADMIN_TOKEN")
+    code, _, err = run(capsys, "stats", "--url", live.base)
+    assert code == 1 and "DEJA_ADMIN_TOKEN must be set" in err
+
+
+def test_cli_on_a_stopped_proxys_data_directory_and_the_index_follows(tmp_path, upstream, capsys, monkeypatch):
+    monkeypatch.setenv("DEJA_ADMIN_TOKEN", TOKEN)
+    data = tmp_path / "data"
+    with LiveProxy(data, upstream) as proxy:
+        proxy.chat("what is the capital of france")
+        proxy.chat("How do I reset my password?")
+        proxy.wait_until_stored(TOKEN, 2)
+        assert proxy.chat("What is the capital of France?").headers["x-cache-status"] == "HIT"
+    code, out, _ = run(capsys, "stats", "--data-dir", str(data))
+    assert code == 0 and json.loads(out)["entries"] == 2
+    code, out, _ = run(capsys, "export", "--data-dir", str(data), "--search", "password")
+    assert [json.loads(line)["question"] for line in out.splitlines()] == ["How do I reset my password?"]
+    code, _, err = run(capsys, "purge", "--data-dir", str(data))
+    assert code == 1 and "--all" in err
+    code, out, _ = run(capsys, "purge", "--data-dir", str(data), "--model", "gpt-4o-mini")
+    assert out.strip() == "purged 2 entries"
+    with LiveProxy(data, upstream) as proxy:  # the saved index disagrees with the store: rebuilt, empty
+        reworded = proxy.chat("What is the capital of France?")
+        assert reworded.headers["x-cache-status"] == "MISS"
+
+
+def test_cli_data_dir_must_exist(tmp_path, capsys):
+    code, _, err = run(capsys, "stats", "--data-dir", str(tmp_path / "nothing"))
+    assert code == 1 and "does not exist" in err

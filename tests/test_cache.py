@@ -1,0 +1,152 @@
+"""SemanticCache over a real SQLite file and real hnswlib indexes: persistence, rebuild, eviction, model change."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest
+
+from proxy.cache import SemanticCache
+from proxy.policies import Policy
+from proxy.requests import build_chat_request, validate_body
+from proxy.store import RecordStore
+
+from .fakes import HashEmbedder
+
+pytestmark = pytest.mark.anyio
+POLICY = Policy(threshold=0.95, long_threshold=0.97)
+
+
+class OtherModel(HashEmbedder):
+    name = "test-hash-v2@256"
+
+
+def request(text: str, model: str = "m"):
+    body = validate_body({"model": model, "messages": [{"role": "user", "content": text}]})
+    return build_chat_request(body, {"authorization": "Bearer k"}, fallback_key=None, share_across_keys=False)
+
+
+def answer(text: str) -> dict:
+    return {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+
+
+@contextlib.asynccontextmanager
+async def opened(data: Path, embedder=None, clock=None):
+    store = RecordStore(data / "deja.sqlite3")
+    await store.open()
+    cache = SemanticCache(store, embedder or HashEmbedder(), data / "indexes", save_interval=3600)
+    if clock:
+        cache.clock = clock
+    await cache.start()
+    try:
+        yield cache
+    finally:
+        await cache.close()
+        await store.close()
+
+
+async def put(cache: SemanticCache, text: str, policy: Policy = POLICY, **kw) -> None:
+    cache.submit(request(text, **kw), policy, answer(f"about {text}"))
+    await cache.drain()
+
+
+async def served(cache: SemanticCache, text: str, policy: Policy = POLICY, **kw) -> str | None:
+    hit = (await cache.lookup(request(text, **kw), policy, None)).hit
+    return None if hit is None else hit.record.response["choices"][0]["message"]["content"]
+
+
+async def test_entries_and_vectors_survive_a_restart(tmp_path):
+    async with opened(tmp_path) as cache:
+        await put(cache, "how do I rotate my keys")
+    async with opened(tmp_path) as cache:
+        assert not cache.indexes.dirty
+        assert await served(cache, "How do I ROTATE my keys?") == "about how do I rotate my keys"
+
+
+async def test_stale_index_is_rebuilt_from_sqlite_vectors(tmp_path):
+    async with opened(tmp_path) as cache:
+        await put(cache, "first question here")
+    sidecar = next((tmp_path / "indexes").glob("*.json"))
+    saved = sidecar.read_text()
+    async with opened(tmp_path) as cache:
+        await put(cache, "second question here")
+    sidecar.write_text(saved)  # as if the process died before the index was saved again
+    embedder = HashEmbedder()
+    async with opened(tmp_path, embedder) as cache:
+        assert embedder.calls == 0  # rebuilt from stored vectors: nothing re-embedded
+        assert await served(cache, "Second question here?") == "about second question here"
+        assert await served(cache, "First question here?") == "about first question here"
+
+
+async def test_another_embedding_model_never_matches_old_vectors(tmp_path):
+    async with opened(tmp_path) as cache:
+        await put(cache, "what is the capital of france")
+    async with opened(tmp_path, OtherModel()) as cache:
+        assert await served(cache, "What is the capital of France?") is None
+        assert await served(cache, "what is the capital of france") is not None  # exact hits need no vectors
+        await put(cache, "what is the capital of spain")
+        assert await served(cache, "What is the capital of Spain?") == "about what is the capital of spain"
+
+
+async def test_least_recently_used_entries_are_evicted_from_store_and_index(tmp_path):
+    small = Policy(threshold=0.95, max_entries=2)
+    async with opened(tmp_path) as cache:
+        await put(cache, "alpha one", small)
+        await put(cache, "beta two", small)
+        hit = (await cache.lookup(request("alpha one"), small, None)).hit
+        cache.record_hit(hit.record.id)
+        await cache.drain()
+        await put(cache, "gamma three", small)
+        assert await served(cache, "beta two", small) is None
+        assert await served(cache, "Two beta", small) is None  # gone from the index too
+        assert await served(cache, "alpha one", small) == "about alpha one"
+        assert cache.indexes.get(request("x").partition).live == 2
+
+
+async def test_expired_entries_are_swept_from_store_and_index(tmp_path):
+    now = [1000.0]
+    async with opened(tmp_path, clock=lambda: now[0]) as cache:
+        await put(cache, "short lived", Policy(threshold=0.95, ttl=10))
+        now[0] += 11
+        await cache._expire(now[0])
+        assert await cache.store.get_exact(request("short lived").exact_key) is None
+        assert cache.indexes.get(request("x").partition).live == 0
+
+
+async def test_refresh_replaces_the_entry_and_its_vector(tmp_path):
+    async with opened(tmp_path) as cache:
+        await put(cache, "news today")
+        cache.submit(request("news today"), POLICY, answer("fresh news"))
+        await cache.drain()
+        assert await served(cache, "Today news") == "fresh news"
+        assert cache.indexes.get(request("x").partition).live == 1
+
+
+async def test_partitions_are_separate_indexes(tmp_path):
+    async with opened(tmp_path) as cache:
+        await put(cache, "shared words here", model="a")
+        await put(cache, "shared words here", model="b")
+        assert len(cache.indexes.indexes) == 2
+        assert await served(cache, "Here shared words", model="c") is None
+
+
+async def test_full_queue_drops_instead_of_blocking(tmp_path):
+    store = RecordStore(tmp_path / "deja.sqlite3")
+    await store.open()
+    cache = SemanticCache(store, HashEmbedder(), tmp_path / "indexes", queue_size=1)
+    assert cache.submit(request("a"), POLICY, answer("a"))
+    assert not cache.submit(request("b"), POLICY, answer("b"))
+    await store.close()
+
+
+async def test_stored_response_is_kept_verbatim(tmp_path):
+    async with opened(tmp_path) as cache:
+        original = answer("x")
+        original["system_fingerprint"] = "fp_1"
+        cache.submit(request("verbatim"), POLICY, original)
+        await cache.drain()
+        record = await cache.store.get_exact(request("verbatim").exact_key)
+        assert json.dumps(record.response, sort_keys=True) == json.dumps(original, sort_keys=True)
