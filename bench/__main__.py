@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -121,7 +122,7 @@ def main() -> None:
     bench = Bench(args)
     results: dict = {"machine": procs.machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                      "command": "python -m bench " + shlex.join(sys.argv[1:]), "seconds": args.seconds,
-                     "runs": [], "questions": QUESTIONS}
+                     "runs": [], "questions": QUESTIONS, "load_before": os.getloadavg()}
     print("embedding rates (in-process)…", flush=True)
     results["embedding"] = embedding_rates(bench.models, [p for _, p, _ in bench.items], args.seconds)
     upstream = procs.fake_upstream(bench.upstream_port)
@@ -134,6 +135,7 @@ def main() -> None:
             results["gptcache"] = run_gptcache(bench)
     finally:
         upstream.stop()
+    results["load_after"] = os.getloadavg()
     (args.work_dir / "results.json").write_text(json.dumps(results, indent=1))
     args.out.write_text(report.render(results))
     print(f"wrote {args.out}", flush=True)

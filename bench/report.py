@@ -35,6 +35,8 @@ def render(res: dict[str, Any]) -> str:
         "server; latencies are wrk's own percentiles",
         f"- workload: {res['questions']} how-to questions stored through Deja (misses), then their paraphrases "
         "(semantic hits) or the same questions (exact hits); the bench policy uses GPTCache's threshold 0.8",
+        f"- noise: load average {_load(res, 'load_before')} before, {_load(res, 'load_after')} after the run "
+        "(on 2 cores, anything above ~0.2 at the start means another process was competing for the CPU)",
         f"- embedding (in-process, all-MiniLM-L6-v2 int8): one text {emb['single_p50_ms']:.2f} ms p50; batches of "
         f"32: {emb['batch32_per_s']:.0f} texts/s (the semantic-hit ceiling)",
         "", "## Latency and throughput: median (min–max) over runs", "",
@@ -76,6 +78,10 @@ def render(res: dict[str, Any]) -> str:
     lines += [f"| {name} | {value} | {verdict(ok)} |" for name, value, ok in targets]
     lines += _before_after(res, runs) + _sizes(sizes) + _gptcache(gpt, semantic, runs)
     return "\n".join(lines) + "\n"
+
+
+def _load(res: dict, key: str) -> str:
+    return " / ".join(f"{v:.2f}" for v in res.get(key, ())) or "?"
 
 
 def _statuses(point: dict) -> str:

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from proxy.importer import import_lines
+from proxy.store import export_line
 
 from .conftest import default_policies
 
@@ -53,19 +54,10 @@ async def test_shared_import_answers_every_key_under_a_sharing_policy(make_proxy
 
 async def test_export_lines_are_restored_as_they_were(proxy):
     await proxy.chat("What is an export?")
-    async with proxy.cache.store.reader.execute(
-            "SELECT id, model, namespace, tenant, partition, exact_key, context_digest, context_text, question, "
-            "response, created_at, expires_at, hits FROM entries") as cur:
-        row = await cur.fetchone()
-    names = ("id", "model", "namespace", "tenant", "partition", "exact_key", "context_digest", "context_text",
-             "question", "response", "created_at", "expires_at", "hits")
-    exported = dict(zip(names, row, strict=True))
-    exported["response"] = json.loads(exported["response"])
-    exported["hits"] = 7
+    (record,) = (await proxy.cache.store.get_many([1])).values()
+    exported = {**export_line(record), "hits": 7}  # what `deja export` writes
     expired = {**exported, "exact_key": "gone", "expires_at": 1.0}
-    await proxy.cache.store.writer.execute("DELETE FROM entries")
-    await proxy.cache.store.writer.commit()
-    proxy.cache.hot.clear()
+    assert await proxy.cache.delete_entries([record.id]) == 1
     report = await import_lines(proxy.cache, default_policies(), lines_of(exported, expired), tenant_key=None,
                                 shared=True)
     assert (report.imported, report.skipped) == (1, 1)
