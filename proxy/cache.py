@@ -1,7 +1,8 @@
 """SemanticCache: the one place that decides a hit, and the write-back that stores answers after responses.
 
-lookup: exact key (no embedding) -> embed the question -> nearest neighbours in the partition's index ->
-        records from the store -> the first candidate that passes every check is the hit.
+lookup: exact key (in memory, then SQLite; no embedding) -> embed the question (micro-batched with concurrent
+        lookups) and search the partition's index on the embedding thread -> records (in memory, then SQLite) ->
+        the first candidate that passes every check is the hit.
 store:  through a bounded queue, after the response has gone out; one worker owns every write, so SQLite and the
         indexes change in step, and shutdown drains it.
 """
@@ -19,9 +20,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .batcher import EmbeddingBatcher
 from .embeddings import Embedder
+from .flights import FlightTable
 from .guard import find_conflict
-from .index import IndexSet
+from .hot import HotRecords
+from .index import INITIAL_CAPACITY, IndexSet, VectorIndex
 from .policies import Policy
 from .requests import ChatRequest
 from .store import EntryFilter, NewRecord, Record, RecordStore
@@ -32,6 +36,10 @@ MatchType = Literal["exact", "semantic"]
 # Neighbours examined per lookup: the nearest one can fail a check (context, freshness) while the next passes.
 CANDIDATES = 8
 EXPIRY_SWEEP_SECONDS = 60.0
+# An index is rebuilt from SQLite once this share of its slots holds deleted vectors (and at least COMPACT_MIN):
+# hnswlib only marks deletions, so evicted entries would otherwise cost memory and search time forever.
+COMPACT_FRACTION = 0.3
+COMPACT_MIN = 1000
 
 
 @dataclass(frozen=True)
@@ -75,14 +83,20 @@ class WriterJob:
 
 class SemanticCache:
     def __init__(self, store: RecordStore, embedder: Embedder, index_dir: Path, *, queue_size: int = 1024,
-                 save_interval: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+                 save_interval: float = 30.0, clock: Callable[[], float] = time.time, max_batch: int = 32,
+                 batch_window: float = 0.002, hot_records: int = 10_000) -> None:
         self.store = store
         self.embedder = embedder
         self.indexes = IndexSet(index_dir, embedder.name, embedder.dim)
         self.clock = clock
         self.save_interval = save_interval
-        # One thread: onnxruntime already uses both cores for one batch, and hnswlib writes need one writer.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-embed")
+        self.hot = HotRecords(hot_records)
+        self.flights = FlightTable()
+        self._lookups = 0  # in flight: how many questions the batcher may wait for
+        self.batcher = EmbeddingBatcher(embedder, max_batch=max_batch, window=batch_window,
+                                        expected=lambda: self._lookups)
+        # Index writes, saves and compaction: one writer thread (hnswlib must not add while it rebuilds).
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-index")
         self._queue: asyncio.Queue[StoreJob | int | WriterJob] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
@@ -114,15 +128,28 @@ class SemanticCache:
             self._worker = None
         await self._save_dirty()
         self._executor.shutdown(wait=True)
+        self.batcher.close()
 
     # -- lookup ---------------------------------------------------------------------------------------------------
 
     async def embed(self, texts: list[str]) -> np.ndarray:
-        return await self._in_executor(self.embedder.embed, texts)
+        return await self.batcher.embed_many(texts)
 
     async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+        self._lookups += 1
+        try:
+            return await self._lookup(request, policy, max_age)
+        finally:
+            self._lookups -= 1
+
+    async def _lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
         now = self.clock()
-        record = await self.store.get_exact(request.exact_key)
+        record = self.hot.by_key(request.exact_key)
+        if record is None:
+            epoch = self.hot.epoch
+            record = await self.store.get_exact(request.exact_key)
+            if record is not None:
+                self.hot.put(record, epoch)
         if record is not None and record.fresh(now, max_age):
             return Lookup(Hit(record, "exact"))
         if policy.mode != "semantic" or not request.semantic_ok:
@@ -130,19 +157,35 @@ class SemanticCache:
         index = self.indexes.get(request.partition)
         if index is None or index.live == 0:
             return Lookup(None)  # nothing to compare with: the question is embedded at write-back instead
-        vector, candidates = await self._in_executor(self._embed_and_search, index, request.question)
+        vector, candidates = await self.batcher.embed(request.question,
+                                                      lambda v: (v, index.search(v, CANDIDATES)))
         threshold = policy.threshold_for(request.question)
         candidates = [(i, s) for i, s in candidates if s >= threshold]
-        records = await self.store.get_many(i for i, _ in candidates)
+        records = await self._records(i for i, _ in candidates)
         for entry_id, similarity in candidates:
             candidate = records.get(entry_id)
             if candidate is not None and self.accepts(request, candidate, now, max_age):
+                if candidate.exact_key == request.exact_key:
+                    # Stored while this lookup was embedding: it is the identical request, so say so.
+                    return Lookup(Hit(candidate, "exact"), vector)
                 return Lookup(Hit(candidate, "semantic", min(similarity, 1.0)), vector)
         return Lookup(None, vector)
 
-    def _embed_and_search(self, index: Any, question: str) -> tuple[np.ndarray, list[tuple[int, float]]]:
-        vector = self.embedder.embed([question])[0]
-        return vector, index.search(vector, CANDIDATES)
+    async def _records(self, ids: Any) -> dict[int, Record]:
+        found: dict[int, Record] = {}
+        missing = []
+        for entry_id in ids:
+            record = self.hot.by_id(entry_id)
+            if record is None:
+                missing.append(entry_id)
+            else:
+                found[entry_id] = record
+        if missing:
+            epoch = self.hot.epoch
+            for entry_id, record in (await self.store.get_many(missing)).items():
+                found[entry_id] = record
+                self.hot.put(record, epoch)
+        return found
 
     @staticmethod
     def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None) -> bool:
@@ -160,6 +203,11 @@ class SemanticCache:
 
     def record_hit(self, entry_id: int) -> None:
         self._put(entry_id)
+
+    async def store_batch(self, records: list[NewRecord], keep: dict[str, int]) -> int:
+        """Store records (vectors included) through the writer, in one transaction; waits until stored.
+        `keep` bounds each partition as its policy's max_entries."""
+        return int(await self.in_writer(lambda: self._store_batch(records, keep)))
 
     def _put(self, job: StoreJob | int | WriterJob) -> bool:
         try:
@@ -205,7 +253,7 @@ class SemanticCache:
             try:
                 if now - last_sweep >= EXPIRY_SWEEP_SECONDS:
                     last_sweep = now
-                    await self._expire(now)
+                    await self.maintain(now)
                 if now - last_save >= self.save_interval:
                     last_save = now
                     await self._save_dirty()
@@ -220,7 +268,10 @@ class SemanticCache:
             n, _ = hits.get(job, (0, 0.0))
             hits[job] = (n + 1, self.clock())
             return
-        await self._store(job)
+        try:
+            await self._store(job)
+        finally:
+            self.flights.stored(job.request.exact_key)
 
     async def _store(self, job: StoreJob) -> None:
         request, policy = job.request, job.policy
@@ -249,22 +300,64 @@ class SemanticCache:
         await self.store.writer.commit()
         if replaced is not None:
             self._forget(replaced.id, replaced.partition, replaced.embedder)
+        self.hot.put(new.record(entry_id))
         self._counts[request.partition] = self._counts.get(request.partition, 0) + 1
         if policy.max_entries and self._counts[request.partition] > policy.max_entries:
             for doomed, embedder in await self.store.evict_lru(request.partition, policy.max_entries):
                 self._forget(doomed, request.partition, embedder)
 
+    async def _store_batch(self, records: list[NewRecord], keep: dict[str, int]) -> int:
+        stored = await self.store.insert_many(records)
+        vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        for new, (entry_id, replaced) in zip(records, stored, strict=True):
+            if replaced is not None:
+                self._forget(replaced.id, replaced.partition, replaced.embedder)
+            self._counts[new.partition] = self._counts.get(new.partition, 0) + 1
+            if new.vector is not None:
+                ids, vs = vectors.setdefault(new.partition, ([], []))
+                ids.append(entry_id)
+                vs.append(new.vector)
+        for partition, (ids, vs) in vectors.items():
+            index = self.indexes.get_or_create(partition)
+            await self._in_executor(index.add, ids, np.stack(vs).astype(np.float32))
+            self.indexes.dirty.add(partition)
+        for partition, limit in keep.items():
+            if limit and self._counts.get(partition, 0) > limit:
+                for doomed, embedder in await self.store.evict_lru(partition, limit):
+                    self._forget(doomed, partition, embedder)
+        return len(stored)
+
     def _forget(self, entry_id: int, partition: str, embedder: str | None) -> None:
-        """An entry left the store: keep the in-memory count and the index in step."""
+        """An entry left the store: keep the in-memory count, the hot records and the index in step."""
+        self.hot.drop(entry_id)
         self._counts[partition] = max(0, self._counts.get(partition, 1) - 1)
         index = self.indexes.get(partition)
         if embedder == self.indexes.embedder and index is not None:
             index.remove(entry_id)
             self.indexes.dirty.add(partition)
 
+    async def maintain(self, now: float | None = None) -> None:
+        """Delete expired entries, then compact the indexes that hold too many deleted vectors."""
+        await self._expire(self.clock() if now is None else now)
+        for partition, index in list(self.indexes.indexes.items()):
+            if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
+                await self.compact(partition)
+
     async def _expire(self, now: float) -> None:
         for entry_id, partition, embedder in await self.store.delete_expired(now):
             self._forget(entry_id, partition, embedder)
+
+    async def compact(self, partition: str) -> None:
+        """Rebuild a partition's index from the vectors in SQLite, off the event loop, and swap it in whole:
+        lookups use the old index until then. Runs on the writer, so no entry is added meanwhile."""
+        old = self.indexes.get(partition)
+        fresh = VectorIndex(self.indexes.dim, max(INITIAL_CAPACITY, (old.live if old else 0) + 1))
+        async for ids, vectors in self.store.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+            await self._in_executor(fresh.add, ids, vectors)
+        self.indexes.indexes[partition] = fresh
+        self.indexes.dirty.add(partition)
+        log.info("compacted index of partition %s… (%d deleted vectors dropped, %d live)", partition[:12],
+                 old.deleted if old else 0, fresh.live)
 
     async def _save_dirty(self) -> None:
         for partition in list(self.indexes.dirty):

@@ -27,10 +27,11 @@ EF_SEARCH = 64
 
 
 class VectorIndex:
-    def __init__(self, dim: int, capacity: int = INITIAL_CAPACITY) -> None:
+    def __init__(self, dim: int, capacity: int = INITIAL_CAPACITY, *, m: int = M,
+                 ef_construction: int = EF_CONSTRUCTION) -> None:
         self.dim = dim
         self._index = hnswlib.Index(space="ip", dim=dim)  # vectors are unit length: inner product = cosine
-        self._index.init_index(max_elements=capacity, ef_construction=EF_CONSTRUCTION, M=M)
+        self._index.init_index(max_elements=capacity, ef_construction=ef_construction, M=m)
         self._index.set_ef(EF_SEARCH)
         self._lock = threading.Lock()
         self.live = 0
@@ -45,6 +46,11 @@ class VectorIndex:
         self._lock = threading.Lock()
         self.live = live
         return self
+
+    @property
+    def deleted(self) -> int:
+        """Slots held by deleted vectors (hnswlib keeps them until the index is rebuilt)."""
+        return self._index.get_current_count() - self.live
 
     def add(self, ids: list[int], vectors: np.ndarray) -> None:
         with self._lock:

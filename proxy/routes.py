@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from .cache import Hit, SemanticCache
 from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
+from .flights import Answer, Flight, UpstreamReply
 from .policies import Policy
 from .requests import ChatRequest, build_chat_request, parse_cache_control, validate_body
 from .services import Services
@@ -99,7 +100,47 @@ async def chat_completions(request: Request) -> Response:
             vector = lookup.vector
     services.metrics.observe_request(chat.model, status)
     store = status in ("MISS", "REFRESH")
-    return await forward_chat(request, raw, services, chat, policy, status, store, vector)
+    flight = None
+    if status == "MISS":
+        flight, leads = cache.flights.join(chat.exact_key)
+        if not leads:
+            outcome = await flight.wait()
+            if outcome is not None:
+                cache.flights.coalesced += 1
+                return serve_coalesced(chat, outcome)
+            flight = None  # the leader got no answer: ask the upstream ourselves
+    response = None
+    try:
+        response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight)
+        return response
+    finally:
+        # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.
+        if flight is not None and not isinstance(response, FlightStreamingResponse):
+            flight.land(None)
+
+
+class FlightStreamingResponse(StreamingResponse):
+    """A leader's tee'd stream: lands its flight with nothing if the stream ends without an answer."""
+
+    def __init__(self, *args: Any, flight: Flight, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flight = flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.flight.land(None)
+
+
+def serve_coalesced(chat: ChatRequest, outcome: Answer | UpstreamReply) -> Response:
+    headers = {"X-Cache-Status": "MISS", "X-Cache-Coalesced": "true"}
+    if isinstance(outcome, UpstreamReply):
+        return Response(outcome.content, status_code=outcome.status_code, headers={**outcome.headers, **headers})
+    if chat.stream:
+        return StreamingResponse(replay_stream(outcome.completion, chat.include_usage),
+                                 media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
+    return JSONResponse(outcome.completion, headers=headers)
 
 
 def serve_hit(chat: ChatRequest, hit: Hit) -> Response:
@@ -111,7 +152,7 @@ def serve_hit(chat: ChatRequest, hit: Hit) -> Response:
 
 
 async def forward_chat(request: Request, raw: bytes, services: Services, chat: ChatRequest, policy: Policy,
-                       status: str, store: bool, vector: Any) -> Response:
+                       status: str, store: bool, vector: Any, flight: Flight | None = None) -> Response:
     started = time.perf_counter()
     try:
         upstream = await services.upstream.send(request.method, "/chat/completions", request.url.query,
@@ -125,42 +166,54 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
     headers = {**response_headers(upstream, decoded=True), **cache_headers(status)}
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if upstream.status_code == 200 and chat.stream and is_sse:
-        return StreamingResponse(tee_stream(upstream, services.cache if store else None, chat, policy, vector,
-                                            on_error=lambda: services.metrics.count_error("upstream")),
-                                 status_code=200, headers=headers)
+        body = tee_stream(upstream, services.cache if store else None, chat, policy, vector, flight,
+                          on_error=lambda: services.metrics.count_error("upstream"))
+        if flight is not None:
+            return FlightStreamingResponse(body, status_code=200, headers=headers, flight=flight)
+        return StreamingResponse(body, status_code=200, headers=headers)
     try:
         content = await upstream.aread()
     except httpx.TransportError as exc:
         raise translate_error(exc) from exc
     finally:
         await upstream.aclose()
-    task = None
-    if store and upstream.status_code == 200 and not chat.stream:
+    if upstream.status_code == 200 and not chat.stream:
         try:
             completion = json.loads(content)
         except ValueError:
             completion = None
         if storable(completion):
-            task = BackgroundTask(services.cache.submit, chat, policy, completion, vector)
+            # Only queued here: the worker stores it while the response goes out.
+            queued = store and services.cache.submit(chat, policy, completion, vector)
+            if flight is not None:
+                flight.land(Answer(completion), keep=queued)
+    elif upstream.status_code != 200 and flight is not None:
+        flight.land(UpstreamReply(upstream.status_code, {k: v for k, v in headers.items()
+                                                         if k.lower() not in ("content-length", "x-cache-status")},
+                                  content))
     headers.pop("content-length", None)
-    return Response(content, status_code=upstream.status_code, headers=headers, background=task)
+    return Response(content, status_code=upstream.status_code, headers=headers)
 
 
 async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat: ChatRequest, policy: Policy,
-                     vector: Any, on_error: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
-    """Pass upstream chunks through as they come; store the assembled answer the moment [DONE] arrives (before
-    the last chunk is yielded: a client hanging up after [DONE] cancels this generator)."""
+                     vector: Any, flight: Flight | None = None,
+                     on_error: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+    """Pass upstream chunks through as they come; store the assembled answer (and hand it to the flight's
+    followers) the moment [DONE] arrives, before the last chunk is yielded: a client hanging up after [DONE]
+    cancels this generator."""
     assembler = StreamAssembler()
-    submitted = False
+    finished = cache is None and flight is None
     try:
         async for chunk in upstream.aiter_bytes():
-            if cache is not None and not submitted:
+            if not finished:
                 assembler.feed(chunk)
                 if assembler.done:
-                    submitted = True
+                    finished = True
                     completion = assembler.completion()
                     if completion is not None:
-                        cache.submit(chat, policy, completion, vector)
+                        queued = cache is not None and cache.submit(chat, policy, completion, vector)
+                        if flight is not None:
+                            flight.land(Answer(completion), keep=queued)
             yield chunk
     except Exception as exc:
         # Headers are gone already: end the stream with an error event; nothing is stored.

@@ -45,7 +45,8 @@ class Services:
         store = RecordStore(data_dir / "deja.sqlite3")
         await store.open()
         cache = SemanticCache(store, embedder, data_dir / "indexes", queue_size=settings.writeback_queue_size,
-                              save_interval=settings.index_save_interval)
+                              save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
+                              batch_window=settings.embedding.batch_window_ms / 1000)
         await cache.start()
         metrics.bind(cache)
         counter = WriteBackErrorCounter(metrics)

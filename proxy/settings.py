@@ -34,6 +34,8 @@ class EmbeddingSettings:
     cache_dir: str | None = None
     # Upper bound for one embedding batch (requests arriving together are embedded together).
     max_batch: int = 32
+    # Longest wait (ms) for concurrent lookups to join a batch; a lone lookup never waits.
+    batch_window_ms: float = 2.0
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,32 @@ CREATE INDEX IF NOT EXISTS entries_vectors ON entries(partition, embedder);
 CREATE INDEX IF NOT EXISTS entries_lru ON entries(partition, last_hit_at);
 CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Entries and highest id per (partition, embedder), kept by triggers: start-up reads this instead of counting
+-- a million rows. embedder '' stands for NULL (exact-only entries).
+CREATE TABLE IF NOT EXISTS partition_stats (
+    partition TEXT NOT NULL,
+    embedder TEXT NOT NULL,
+    entries INTEGER NOT NULL,
+    max_id INTEGER NOT NULL,
+    PRIMARY KEY (partition, embedder)
+);
+CREATE TRIGGER IF NOT EXISTS entries_counted AFTER INSERT ON entries BEGIN
+    INSERT INTO partition_stats VALUES (NEW.partition, COALESCE(NEW.embedder, ''), 1, NEW.id)
+    ON CONFLICT (partition, embedder) DO UPDATE SET entries = entries + 1, max_id = MAX(max_id, NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS entries_uncounted AFTER DELETE ON entries BEGIN
+    UPDATE partition_stats SET entries = entries - 1
+    WHERE partition = OLD.partition AND embedder = COALESCE(OLD.embedder, '');
+END;
 """
+# A store made before partition_stats existed (or loaded in bulk without the triggers) is counted once.
+BACKFILL_STATS = """
+INSERT INTO partition_stats SELECT partition, COALESCE(embedder, ''), COUNT(*), MAX(id) FROM entries
+WHERE NOT EXISTS (SELECT 1 FROM partition_stats) GROUP BY 1, 2
+"""
+INSERT_SQL = ("INSERT INTO entries (exact_key, partition, tenant, model, namespace, context_digest, context_text, "
+              "question, response, embedder, vector, created_at, expires_at, last_hit_at, hits) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 RECORD_COLUMNS = ("id, exact_key, partition, tenant, model, namespace, context_digest, context_text, question, "
                   "response, embedder, created_at, expires_at, hits")
 
@@ -82,6 +107,12 @@ class NewRecord:
     vector: np.ndarray | None
     created_at: float
     expires_at: float | None
+    hits: int = 0
+
+    def record(self, entry_id: int) -> Record:
+        return Record(entry_id, self.exact_key, self.partition, self.tenant, self.model, self.namespace,
+                      self.context_digest, self.context_text, self.question, self.response, self.embedder,
+                      self.created_at, self.expires_at, self.hits)
 
 
 @dataclass(frozen=True)
@@ -111,6 +142,7 @@ class RecordStore:
         await self._writer.execute("PRAGMA journal_mode=WAL")
         await self._writer.execute("PRAGMA synchronous=NORMAL")
         await self._writer.executescript(SCHEMA)
+        await self._writer.execute(BACKFILL_STATS)
         await self._writer.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         await self._writer.commit()
         self._reader = await aiosqlite.connect(self.path)
@@ -147,27 +179,31 @@ class RecordStore:
             return {row[0]: _record(row) for row in await cur.fetchall()}
 
     async def insert(self, new: NewRecord, *, commit: bool = True) -> tuple[int, Record | None]:
-        """Store `new`, replacing an entry with the same exact key; returns (id, the replaced record). With
-        commit=False the caller commits (or rolls back) on the writer connection."""
-        old = None
-        async with self.writer.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
-                                       (new.exact_key,)) as cur:
-            row = await cur.fetchone()
-        if row:
-            old = _record(row)
-            await self.writer.execute("DELETE FROM entries WHERE id = ?", (old.id,))
-        vector = None if new.vector is None else np.asarray(new.vector, dtype=np.float32).tobytes()
-        cur = await self.writer.execute(
-            "INSERT INTO entries (exact_key, partition, tenant, model, namespace, context_digest, context_text, "
-            "question, response, embedder, vector, created_at, expires_at, last_hit_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (new.exact_key, new.partition, new.tenant, new.model, new.namespace, new.context_digest,
-             new.context_text, new.question, json.dumps(new.response, separators=(",", ":")), new.embedder, vector,
-             new.created_at, new.expires_at, new.created_at))
+        """Store `new`, replacing an entry with the same exact key; returns (id, the replaced record)."""
+        return (await self.insert_many([new], commit=commit))[0]
+
+    async def insert_many(self, news: list[NewRecord], *, commit: bool = True) -> list[tuple[int, Record | None]]:
+        """Store each of `news` in one transaction, replacing entries with the same exact key; returns (id, replaced
+        record) for each. With commit=False the caller commits (or rolls back) on the writer connection."""
+        done = []
+        for new in news:
+            old = None
+            async with self.writer.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
+                                           (new.exact_key,)) as cur:
+                row = await cur.fetchone()
+            if row:
+                old = _record(row)
+                await self.writer.execute("DELETE FROM entries WHERE id = ?", (old.id,))
+            vector = None if new.vector is None else np.asarray(new.vector, dtype=np.float32).tobytes()
+            cur = await self.writer.execute(INSERT_SQL, (
+                new.exact_key, new.partition, new.tenant, new.model, new.namespace, new.context_digest,
+                new.context_text, new.question, json.dumps(new.response, separators=(",", ":")), new.embedder,
+                vector, new.created_at, new.expires_at, new.created_at, new.hits))
+            assert cur.lastrowid is not None
+            done.append((cur.lastrowid, old))
         if commit:
             await self.writer.commit()
-        assert cur.lastrowid is not None
-        return cur.lastrowid, old
+        return done
 
     async def touch(self, hits: dict[int, tuple[int, float]]) -> None:
         """Count hits and move entries to the front of the LRU order: {id: (hits, last_hit_at)}."""
@@ -176,8 +212,8 @@ class RecordStore:
         await self.writer.commit()
 
     async def partitions(self, embedder: str) -> list[PartitionInfo]:
-        async with self.reader.execute("SELECT partition, COUNT(*), MAX(id) FROM entries WHERE embedder = ? "
-                                       "GROUP BY partition", (embedder,)) as cur:
+        async with self.reader.execute("SELECT partition, entries, max_id FROM partition_stats WHERE embedder = ? "
+                                       "AND entries > 0", (embedder,)) as cur:
             return [PartitionInfo(p, embedder, n, m) for p, n, m in await cur.fetchall()]
 
     async def iter_vectors(self, partition: str, embedder: str, dim: int,
@@ -195,14 +231,14 @@ class RecordStore:
             last = ids[-1]
 
     async def partition_info(self, partition: str, embedder: str) -> PartitionInfo:
-        async with self.writer.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM entries "
-                                       "WHERE partition = ? AND embedder = ?", (partition, embedder)) as cur:
+        async with self.writer.execute("SELECT entries, max_id FROM partition_stats WHERE partition = ? "
+                                       "AND embedder = ?", (partition, embedder)) as cur:
             row = await cur.fetchone()
-        assert row is not None
-        return PartitionInfo(partition, embedder, row[0], row[1])
+        return PartitionInfo(partition, embedder, *(row or (0, 0)))
 
     async def partition_counts(self) -> dict[str, int]:
-        async with self.reader.execute("SELECT partition, COUNT(*) FROM entries GROUP BY partition") as cur:
+        async with self.reader.execute("SELECT partition, SUM(entries) FROM partition_stats GROUP BY partition "
+                                       "HAVING SUM(entries) > 0") as cur:
             return {p: n for p, n in await cur.fetchall()}
 
     async def evict_lru(self, partition: str, keep: int) -> list[tuple[int, str | None]]:

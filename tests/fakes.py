@@ -3,7 +3,7 @@
 The upstream answers "answer #<call number> to: <last user message>", so a test can tell which upstream call an
 answer came from. Magic words in the last user message: FAIL500 (500 error), CALL_TOOL (a tool call when tools
 are given), BREAK (a stream that stops before [DONE]), SLOW (waits `slow_seconds` first), DRIP (streams a
-chunk every 0.2 s).
+chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class FakeUpstream:
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.slow_seconds = 3.0
+        self.release = asyncio.Event()
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/{path:path}", self.echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
@@ -86,6 +87,8 @@ class FakeUpstream:
         body = await request.json()
         self.requests.append({"body": body, "headers": dict(request.headers)})
         text = last_user_text(body)
+        if "HOLD" in text:
+            await self.release.wait()
         if "FAIL500" in text:
             return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error", "param": None,
                                            "code": None}}, status_code=500)

@@ -150,3 +150,16 @@ async def test_stored_response_is_kept_verbatim(tmp_path):
         await cache.drain()
         record = await cache.store.get_exact(request("verbatim").exact_key)
         assert json.dumps(record.response, sort_keys=True) == json.dumps(original, sort_keys=True)
+
+
+async def test_identical_request_stored_during_the_lookup_is_an_exact_hit(tmp_path, monkeypatch):
+    async with opened(tmp_path) as cache:
+        await put(cache, "how do I reset my password")
+
+        async def committed_too_late(exact_key):  # the exact read ran just before the write-back committed
+            return None
+
+        monkeypatch.setattr(cache.store, "get_exact", committed_too_late)
+        monkeypatch.setattr(cache.hot, "by_key", lambda key: None)
+        hit = (await cache.lookup(request("how do I reset my password"), POLICY, None)).hit
+        assert hit is not None and hit.match == "exact" and hit.similarity is None

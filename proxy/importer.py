@@ -1,0 +1,209 @@
+"""Bulk import of question/answer pairs (`deja import`, and the app's admin import): JSONL in, cache entries out.
+
+Two line shapes:
+  simple:  {"question": str | "messages": [...], "answer": str | "response": {chat.completion},
+            "model"?: str, "namespace"?: str, "params"?: {...}}
+           keyed exactly as the proxy keys a request with that body, for one tenant (an API key) or shared;
+  export:  {"id", "model", "namespace", "tenant", "partition", "exact_key", "context_digest", "context_text",
+            "question", "response", "created_at", "expires_at", "hits"} as `deja export` writes them, restored as
+            they were (the question is embedded again with the current model; already expired lines are skipped).
+The file is streamed; every BATCH lines are embedded in one call and stored in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from .cache import SemanticCache
+from .errors import DejaError
+from .policies import PolicySet
+from .requests import build_chat_request, validate_body
+from .sse import storable
+from .store import NewRecord
+
+BATCH = 256
+MAX_ERRORS_KEPT = 20
+EXPORT_FIELDS = frozenset({"partition", "exact_key", "tenant", "context_digest"})
+
+
+class ImportLineError(ValueError):
+    """One line that cannot be imported; the import goes on without it."""
+
+
+@dataclass
+class ImportReport:
+    lines: int = 0
+    imported: int = 0
+    skipped: int = 0  # expired, or its policy caches nothing
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)  # the first few, "line N: why"
+
+
+@dataclass(frozen=True)
+class _Pending:
+    record: NewRecord
+    embed: bool
+    keep: int
+
+
+def _completion(answer: str, model: str) -> dict[str, Any]:
+    digest = hashlib.sha256(f"{model}\x00{answer}".encode()).hexdigest()[:24]
+    return {"id": f"chatcmpl-import-{digest}", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "logprobs": None,
+                         "finish_reason": "stop"}]}
+
+
+class LineParser:
+    def __init__(self, policies: PolicySet, *, tenant_key: str | None, shared: bool, model: str | None,
+                 namespace: str | None, now: float) -> None:
+        if not shared and not tenant_key:
+            raise ValueError("an import needs the tenant's API key, or shared=True")
+        self.policies = policies
+        self.tenant_key, self.shared = tenant_key, shared
+        self.model, self.namespace, self.now = model, namespace, now
+
+    def parse(self, line: str) -> _Pending | None:
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise ImportLineError(f"not JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise ImportLineError("expected a JSON object")
+        return self._export(obj) if EXPORT_FIELDS <= obj.keys() else self._simple(obj)
+
+    def _simple(self, obj: dict[str, Any]) -> _Pending | None:
+        model = obj.get("model") or self.model
+        if not isinstance(model, str):
+            raise ImportLineError("no model: give the line a 'model' or the import a default model")
+        messages = obj.get("messages")
+        if messages is None:
+            if not isinstance(obj.get("question"), str):
+                raise ImportLineError("expected 'question' (a string) or 'messages'")
+            messages = [{"role": "user", "content": obj["question"]}]
+        params = obj.get("params") or {}
+        if not isinstance(params, dict):
+            raise ImportLineError("'params' must be an object")
+        response = obj.get("response")
+        if response is None:
+            if not isinstance(obj.get("answer"), str):
+                raise ImportLineError("expected 'answer' (a string) or 'response' (a chat.completion)")
+            response = _completion(obj["answer"], model)
+        elif not storable(response):
+            raise ImportLineError("'response' is not a complete chat.completion")
+        policy = self.policies.policy_for(model)
+        if policy.mode == "off":
+            return None
+        headers = {"authorization": f"Bearer {self.tenant_key}"} if self.tenant_key else {}
+        namespace = obj.get("namespace", self.namespace)
+        if namespace:
+            headers["x-cache-namespace"] = str(namespace)
+        try:
+            chat = build_chat_request(validate_body({**params, "model": model, "messages": messages}), headers,
+                                      fallback_key=None, share_across_keys=self.shared or policy.share_across_keys)
+        except DejaError as exc:
+            raise ImportLineError(exc.message) from exc
+        embed = policy.mode == "semantic" and chat.semantic_ok
+        return _Pending(NewRecord(
+            exact_key=chat.exact_key, partition=chat.partition, tenant=chat.tenant, model=model,
+            namespace=chat.namespace, context_digest=chat.context_digest, context_text=chat.context_text,
+            question=chat.question, response=response, embedder=None, vector=None, created_at=self.now,
+            expires_at=self.now + policy.ttl if policy.ttl else None), embed, policy.max_entries)
+
+    def _export(self, obj: dict[str, Any]) -> _Pending | None:
+        try:
+            expires_at = obj.get("expires_at")
+            record = NewRecord(
+                exact_key=str(obj["exact_key"]), partition=str(obj["partition"]), tenant=str(obj["tenant"]),
+                model=str(obj["model"]), namespace=str(obj.get("namespace") or ""),
+                context_digest=str(obj["context_digest"]), context_text=str(obj.get("context_text") or ""),
+                question=str(obj.get("question") or ""), response=obj["response"], embedder=None, vector=None,
+                created_at=float(obj.get("created_at") or self.now),
+                expires_at=None if expires_at is None else float(expires_at), hits=int(obj.get("hits") or 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ImportLineError(f"bad export line: {exc!r}") from exc
+        if not storable(record.response):
+            raise ImportLineError("'response' is not a complete chat.completion")
+        if record.expires_at is not None and record.expires_at <= self.now:
+            return None
+        policy = self.policies.policy_for(record.model)
+        return _Pending(record, policy.mode == "semantic" and bool(record.question), policy.max_entries)
+
+
+async def import_lines(cache: SemanticCache, policies: PolicySet, lines: AsyncIterable[str | bytes], *,
+                       tenant_key: str | None, shared: bool, model: str | None = None, namespace: str | None = None,
+                       progress: Callable[[ImportReport], None] | None = None, batch: int = BATCH) -> ImportReport:
+    """Import JSONL `lines` into a started cache; bad lines are counted and reported, not fatal."""
+    parser = LineParser(policies, tenant_key=tenant_key, shared=shared, model=model, namespace=namespace,
+                        now=cache.clock())
+    report = ImportReport()
+    pending: list[_Pending] = []
+    async for raw in lines:
+        line = raw.decode() if isinstance(raw, bytes) else raw
+        if not line.strip():
+            continue
+        report.lines += 1
+        try:
+            item = parser.parse(line)
+        except ImportLineError as exc:
+            report.failed += 1
+            if len(report.errors) < MAX_ERRORS_KEPT:
+                report.errors.append(f"line {report.lines}: {exc}")
+            continue
+        if item is None:
+            report.skipped += 1
+            continue
+        pending.append(item)
+        if len(pending) >= batch:
+            report.imported += await _flush(cache, pending)
+            pending = []
+            if progress is not None:
+                progress(report)
+    if pending:
+        report.imported += await _flush(cache, pending)
+    if progress is not None:
+        progress(report)
+    return report
+
+
+async def _flush(cache: SemanticCache, pending: list[_Pending]) -> int:
+    wanted = [p for p in pending if p.embed]
+    vectors = await cache.embed([p.record.question for p in wanted])
+    by_item = {id(p): v for p, v in zip(wanted, vectors, strict=True)}
+    records, keep = [], {}
+    for p in pending:
+        vector = by_item.get(id(p))
+        records.append(p.record if vector is None else replace(p.record, vector=vector,
+                                                                embedder=cache.indexes.embedder))
+        keep[p.record.partition] = p.keep
+    return await cache.store_batch(records, keep)
+
+
+class ProgressBar:
+    """A one-line stderr bar by bytes read (the line count of a large file is not known up front)."""
+
+    def __init__(self, total_bytes: int, out: TextIO = sys.stderr) -> None:
+        self.total, self.read, self.out = max(1, total_bytes), 0, out
+        self.started = time.monotonic()
+
+    def __call__(self, report: ImportReport) -> None:
+        share = min(1.0, self.read / self.total)
+        rate = report.lines / max(1e-9, time.monotonic() - self.started)
+        bar = "#" * int(share * 30)
+        self.out.write(f"\r[{bar:<30}] {share:6.1%}  {report.imported} imported, {report.skipped} skipped, "
+                       f"{report.failed} failed  {rate:,.0f} lines/s")
+        self.out.flush()
+
+
+async def read_lines(path: Path, bar: ProgressBar | None = None) -> AsyncIterator[str]:
+    with path.open("rb") as f:
+        for raw in f:
+            if bar is not None:
+                bar.read += len(raw)
+            yield raw.decode()
