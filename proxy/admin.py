@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_error_body
+from .importer import import_lines, split_lines
 from .routes import parse_json, read_body, services_of
 from .store import EntryFilter, Record, export_line
 
@@ -212,6 +213,24 @@ async def export(request: Request) -> Response:
                                       "Content-Disposition": 'attachment; filename="deja-export.jsonl"'})
 
 
+@require_admin
+async def import_entries(request: Request) -> Response:
+    """JSONL in the body, read as it streams (one line held at a time). Question/answer lines go to the tenant of
+    the `X-Import-Api-Key` header (hashed like any key, never stored) or, with ?shared=true, to the shared tenant
+    that policies with share_across_keys serve; export lines keep the tenant they name. Answers with the import
+    report; bad lines are counted, not fatal."""
+    shared = request.query_params.get("shared", "false")
+    if shared not in ("true", "false"):
+        raise BadRequestError(f"shared: expected true or false, got {shared!r}", param="shared")
+    services = services_of(request)
+    report = await import_lines(
+        services.cache, services.policies, split_lines(request.stream()),
+        tenant_key=request.headers.get("x-import-api-key"), shared=shared == "true",
+        model=request.query_params.get("model"), namespace=request.query_params.get("namespace"))
+    return JSONResponse({"lines": report.lines, "imported": report.imported, "skipped": report.skipped,
+                         "failed": report.failed, "errors": report.errors})
+
+
 def admin_routes() -> list[Route]:
     return [
         Route("/admin/stats", stats, methods=["GET"]),
@@ -219,4 +238,5 @@ def admin_routes() -> list[Route]:
         Route("/admin/entries/{entry_id}", entry, methods=["GET", "DELETE"]),
         Route("/admin/purge", purge, methods=["POST"]),
         Route("/admin/export", export, methods=["GET"]),
+        Route("/admin/import", import_entries, methods=["POST"]),
     ]

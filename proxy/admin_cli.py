@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import httpx
 
 from .admin import DEFAULT_LIMIT, summary
+from .importer import ImportReport, ProgressBar
 from .settings import ADMIN_TOKEN_ENV
 from .store import EntryFilter, RecordStore, export_line
 
@@ -157,6 +158,29 @@ class RemoteAdmin:
                     progress.advance()
             progress.close()
         return progress.done
+
+
+def remote_import(url: str, path: Path, api_key: str | None, *, shared: bool, model: str | None,
+                  namespace: str | None) -> ImportReport:
+    """Stream `path` to a running proxy's POST /admin/import, with a progress bar by bytes sent."""
+    admin = RemoteAdmin(url)
+    bar = ProgressBar(path.stat().st_size)
+    shown = ImportReport()
+
+    def body() -> Iterator[bytes]:
+        with path.open("rb") as f:
+            while block := f.read(1 << 16):
+                bar.read += len(block)
+                bar(shown)
+                yield block
+
+    params = {k: v for k, v in {"shared": "true" if shared else None, "model": model,
+                                "namespace": namespace}.items() if v}
+    headers = {"X-Import-Api-Key": api_key} if api_key else {}
+    result = admin._check(admin.client.post("/admin/import", content=body(), params=params, headers=headers,
+                                            timeout=None))
+    return ImportReport(lines=result["lines"], imported=result["imported"], skipped=result["skipped"],
+                        failed=result["failed"], errors=list(result["errors"]))
 
 
 # -- straight on a data directory -------------------------------------------------------------------------------

@@ -383,20 +383,15 @@ class SemanticCache:
     async def delete_entries(self, ids: Iterable[int]) -> int:
         """Delete entries by id, from the store and their indexes; returns how many existed."""
         wanted = list(ids)
-
-        async def work() -> int:
-            doomed = await self.store.delete_ids(wanted)
-            for entry_id, partition, embedder in doomed:
-                self._forget(entry_id, partition, embedder)
-            return len(doomed)
-
-        return int(await self.in_writer(work))
+        return await self._delete_in_writer(lambda: self.store.delete_ids(wanted))
 
     async def purge(self, selection: EntryFilter) -> int:
         """Delete every entry `selection` matches, from the store and the indexes; returns how many."""
+        return await self._delete_in_writer(lambda: self.store.delete_matching(selection))
 
+    async def _delete_in_writer(self, delete: Callable[[], Awaitable[list[tuple[int, str, str | None]]]]) -> int:
         async def work() -> int:
-            doomed = await self.store.delete_matching(selection)
+            doomed = await delete()
             for entry_id, partition, embedder in doomed:
                 self._forget(entry_id, partition, embedder)
             return len(doomed)

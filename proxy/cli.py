@@ -113,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policies", dest="policies_dir", help="folder of policy YAML files")
     p.add_argument("--model", help="model for lines that name none")
     p.add_argument("--namespace", help="X-Cache-Namespace for lines that name none")
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the tenant's API key")
+    p.add_argument("--url", help="import through a running proxy's admin API (needs DEJA_ADMIN_TOKEN) instead of "
+                   "into --data-dir")
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the tenant's API key "
+                     "(question/answer lines need it or --shared; export lines name their tenant)")
     who.add_argument("--shared", action="store_true", help="entries shared across API keys")
 
     e = commands.add_parser("eval", help="measure hits and wrong hits on labelled pairs (JSONL or a JSON list)")
@@ -144,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from .importer import ProgressBar, import_lines, read_lines
+    from .admin_cli import remote_import
+    from .importer import ImportReport, ProgressBar, import_lines, read_lines
     from .policies import load_policies
     from .services import Services
 
@@ -155,25 +159,28 @@ def run_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
-    logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
-    policies = load_policies(settings.policies_dir)
+    if args.url:
+        report = remote_import(args.url, path, key, shared=args.shared, model=args.model, namespace=args.namespace)
+    else:
+        logging.basicConfig(level="WARNING", format="%(levelname)s %(name)s: %(message)s")
+        policies = load_policies(settings.policies_dir)
 
-    async def run() -> int:
-        services = await Services.open(settings, policies=policies)
-        bar = ProgressBar(path.stat().st_size)
-        try:
-            report = await import_lines(services.cache, policies, read_lines(path, bar), tenant_key=key,
-                                        shared=args.shared, model=args.model, namespace=args.namespace,
-                                        progress=bar)
-        finally:
-            await services.close()
-        print(f"\n{report.imported} imported, {report.skipped} skipped, {report.failed} failed "
-              f"of {report.lines} lines", file=sys.stderr)
-        for error in report.errors:
-            print(f"  {error}", file=sys.stderr)
-        return 0 if report.failed == 0 else 1
+        async def run() -> ImportReport:
+            services = await Services.open(settings, policies=policies)
+            bar = ProgressBar(path.stat().st_size)
+            try:
+                return await import_lines(services.cache, policies, read_lines(path, bar), tenant_key=key,
+                                          shared=args.shared, model=args.model, namespace=args.namespace,
+                                          progress=bar)
+            finally:
+                await services.close()
 
-    return asyncio.run(run())
+        report = asyncio.run(run())
+    print(f"\n{report.imported} imported, {report.skipped} skipped, {report.failed} failed "
+          f"of {report.lines} lines", file=sys.stderr)
+    for error in report.errors:
+        print(f"  {error}", file=sys.stderr)
+    return 0 if report.failed == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:

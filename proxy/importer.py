@@ -29,6 +29,8 @@ from .sse import storable
 from .store import NewRecord
 
 BATCH = 256
+# One JSONL line at most (an export line holds one chat.completion); longer lines are reported, not read in.
+MAX_LINE_BYTES = 1 << 20
 MAX_ERRORS_KEPT = 20
 EXPORT_FIELDS = frozenset({"partition", "exact_key", "tenant", "context_digest"})
 
@@ -63,8 +65,6 @@ def _completion(answer: str, model: str) -> dict[str, Any]:
 class LineParser:
     def __init__(self, policies: PolicySet, *, tenant_key: str | None, shared: bool, model: str | None,
                  namespace: str | None, now: float) -> None:
-        if not shared and not tenant_key:
-            raise ValueError("an import needs the tenant's API key, or shared=True")
         self.policies = policies
         self.tenant_key, self.shared = tenant_key, shared
         self.model, self.namespace, self.now = model, namespace, now
@@ -79,6 +79,9 @@ class LineParser:
         return self._export(obj) if EXPORT_FIELDS <= obj.keys() else self._simple(obj)
 
     def _simple(self, obj: dict[str, Any]) -> _Pending | None:
+        if not self.shared and not self.tenant_key:
+            raise ImportLineError("a question/answer line needs the tenant's API key, or a shared import "
+                                  "(export lines name their tenant)")
         model = obj.get("model") or self.model
         if not isinstance(model, str):
             raise ImportLineError("no model: give the line a 'model' or the import a default model")
@@ -136,7 +139,34 @@ class LineParser:
         return _Pending(record, policy.mode == "semantic" and bool(record.question), policy.max_entries)
 
 
-async def import_lines(cache: SemanticCache, policies: PolicySet, lines: AsyncIterable[str | bytes], *,
+async def split_lines(chunks: AsyncIterable[bytes], max_line: int = MAX_LINE_BYTES
+                      ) -> AsyncIterator[bytes | ImportLineError]:
+    """Lines of a streamed JSONL body, holding at most `max_line` bytes: a longer line is skipped to its end and
+    reported in its place, so one huge line costs neither memory nor the rest of the import."""
+    buffer = b""
+    oversized = False
+    async for chunk in chunks:
+        buffer += chunk
+        while True:
+            cut = buffer.find(b"\n")
+            if cut < 0:
+                break
+            line, buffer = buffer[:cut], buffer[cut + 1:]
+            if oversized or len(line) > max_line:
+                yield ImportLineError(f"line longer than {max_line} bytes")
+                oversized = False
+            else:
+                yield line
+        if len(buffer) > max_line:
+            buffer, oversized = b"", True
+    if oversized or len(buffer) > max_line:
+        yield ImportLineError(f"line longer than {max_line} bytes")
+    elif buffer:
+        yield buffer
+
+
+async def import_lines(cache: SemanticCache, policies: PolicySet,
+                       lines: AsyncIterable[str | bytes | ImportLineError], *,
                        tenant_key: str | None, shared: bool, model: str | None = None, namespace: str | None = None,
                        progress: Callable[[ImportReport], None] | None = None, batch: int = BATCH) -> ImportReport:
     """Import JSONL `lines` into a started cache; bad lines are counted and reported, not fatal."""
@@ -145,11 +175,16 @@ async def import_lines(cache: SemanticCache, policies: PolicySet, lines: AsyncIt
     report = ImportReport()
     pending: list[_Pending] = []
     async for raw in lines:
-        line = raw.decode() if isinstance(raw, bytes) else raw
-        if not line.strip():
+        if isinstance(raw, (str, bytes)) and not raw.strip():
             continue
         report.lines += 1
         try:
+            if isinstance(raw, ImportLineError):
+                raise raw
+            try:
+                line = raw.decode() if isinstance(raw, bytes) else raw
+            except UnicodeDecodeError as exc:
+                raise ImportLineError(f"not UTF-8 (byte {exc.start})") from exc
             item = parser.parse(line)
         except ImportLineError as exc:
             report.failed += 1
@@ -201,9 +236,13 @@ class ProgressBar:
         self.out.flush()
 
 
-async def read_lines(path: Path, bar: ProgressBar | None = None) -> AsyncIterator[str]:
-    with path.open("rb") as f:
-        for raw in f:
-            if bar is not None:
-                bar.read += len(raw)
-            yield raw.decode()
+async def read_lines(path: Path, bar: ProgressBar | None = None) -> AsyncIterator[bytes | ImportLineError]:
+    async def chunks() -> AsyncIterator[bytes]:
+        with path.open("rb") as f:
+            while block := f.read(1 << 16):
+                if bar is not None:
+                    bar.read += len(block)
+                yield block
+
+    async for line in split_lines(chunks()):
+        yield line

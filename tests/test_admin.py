@@ -51,7 +51,8 @@ async def entry_id_for(proxy, question: str, **params) -> int:
 
 @pytest.mark.parametrize("path, method", [("/admin/stats", "GET"), ("/admin/entries", "GET"),
                                           ("/admin/entries/1", "GET"), ("/admin/entries/1", "DELETE"),
-                                          ("/admin/purge", "POST"), ("/admin/export", "GET")])
+                                          ("/admin/purge", "POST"), ("/admin/export", "GET"),
+                                          ("/admin/import", "POST")])
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": TOKEN},
                                      {"Authorization": f"Basic {TOKEN}"}])
 async def test_every_admin_endpoint_refuses_a_missing_or_wrong_token(admin, path, method, headers):
@@ -273,3 +274,51 @@ async def test_deletions_queued_behind_write_backs_keep_index_and_store_in_step(
     assert purged == len(WORDS)  # every write-back queued before the purge was stored first, then purged
     assert await admin.cache.store.count_entries(EntryFilter()) == 0
     assert all(v == 0 for _, v in admin.cache.partition_sizes().values())
+
+
+# -- import -----------------------------------------------------------------------------------------------------
+
+
+async def test_export_purge_import_round_trip_serves_the_same_answers(admin):
+    await seed(admin)
+    exported = (await admin.client.get("/admin/export", headers=AUTH)).content
+    assert (await admin.client.post("/admin/purge", json={"all": True}, headers=AUTH)).json()["purged"] == 4
+    assert (await admin.chat("How do I reset my password?", headers={"Cache-Control": "no-store"})).headers[
+        "x-cache-status"] == "BYPASS"
+    report = (await admin.client.post("/admin/import", content=exported, headers=AUTH)).json()
+    assert report == {"lines": 4, "imported": 4, "skipped": 0, "failed": 0, "errors": []}
+    calls = admin.upstream.calls
+    hit = await admin.chat("How do I reset my password?")
+    assert hit.headers["x-cache-status"] == "HIT" and admin.upstream.calls == calls
+    assert hit.json()["choices"][0]["message"]["content"] == "answer #1 to: How do I reset my password?"
+
+
+async def test_question_answer_lines_go_to_the_tenant_of_the_import_key(admin):
+    lines = (json.dumps({"model": "gpt-4o-mini", "question": "What are your opening hours?",
+                         "answer": "9 to 5, Monday to Friday."}) + "\n").encode()
+    report = (await admin.client.post("/admin/import", content=lines,
+                                      headers={**AUTH, "X-Import-Api-Key": "sk-a"})).json()
+    assert report["imported"] == 1
+    hit = await admin.chat("What are your opening hours?", key="sk-a")
+    assert hit.headers["x-cache-status"] == "HIT"
+    assert hit.json()["choices"][0]["message"]["content"] == "9 to 5, Monday to Friday."
+    assert (await admin.chat("What are your opening hours?", key="sk-b")).headers["x-cache-status"] == "MISS"
+
+
+async def test_import_counts_bad_and_huge_lines_and_keeps_going(admin):
+    good = json.dumps({"model": "gpt-4o-mini", "question": "Where is the office?", "answer": "Leeds."})
+    body = b"\n".join([b"{not json", b"\xff\xfe", b'{"question": "no answer"}', b"x" * (2 << 20),
+                        good.encode(), b""])
+    report = (await admin.client.post("/admin/import", content=body,
+                                      headers={**AUTH, "X-Import-Api-Key": "sk-a"})).json()
+    assert (report["lines"], report["imported"], report["failed"]) == (5, 1, 4)
+    assert any("longer than" in e for e in report["errors"]) and any("not UTF-8" in e for e in report["errors"])
+    assert (await admin.chat("Where is the office?")).headers["x-cache-status"] == "HIT"
+
+
+async def test_question_answer_lines_without_a_tenant_are_refused_line_by_line(admin):
+    line = json.dumps({"model": "gpt-4o-mini", "question": "q?", "answer": "a"}).encode()
+    report = (await admin.client.post("/admin/import", content=line, headers=AUTH)).json()
+    assert report["failed"] == 1 and "needs the tenant's API key" in report["errors"][0]
+    bad = await admin.client.post("/admin/import", content=line, params={"shared": "yes"}, headers=AUTH)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "shared"

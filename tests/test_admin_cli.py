@@ -85,3 +85,13 @@ def test_cli_on_a_stopped_proxys_data_directory_and_the_index_follows(tmp_path, 
 def test_cli_data_dir_must_exist(tmp_path, capsys):
     code, _, err = run(capsys, "stats", "--data-dir", str(tmp_path / "nothing"))
     assert code == 1 and "does not exist" in err
+
+
+def test_cli_import_through_a_running_proxy_restores_an_export(live, capsys, tmp_path):
+    target = tmp_path / "export.jsonl"
+    assert run(capsys, "export", "--url", live.base, "-o", str(target))[0] == 0
+    assert run(capsys, "purge", "--url", live.base, "--all")[0] == 0
+    assert json.loads(run(capsys, "stats", "--url", live.base)[1])["entries"] == 0
+    code, _, err = run(capsys, "import", str(target), "--url", live.base)
+    assert code == 0 and "3 imported, 0 skipped, 0 failed of 3 lines" in err
+    assert live.chat("Tell me a joke").headers["x-cache-status"] == "HIT"
