@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -65,14 +66,17 @@ class Bench:
         return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
 
     def point(self, url: str, bodies: list[str] | None, connections: int) -> dict:
-        script = fixed_bodies_script(bodies) if bodies is not None else unique_misses_script(connections)
+        # A fresh seed per run: repeating the previous run's questions would turn misses into exact hits.
+        script = fixed_bodies_script(bodies) if bodies is not None else unique_misses_script(
+            secrets.randbelow(1 << 30))
         run = wrk(url, script, connections=connections, seconds=self.args.seconds)
         return {"p50_ms": run.p50_ms, "p99_ms": run.p99_ms, "rps": run.rps, "errors": run.errors,
                 "statuses": run.statuses}
 
-    def warm(self, url: str) -> None:
+    def warm(self, url: str, *, floor: bool = True) -> None:
         """Store the workload's questions, then wait until a paraphrase hits. no-cache: at threshold 0.8 some
-        questions would otherwise be answered by a neighbour and never stored."""
+        questions would otherwise be answered by a neighbour and never stored. `floor`: record a cached answer
+        for the bare-Starlette floor to return."""
         with httpx.Client(trust_env=False, timeout=60, headers={"Authorization": f"Bearer {API_KEY}",
                                                                "Content-Type": "application/json"}) as c:
             for body in self.exact:
@@ -82,6 +86,8 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the warmed entries never answered a paraphrase")
                 time.sleep(0.1)
+            if not floor:
+                return
             hit = c.post(url, content=self.exact[0])
             keep = ("content-type", "x-cache-status", "x-cache-match", "age", "x-cache-key")
             (self.work / "floor.json").write_text(json.dumps(
@@ -171,8 +177,12 @@ def run_main(bench: Bench, results: dict) -> None:
         archive = subprocess.run(["git", "-C", str(procs.REPO), "archive", bench.args.baseline, "proxy"],
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-        proc, url = bench.serve(data, bench.config("baseline"), pythonpath=old)
+        # Its own data dir, written by its own code: an older schema must not meet the current one.
+        old_data = bench.work / "baseline-data"
+        shutil.rmtree(old_data, ignore_errors=True)
+        proc, url = bench.serve(old_data, bench.config("baseline"), pythonpath=old)
         try:
+            bench.warm(url, floor=False)
             results["baseline"] = {f"{kind}_c{c}": bench.point(url, bodies, c)
                                    for kind, bodies in (("exact", bench.exact), ("semantic", bench.semantic))
                                    for c in (1, 8, 32)}

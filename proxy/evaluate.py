@@ -10,8 +10,10 @@ stored entry per namespace, "served at threshold t" is then exactly "served and 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
+import tarfile
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
@@ -65,9 +67,23 @@ def in_split(pair_id: str, split: Split) -> bool:
     return even if split == "tune" else not even
 
 
+def read_text(path: Path) -> str:
+    """A file's text; `.gz` files may be plain gzip or, like GPTCache's QQP files, a gzipped tar of one JSON file."""
+    if path.suffix != ".gz":
+        return path.read_text()
+    if tarfile.is_tarfile(path):
+        with tarfile.open(path, "r:gz") as archive:
+            member = next((m for m in archive.getmembers() if m.isfile()), None)
+            extracted = archive.extractfile(member) if member else None
+            if extracted is None:
+                raise ValueError(f"{path}: the archive holds no file")
+            return extracted.read().decode()
+    return gzip.decompress(path.read_bytes()).decode()
+
+
 def read_pairs(path: Path, fields: Fields, split: Split = "all") -> list[Pair]:
     """JSONL rows, or a JSON list; rows without a label count as should-hit (e.g. GPTCache's mock_data.json)."""
-    text = path.read_text()
+    text = read_text(path)
     rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x]
     pairs = []
     for n, row in enumerate(rows):

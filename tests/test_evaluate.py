@@ -30,6 +30,23 @@ def test_custom_fields_json_lists_and_missing_labels(tmp_path):
         ev.read_pairs(path, ev.Fields())
 
 
+def test_gzip_and_gzipped_tar_files_are_read(tmp_path):
+    import gzip
+    import io
+    import tarfile
+
+    rows = [{"text_a": "x", "text_b": "y", "label": 0}, {"text_a": "p", "text_b": "q", "label": 1}]
+    data = json.dumps(rows).encode()
+    (tmp_path / "plain.json.gz").write_bytes(gzip.compress(data))
+    with tarfile.open(tmp_path / "tar.json.gz", "w:gz") as archive:
+        info = tarfile.TarInfo("inner/rows.json")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    fields = ev.Fields(a="text_a", b="text_b", label="label")
+    for name in ("plain.json.gz", "tar.json.gz"):
+        assert [(p.a, p.same) for p in ev.read_pairs(tmp_path / name, fields)] == [("x", False), ("p", True)]
+
+
 def test_halves_are_stable_disjoint_and_complete(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [{"id": f"r{i}", "a": "a", "b": "b", "same_answer": True}
                                                for i in range(200)])
