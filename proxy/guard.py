@@ -400,10 +400,11 @@ def _tokens(text: str) -> tuple[str, ...]:
 Tokens = tuple[str, ...]
 
 
-def _diff(cached: str, incoming: str) -> tuple[Tokens, Tokens, list[tuple[str, Tokens, Tokens]]]:
+@lru_cache(maxsize=4096)  # both the scope and the substitution rule read the same pair's diff
+def _diff(cached: str, incoming: str) -> tuple[Tokens, Tokens, tuple[tuple[str, Tokens, Tokens], ...]]:
     ta, tb = _tokens(cached), _tokens(incoming)
     ops = SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes()
-    return ta, tb, [(tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+    return ta, tb, tuple((tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops if tag != "equal")
 
 
 def _adds_qualifier(cached: str, incoming: str) -> bool:
