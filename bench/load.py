@@ -54,12 +54,17 @@ def _lua_string(text: str) -> str:
     return "[==[" + text + "]==]"
 
 
-def fixed_bodies_script(bodies: list[str]) -> str:
-    table = ",\n".join(_lua_string(b) for b in bodies)
-    return f"""
+# Every workload posts JSON as the bench's tenant.
+LUA_HEADER = f"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {API_KEY}"
+"""
+
+
+def fixed_bodies_script(bodies: list[str]) -> str:
+    table = ",\n".join(_lua_string(b) for b in bodies)
+    return LUA_HEADER + f"""
 local bodies = {{ {table} }}
 local i = 0
 request = function()
@@ -71,10 +76,7 @@ end
 
 def unique_misses_script(seed: int) -> str:
     words = ", ".join(f'"{w}"' for w in MISS_WORDS)
-    return f"""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {API_KEY}"
+    return LUA_HEADER + f"""
 local words = {{ {words} }}
 local i = 0
 math.randomseed({seed})
