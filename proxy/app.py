@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import httpx
@@ -36,6 +38,15 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(openai_error_body("Deja hit an internal error; see its log.", "server_error",
                                           "internal_error"), status_code=500)
+
+
+def worker_app() -> Starlette:
+    """The app of one `deja serve --workers N` process, from the settings its supervisor passed on."""
+    from .policies import load_policies
+    from .settings import WORKER_SETTINGS_ENV, build_dataclass
+
+    settings: Settings = build_dataclass(Settings, json.loads(os.environ[WORKER_SETTINGS_ENV]), "worker settings")
+    return create_app(settings, policies=load_policies(settings.policies_dir))
 
 
 def create_app(settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,

@@ -35,6 +35,9 @@ MatchType = Literal["exact", "semantic"]
 # Neighbours examined per lookup: the nearest one can fail a check (context, freshness) while the next passes.
 CANDIDATES = 8
 EXPIRY_SWEEP_SECONDS = 60.0
+# Single-flight across replicas: how long a replica's claim on a miss holds others back, and how often they look.
+FLIGHT_LEASE_SECONDS = 30.0
+FLIGHT_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,10 @@ class SemanticCache:
         self.clock = clock
         self.save_interval = save_interval
         self.hot = HotRecords(hot_records)
-        self.flights = FlightTable()
+        self.flights = FlightTable(self._release_flight)
+        # Keys whose cross-replica lease this process holds (shared stores only), and their release tasks.
+        self._leases: set[str] = set()
+        self._releases: set[asyncio.Task[None]] = set()
         self._lookups = 0  # in flight: how many questions the batcher may wait for
         self.batcher = EmbeddingBatcher(embedder, max_batch=max_batch, window=batch_window,
                                         expected=lambda: self._lookups)
@@ -108,6 +114,7 @@ class SemanticCache:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
+        await asyncio.gather(*self._releases, return_exceptions=True)
         await self.store.checkpoint()
         self.batcher.close()
 
@@ -184,6 +191,38 @@ class SemanticCache:
         self.foreign_candidates += 1
         log.error("entry %d of another partition came up for a lookup; not served", candidate.id)
         return False
+
+    async def wait_for_other_replica(self, request: ChatRequest, max_age: int | None) -> Hit | None:
+        """Single-flight across replicas, for the process that leads a miss locally: None when it should call the
+        upstream (it took the lease, or the other replica's lease was released or ran out without an entry);
+        else the hit the lease holder stored meanwhile."""
+        if not self.store.shared:
+            return None
+        key = request.exact_key
+        try:
+            while not await self.store.claim_flight(key, FLIGHT_LEASE_SECONDS):
+                await asyncio.sleep(FLIGHT_POLL_SECONDS)
+                entry = await self.store.get_exact(key)
+                if entry is not None and entry.fresh(self.clock(), max_age) and self._own(request, entry):
+                    return Hit(entry, "exact")
+        except Exception as exc:  # the store is unreachable: forward, as every lookup does then
+            log.warning("cross-replica single-flight unavailable (%s); forwarding", exc)
+            return None
+        self._leases.add(key)
+        return None
+
+    def _release_flight(self, key: str) -> None:
+        if key in self._leases:
+            self._leases.discard(key)
+            task = asyncio.get_running_loop().create_task(self._release_lease(key))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+    async def _release_lease(self, key: str) -> None:
+        try:
+            await self.store.release_flight(key)
+        except Exception as exc:  # the lease runs out by itself
+            log.warning("could not release a single-flight lease (%s)", exc)
 
     @staticmethod
     def accepts(request: ChatRequest, candidate: Entry, now: float, max_age: int | None) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -20,9 +22,11 @@ import uvicorn
 from .admin_cli import COMMANDS as ADMIN_COMMANDS
 from .admin_cli import add_admin_commands, run_admin_command
 from .errors import ConfigError
-from .settings import Settings, load_settings
+from .settings import ADMIN_TOKEN_ENV, WORKER_SETTINGS_ENV, Settings, load_settings
 
 log = logging.getLogger("deja")
+# A worker of `--workers N` loads the embedding model and connects to the store before it is ready.
+WORKER_START_SECONDS = 120.0
 
 
 class DejaServer(uvicorn.Server):
@@ -39,30 +43,76 @@ class DejaServer(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def __init__(self, config: uvicorn.Config, settings: Settings | None = None) -> None:
+        super().__init__(config)
+        self.settings = settings  # None in the workers of `--workers N`: the supervisor prints the ready lines
+
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets=sockets)
-        if self.started:
+        if self.started and self.settings is not None:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
-            print(f"deja listening on http://{host}:{port}", flush=True)
+            print(ready_lines(self.settings, host, port), flush=True)
 
 
-def serve(settings: Settings) -> int:
+def ready_lines(settings: Settings, host: str, port: int, workers: int = 1) -> str:
+    """What `deja serve` prints once it serves: where, in front of what, on which store, and the dashboard."""
+    from .services import describe_store
+
+    base = f"http://{host}:{port}"
+    token = settings.admin_token
+    dashboard = (f"{base}/dashboard#token={token}" if token
+                 else f"off (set {ADMIN_TOKEN_ENV} to enable /admin and {base}/dashboard)")
+    return "\n".join([f"deja listening on {base}" + (f" ({workers} workers)" if workers > 1 else ""),
+                      f"  upstream   {settings.upstream}", f"  store      {describe_store(settings)}",
+                      f"  dashboard  {dashboard}"])
+
+
+def serve(settings: Settings, workers: int = 1) -> int:
     from .app import create_app
     from .policies import load_policies
+    from .stores import store_kind
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
+    if workers < 1:
+        raise ConfigError(f"--workers: expected 1 or more, got {workers}")
+    if workers > 1 and store_kind(settings.store.url) == "sqlite":
+        raise ConfigError("--workers needs the shared PostgreSQL store (--store postgresql://…): the embedded store "
+                          "belongs to one process")
     policies = load_policies(settings.policies_dir)  # a bad policy stops start-up before anything listens
     failure = check_store(settings)
     if failure is not None:
         print(f"deja: {failure}", file=sys.stderr)
         return 1
+    if workers > 1:
+        return serve_workers(settings, workers)
     config = uvicorn.Config(create_app(settings, policies=policies), host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=30)
-    server = DejaServer(config)
+    server = DejaServer(config, settings)
     server.run()
     return 0 if server.started else 1
+
+
+def serve_workers(settings: Settings, workers: int) -> int:
+    """N worker processes on one socket (uvicorn's supervisor restarts a worker that dies); each builds the app
+    from the settings passed in the environment."""
+    from uvicorn.supervisors import Multiprocess
+
+    class Workers(Multiprocess):
+        def init_processes(self) -> None:
+            super().init_processes()
+            if all(p.wait_until_ready(WORKER_START_SECONDS, self.should_exit) for p in self.processes):
+                print(ready_lines(settings, host, port, workers), flush=True)
+
+    os.environ[WORKER_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
+    config = uvicorn.Config("proxy.app:worker_app", factory=True, host=settings.host, port=settings.port,
+                            workers=workers, log_level=settings.log_level, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=30)
+    sock = config.bind_socket()
+    host, port = sock.getsockname()[:2]
+    Workers(config, sockets=[sock]).run()
+    return 0
 
 
 def check_store(settings: Settings) -> str | None:
@@ -123,11 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream", help="OpenAI-compatible base URL including /v1")
     p.add_argument("--data-dir", help="where the SQLite file and vector indexes live")
     p.add_argument("--policies", dest="policies_dir", help="folder of policy YAML files")
+    p.add_argument("--store", help="sqlite: (the embedded store in --data-dir) or postgresql://user@host/db, "
+                   "shared by replicas (also DEJA_STORE_URL)")
+    p.add_argument("--workers", type=int, default=1, help="processes on one port (the PostgreSQL store only)")
     p = commands.add_parser("import", help="load a JSONL of question/answer pairs (or a deja export) into the cache")
     p.add_argument("file", help="JSONL file: {question|messages, answer|response, model?, namespace?, params?}")
     p.add_argument("--config", help="YAML settings file (see config.example.yaml)")
     p.add_argument("--data-dir", help="where the SQLite file and vector indexes live")
     p.add_argument("--policies", dest="policies_dir", help="folder of policy YAML files")
+    p.add_argument("--store", help="the store to import into (as for deja serve; also DEJA_STORE_URL)")
     p.add_argument("--model", help="model for lines that name none")
     p.add_argument("--namespace", help="X-Cache-Namespace for lines that name none")
     p.add_argument("--url", help="import through a running proxy's admin API (needs DEJA_ADMIN_TOKEN) instead of "
@@ -169,7 +223,8 @@ def run_import(args: argparse.Namespace) -> int:
     from .policies import load_policies
     from .services import Services
 
-    settings = load_settings(args.config, data_dir=args.data_dir, policies_dir=args.policies_dir)
+    settings = load_settings(args.config, data_dir=args.data_dir, policies_dir=args.policies_dir,
+                             store_url=args.store)
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not key:
         raise ConfigError(f"--api-key-env: the environment variable {args.api_key_env} is not set")
@@ -207,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = load_settings(args.config, host=args.host, port=args.port, upstream=args.upstream,
-                                     data_dir=args.data_dir, policies_dir=args.policies_dir)
-            return serve(settings)
+                                     data_dir=args.data_dir, policies_dir=args.policies_dir, store_url=args.store)
+            return serve(settings, args.workers)
         if args.command == "import":
             return run_import(args)
         if args.command == "eval":

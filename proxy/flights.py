@@ -15,6 +15,7 @@ A landed answer stays joinable until write-back has stored it, so late arrivals 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +60,11 @@ class Flight:
 
 
 class FlightTable:
-    def __init__(self) -> None:
+    def __init__(self, released: Callable[[str], None] | None = None) -> None:
         self._flights: dict[str, Flight] = {}
         self.coalesced = 0  # followers served so far, for metrics
+        # Told each key whose flight is over (the cache releases its cross-replica lease then).
+        self.released = released
 
     def __len__(self) -> int:
         return len(self._flights)
@@ -83,9 +86,13 @@ class FlightTable:
     def remove(self, flight: Flight) -> None:
         if self._flights.get(flight.key) is flight:
             del self._flights[flight.key]
+            if self.released is not None:
+                self.released(flight.key)
 
     def stored(self, key: str) -> None:
         """Write-back is done with `key`: the store answers from now on, so a landed flight can go."""
         flight = self._flights.get(key)
         if flight is not None and flight.landed:
             del self._flights[key]
+            if self.released is not None:
+                self.released(key)

@@ -109,6 +109,11 @@ async def chat_completions(request: Request) -> Response:
                 cache.flights.coalesced += 1
                 return serve_coalesced(chat, outcome)
             flight = None  # the leader got no answer: ask the upstream ourselves
+        elif (shared := await cache.wait_for_other_replica(chat, control.max_age)) is not None:
+            answer = Answer(shared.record.response)  # another replica asked the upstream: a coalesced miss
+            flight.land(answer)
+            cache.flights.coalesced += 1
+            return serve_coalesced(chat, answer)
     response = None
     try:
         response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight)

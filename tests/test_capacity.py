@@ -8,6 +8,7 @@ import time
 import pytest
 
 from proxy.stores import sqlite as sqlite_store
+from proxy.stores.base import EntryFilter
 
 from .conftest import default_policies
 
@@ -15,8 +16,7 @@ pytestmark = pytest.mark.anyio
 
 
 async def count_rows(cache) -> int:
-    async with cache.store.reader.execute("SELECT COUNT(*) FROM entries") as cur:
-        return (await cur.fetchone())[0]
+    return await cache.store.count_entries(EntryFilter())
 
 
 def only_index(cache):
@@ -24,19 +24,24 @@ def only_index(cache):
     return index
 
 
+def vectors(cache) -> int:
+    """Searchable vectors of the only partition (the index's live count, or PostgreSQL's rows with one)."""
+    ((_, live),) = cache.partition_sizes().values()
+    return live
+
+
 async def test_lru_eviction_drops_the_least_recently_used_from_store_index_and_memory(make_proxy):
     async with make_proxy(policies=default_policies(max_entries=3)) as proxy:
         for q in ("alpha question", "beta question", "gamma question"):
             await proxy.chat(q)
         assert (await proxy.chat("alpha question")).headers["x-cache-status"] == "HIT"  # alpha is now recent
-        async with proxy.cache.store.reader.execute("SELECT id FROM entries WHERE question = 'beta question'") as cur:
-            (beta_id,) = await cur.fetchone()
+        (beta,) = await proxy.cache.store.list_entries(EntryFilter(text="beta question"), 1, 0)
+        beta_id = beta.id
         assert proxy.cache.hot.by_id(beta_id) is not None
         await proxy.chat("delta question")  # a fourth entry: beta, least recently used, goes
         assert await count_rows(proxy.cache) == 3
-        assert only_index(proxy.cache).live == 3
-        (info,) = await proxy.cache.store.partitions(proxy.cache.store.indexes.embedder)  # trigger-kept counts agree
-        assert info.count == 3
+        assert vectors(proxy.cache) == 3
+        assert list((await proxy.cache.store.partition_counts()).values()) == [3]
         assert proxy.cache.hot.by_id(beta_id) is None
         calls = proxy.upstream.calls
         assert (await proxy.chat("beta question")).headers["x-cache-status"] == "MISS"
@@ -52,10 +57,11 @@ async def test_ttl_sweep_deletes_expired_entries_everywhere(make_proxy):
         proxy.cache.clock = lambda: time.time() + 61
         await proxy.cache.maintain()
         assert await count_rows(proxy.cache) == 0
-        assert only_index(proxy.cache).live == 0 and len(proxy.cache.hot) == 0
+        assert vectors(proxy.cache) == 0 and len(proxy.cache.hot) == 0
         assert (await proxy.chat("weather today?")).headers["x-cache-status"] == "MISS"
 
 
+@pytest.mark.embedded_only
 async def test_compaction_rebuilds_an_index_full_of_deleted_vectors(make_proxy, tmp_path, monkeypatch):
     monkeypatch.setattr(sqlite_store, "COMPACT_MIN", 5)
     data_dir = tmp_path / "compact"

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from proxy.importer import import_lines
-from proxy.stores.base import export_line
+from proxy.stores.base import EntryFilter, export_line
 
 from .conftest import default_policies
 
@@ -61,8 +61,9 @@ async def test_export_lines_are_restored_as_they_were(proxy):
     report = await import_lines(proxy.cache, default_policies(), lines_of(exported, expired), tenant_key=None,
                                 shared=True)
     assert (report.imported, report.skipped) == (1, 1)
-    async with proxy.cache.store.reader.execute("SELECT exact_key, created_at, hits FROM entries") as cur:
-        assert await cur.fetchall() == [(exported["exact_key"], exported["created_at"], 7)]
+    (restored,) = await proxy.cache.store.list_entries(EntryFilter(), 10, 0)
+    assert (restored.exact_key, restored.created_at, restored.hits) == (exported["exact_key"],
+                                                                        exported["created_at"], 7)
     hit = await proxy.chat("What is an export?")
     assert hit.headers["x-cache-status"] == "HIT" and proxy.upstream.calls == 1
 
@@ -74,14 +75,12 @@ async def test_import_honours_max_entries(make_proxy):
             *({"question": f"question {i}", "answer": str(i)} for i in range(25))), tenant_key="sk-a",
             shared=False, model="gpt-4o-mini", batch=8)
         assert report.imported == 25
-        async with proxy.cache.store.reader.execute("SELECT COUNT(*) FROM entries") as cur:
-            assert (await cur.fetchone())[0] == 10
-        (index,) = proxy.cache.store.indexes.indexes.values()
-        assert index.live == 10
+        assert await proxy.cache.store.count_entries(EntryFilter()) == 10
+        assert [v for _, v in proxy.cache.partition_sizes().values()] == [10]
 
 
 @pytest.mark.model
-async def test_deja_import_command_with_the_real_model(make_proxy, real_embedder, tmp_path, model_dir):
+async def test_deja_import_command_with_the_real_model(make_proxy, real_embedder, tmp_path, model_dir, store_url):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in [
         ("What is the capital of France?", "Paris."), ("Who wrote Hamlet?", "Shakespeare.")]) + "{broken\n")
@@ -89,7 +88,8 @@ async def test_deja_import_command_with_the_real_model(make_proxy, real_embedder
     config.write_text(f"embedding:\n  cache_dir: {model_dir}\n")
     done = subprocess.run([sys.executable, "-m", "proxy", "import", str(data), "--config", str(config),
                            "--data-dir", str(tmp_path / "data"), "--model", "gpt-4o-mini", "--api-key-env",
-                           "DEJA_TEST_KEY"], env={**os.environ, "DEJA_TEST_KEY": "sk-a"},
+                           "DEJA_TEST_KEY", *(["--store", store_url] if store_url else [])],
+                          env={**os.environ, "DEJA_TEST_KEY": "sk-a"},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr  # one bad line
     assert "2 imported, 0 skipped, 1 failed of 3 lines" in done.stderr and "line 3: not JSON" in done.stderr

@@ -17,7 +17,7 @@ from proxy.stores.index import VectorIndex
 
 from .fakes import HashEmbedder
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.embedded_only]
 
 
 def content(response) -> str:

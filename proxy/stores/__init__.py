@@ -115,6 +115,12 @@ class UnavailableStore:
     async def checkpoint(self) -> None:
         return None
 
+    async def claim_flight(self, exact_key: str, lease: float) -> bool:
+        return True
+
+    async def release_flight(self, exact_key: str) -> None:
+        return None
+
     def sizes(self) -> dict[str, tuple[int, int]]:
         return {}
 

@@ -72,8 +72,9 @@ class EntryFilter:
         return all(getattr(self, f) is None for f in ("model", "namespace", "tenant", "partition", "text",
                                                       "created_before"))
 
-    def conditions(self, mark: Callable[[int], str]) -> tuple[str, list[Any]]:
-        """A WHERE clause and its arguments; `mark(n)` spells the n-th placeholder (`?` or `$n`)."""
+    def conditions(self, mark: Callable[[int], str], like: str = "LIKE") -> tuple[str, list[Any]]:
+        """A WHERE clause and its arguments; `mark(n)` spells the n-th placeholder (`?` or `$n`), `like` the
+        operator that matches text regardless of ASCII case (SQLite's LIKE, PostgreSQL's ILIKE)."""
         clauses, args = ["1=1"], []
         for column in ("model", "namespace", "tenant", "partition"):
             value = getattr(self, column)
@@ -83,8 +84,8 @@ class EntryFilter:
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             args += [pattern, pattern]
-            clauses.append(f"(question LIKE {mark(len(args) - 1)} ESCAPE '\\' "
-                           f"OR context_text LIKE {mark(len(args))} ESCAPE '\\')")
+            clauses.append(f"(question {like} {mark(len(args) - 1)} ESCAPE '\\' "
+                           f"OR context_text {like} {mark(len(args))} ESCAPE '\\')")
         if self.created_before is not None:
             args.append(self.created_before)
             clauses.append(f"created_at < {mark(len(args))}")
@@ -152,6 +153,14 @@ class Store(Protocol):
 
     async def checkpoint(self) -> None:
         """Save what lives in memory (index files); also done by close()."""
+
+    # -- single-flight across processes (a store that is not shared has no one to wait for) ----------------
+
+    async def claim_flight(self, exact_key: str, lease: float) -> bool:
+        """Take the lease on `exact_key`: True when this process should call the upstream, False while another
+        process holds an unexpired lease."""
+
+    async def release_flight(self, exact_key: str) -> None: ...
 
     # -- sizes and admin queries ----------------------------------------------------------------------------
 

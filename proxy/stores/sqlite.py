@@ -444,6 +444,12 @@ class SqliteStore(RecordStore):
             info = await self.partition_info(partition, self.indexes.embedder)
             await self._in_executor(self.indexes.save, partition, info.count, info.max_id, info.generation)
 
+    async def claim_flight(self, exact_key: str, lease: float) -> bool:
+        return True
+
+    async def release_flight(self, exact_key: str) -> None:
+        return None
+
     def sizes(self) -> dict[str, tuple[int, int]]:
         sizes = {partition: (count, 0) for partition, count in self._counts.items()}
         for partition, index in self.indexes.indexes.items():
