@@ -144,6 +144,7 @@ async def stats(request: Request) -> Response:
         "index_vectors": sum(v for _, v in sizes.values()),
         "writeback_queue": cache.queue_depth,
         "embedding_model": cache.embedder.name,
+        "store": {"kind": store.kind, "location": store.location, "shared": store.shared},
         "models": [{"model": m, "entries": n, "hits": h} for m, n, h in models],
         "top_entries": [summary(r) for r in top],
     })

@@ -255,7 +255,10 @@ async def passthrough(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     services = services_of(request)
-    return JSONResponse({"status": "ok", "embedding_model": services.cache.embedder.name,
+    store_problem = services.cache.store.health()
+    return JSONResponse({"status": "degraded" if store_problem else "ok",
+                         **({"reason": store_problem} if store_problem else {}),
+                         "store": services.cache.store.kind, "embedding_model": services.cache.embedder.name,
                          "write_back_queue": services.cache.queue_depth})
 
 

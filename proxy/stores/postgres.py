@@ -42,7 +42,9 @@ COMMAND_TIMEOUT = 10.0
 MAX_NOTIFY_IDS = 500
 SIZES_REFRESH_SECONDS = 5.0
 LISTEN_RETRY_SECONDS = 1.0
-EF_SEARCH = 64
+# Connection settings (not SET: the pool's RESET ALL between uses would undo those). With the partition filter
+# inside the query, an iterative scan keeps walking the HNSW graph until it has k rows of that partition.
+SEARCH_SETTINGS = {"hnsw.iterative_scan": "strict_order", "hnsw.ef_search": "64"}
 # What a lost or refused database raises.
 DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 COLUMNS = ("id, exact_key, partition, tenant, model, namespace, context_digest, context_text, question, response, "
@@ -183,8 +185,8 @@ class PostgresStore:
             await conn.close()
         try:
             self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size,
-                                                   command_timeout=COMMAND_TIMEOUT, init=self._init_connection,
-                                                   timeout=CONNECT_TIMEOUT)
+                                                   command_timeout=COMMAND_TIMEOUT, init=register_vector,
+                                                   timeout=CONNECT_TIMEOUT, server_settings=SEARCH_SETTINGS)
         except DB_ERRORS as exc:
             raise StoreStartError(f"cannot reach the PostgreSQL store {self.location}: {exc}") from exc
         await self._refresh_sizes()
@@ -194,11 +196,6 @@ class PostgresStore:
 
     def _quoted(self) -> str:
         return self.embedder.replace("'", "''")
-
-    @staticmethod
-    async def _init_connection(conn: asyncpg.Connection) -> None:
-        await register_vector(conn)
-        await conn.execute(f"SET hnsw.iterative_scan = strict_order; SET hnsw.ef_search = {EF_SEARCH}")
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -291,12 +288,16 @@ class PostgresStore:
     def search_now(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]] | None:
         return None
 
+    @property
+    def search_sql(self) -> str:
+        """Nearest entries of one partition ($2) to $1, at most $3. The partition is inside the query, so the
+        HNSW scan (iterative, see SEARCH_SETTINGS) goes on until it has found that partition's neighbours."""
+        return (f"SELECT id, 1 - (embedding::vector({self.dim}) <=> $1) AS similarity FROM entries "
+                f"WHERE embedder = '{self._quoted()}' AND partition = $2 "
+                f"ORDER BY embedding::vector({self.dim}) <=> $1 LIMIT $3")
+
     async def search(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        rows = await self.pool.fetch(
-            f"SELECT id, 1 - (embedding::vector({self.dim}) <=> $1) AS similarity FROM entries "
-            f"WHERE embedder = '{self._quoted()}' AND partition = $2 "
-            f"ORDER BY embedding::vector({self.dim}) <=> $1 LIMIT $3",
-            np.asarray(vector, dtype=np.float32), partition, k)
+        rows = await self.pool.fetch(self.search_sql, np.asarray(vector, dtype=np.float32), partition, k)
         return [(row["id"], float(row["similarity"])) for row in rows]
 
     # -- writes ---------------------------------------------------------------------------------------------
