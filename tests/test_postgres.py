@@ -38,20 +38,8 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.fixture
-async def database(postgres_url: str):
-    """A fresh database of its own on the session's server: these tests make their own schema."""
-    name = f"deja_{time.monotonic_ns()}"
-    admin = await asyncpg.connect(postgres_url)
-    await admin.execute(f"CREATE DATABASE {name}")
-    parts = urlsplit(postgres_url)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
-    await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-    await admin.close()
-
-
-async def test_a_small_partition_among_large_ones_still_finds_its_neighbours(database):
-    store = PostgresStore(database, "test@16", DIM)
+async def test_a_small_partition_among_large_ones_still_finds_its_neighbours(postgres_database):
+    store = PostgresStore(postgres_database, "test@16", DIM)
     await store.open()
     try:
         rng = np.random.default_rng(1)
@@ -81,8 +69,8 @@ async def test_a_small_partition_among_large_ones_still_finds_its_neighbours(dat
         await store.close()
 
 
-async def test_replicas_starting_together_migrate_once(database):
-    stores = [PostgresStore(database, "test@16", DIM) for _ in range(3)]
+async def test_replicas_starting_together_migrate_once(postgres_database):
+    stores = [PostgresStore(postgres_database, "test@16", DIM) for _ in range(3)]
     await asyncio.gather(*(s.open() for s in stores))
     try:
         versions = await stores[0].pool.fetch("SELECT version FROM deja_migrations")
@@ -91,8 +79,8 @@ async def test_replicas_starting_together_migrate_once(database):
         await asyncio.gather(*(s.close() for s in stores))
 
 
-async def test_a_delete_on_one_replica_reaches_the_others_hot_records(database):
-    a, b = PostgresStore(database, "test@16", DIM), PostgresStore(database, "test@16", DIM)
+async def test_a_delete_on_one_replica_reaches_the_others_hot_records(postgres_database):
+    a, b = PostgresStore(postgres_database, "test@16", DIM), PostgresStore(postgres_database, "test@16", DIM)
     await a.open()
     await b.open()
     heard: asyncio.Queue[list[int] | None] = asyncio.Queue()
@@ -108,12 +96,12 @@ async def test_a_delete_on_one_replica_reaches_the_others_hot_records(database):
         await b.close()
 
 
-async def test_a_role_that_may_not_create_the_extension_gets_one_clear_error(database):
-    admin = await asyncpg.connect(database)
+async def test_a_role_that_may_not_create_the_extension_gets_one_clear_error(postgres_database):
+    admin = await asyncpg.connect(postgres_database)
     role = f"r{time.monotonic_ns()}"
     await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'; GRANT ALL ON SCHEMA public TO {role}")
     await admin.close()
-    parts = urlsplit(database)
+    parts = urlsplit(postgres_database)
     url = urlunsplit(parts._replace(netloc=f"{role}:pw@"))
     with pytest.raises(StoreStartError) as failure:
         await PostgresStore(url, "test@16", DIM).open()
