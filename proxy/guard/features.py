@@ -14,6 +14,7 @@ from .lexicon import (
     FILLER_WORDS,
     KNOWN_TERMS,
     NOT_NAMES,
+    REWRITES,
     STOPWORDS,
     SWAP_SYNONYMS,
     SYNONYMS,
@@ -30,10 +31,26 @@ CLOCK_RE = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 NUMERIC_RE = re.compile(r"\d")
 NEGATION_RE = re.compile(r"\b(?:not|no|never|none|nothing|nobody|nowhere|neither|nor|without|cannot)\b|n't\b")
-PHRASES_RE = re.compile(r"\btwo[- ]factor\b|\b2-factor\b")
+_NUMBER_WORDS = "|".join(sorted(WORD_NUMBERS, key=len, reverse=True))
+# Durations in one unit per kind, so "two weeks" is "14 days" and "an hour" is "60 minutes".
+DURATION_RE = re.compile(rf"\b(\d+(?:\.\d+)?|{_NUMBER_WORDS}|an?|one)[\s-]+(weeks?|days?|hours?|hrs?|minutes?|mins?"
+                         r"|months?|years?|yrs?)\b(?![\s-]+old)")
+DURATION_UNITS = {"week": (7, "d"), "day": (1, "d"), "hour": (60, "min"), "hr": (60, "min"), "minute": (1, "min"),
+                  "min": (1, "min"), "month": (1, "mo"), "year": (12, "mo"), "yr": (12, "mo")}
+# "seven in the morning" is 7am, "six in the evening" 6pm.
+SPOKEN_TIME_RE = re.compile(rf"\b(\d{{1,2}}|{_NUMBER_WORDS}|one)\s+(?:o'clock\s+)?in\s+the\s+"
+                            r"(morning|afternoon|evening)\b")
 CONTRACTIONS = (("can't", "can not"), ("cannot", "can not"), ("won't", "will not"), ("n't", " not"), ("'re", " are"),
                 ("'ve", " have"), ("'ll", " will"), ("'d", " would"), ("'m", " am"), ("what's", "what is"),
                 ("it's", "it is"), ("there's", "there is"))
+
+ORDINALS = {w: str(n) for n, w in enumerate("first second third fourth fifth sixth seventh eighth ninth tenth".split(),
+                                              1)}
+MOVING_VERBS = frozenset("convert transfer move moving translate switch switching migrate send travel fly drive put "
+                         "leave leaving port".split())
+MAX_ROLE_TOKENS = 30  # longer texts use "to" and "from" for everything: roles stop meaning parties
+SOURCE_MARKERS = frozenset("from leave leaving left quit quitting".split())
+TARGET_MARKERS = frozenset("to into onto".split())
 
 Tokens = tuple[str, ...]
 
@@ -46,11 +63,39 @@ class Features(NamedTuple):
     negated: bool
     entities: frozenset[str]
     arrows: frozenset[tuple[str, str]]
+    roles: frozenset[tuple[str, str]]
+    ordinals: frozenset[str]
+
+
+def rewrite(lower: str) -> str:
+    for pattern, replacement in REWRITES:
+        lower = pattern.sub(replacement, lower)
+    return lower
+
+
+def _value(word: str) -> float:
+    if word in ("a", "an", "one"):
+        return 1.0
+    return WORD_NUMBERS[word] if word in WORD_NUMBERS else float(word)
 
 
 def _numbers(lower: str) -> tuple[frozenset[str], str]:
-    """Canonical numeric values in `lower`, plus the text with times removed (so "7pm" is not also "7")."""
+    """Canonical numeric values in `lower`, plus the text with times and durations removed (so "7pm" is not
+    also "7")."""
     found: set[str] = set()
+
+    def duration_repl(m: re.Match[str]) -> str:
+        unit = m.group(2).rstrip("s")
+        factor, name = DURATION_UNITS[unit]
+        found.add(f"{_value(m.group(1)) * factor:g}{name}")
+        return " "
+
+    def spoken_repl(m: re.Match[str]) -> str:
+        hour = int(_value(m.group(1)))
+        found.add(f"{hour % 12 + (12 if m.group(2) != 'morning' else 0)}:00")
+        return " "
+
+    lower = DURATION_RE.sub(duration_repl, SPOKEN_TIME_RE.sub(spoken_repl, lower))
 
     def time_repl(m: re.Match[str]) -> str:
         hour = int(m.group(1)) % 12 + (12 if m.group(3) == "pm" else 0)
@@ -126,9 +171,29 @@ def _arrows(tokens: list[str]) -> frozenset[tuple[str, str]]:
     return frozenset(pairs)
 
 
+def _roles(tokens: list[str]) -> frozenset[tuple[str, str]]:
+    """(word, "source" | "target") for content words right after "from"/"leave"/"out of" or "to"/"into"/"onto"
+    ("for" too once a source is named: "leave A for B"), in short texts about moving or switching."""
+    if len(tokens) > MAX_ROLE_TOKENS or not MOVING_VERBS.intersection(tokens):
+        return frozenset()
+    found: set[tuple[str, str]] = set()
+    role: str | None = None
+    seen_source = False
+    for tok in tokens:
+        if tok in SOURCE_MARKERS:
+            role, seen_source = "source", True
+        elif tok in TARGET_MARKERS or (tok == "for" and seen_source):
+            role = "target"
+        elif role and tok not in STOPWORDS and not tok[0].isdigit():
+            found.add((tok, role))
+        elif tok not in ("my", "the", "a", "an", "our", "your", "over", "across"):
+            role = None
+    return frozenset(found)
+
+
 @lru_cache(maxsize=8192)
 def features(text: str) -> Features:
-    lower = PHRASES_RE.sub("2fa", text.lower().replace("\u2019", "'"))
+    lower = rewrite(text.lower().replace("\u2019", "'"))
     numbers, stripped = _numbers(lower)
     tokens = [SYNONYMS.get(t, t) for t in map(singular, (SYNONYMS.get(w, w) for w in WORD_RE.findall(stripped)))]
     words = frozenset(tokens)
@@ -136,13 +201,14 @@ def features(text: str) -> Features:
     content = frozenset(t for t in parts if t not in STOPWORDS and not t[0].isdigit() and t not in WORD_NUMBERS)
     calendar = frozenset(CALENDAR[t] for t in tokens if t in CALENDAR)
     negated = bool(NEGATION_RE.search(lower))
-    return Features(words, content, numbers, calendar, negated, _entities(text.replace("\u2019", "'")), _arrows(tokens))
+    return Features(words, content, numbers, calendar, negated, _entities(text.replace("\u2019", "'")), _arrows(tokens),
+                    _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS))
 
 
 @lru_cache(maxsize=8192)
 def tokens(text: str) -> Tokens:
     """Lowercase words with contractions spelt out and grammatical filler dropped, for sequence diffs."""
-    lower = text.lower().replace("\u2019", "'")
+    lower = _numbers(rewrite(text.lower().replace("\u2019", "'")))[1]
     for short, long in CONTRACTIONS:
         lower = lower.replace(short, long)
     # Numbers and times are the number rule's business: here they would only look like swapped words.
@@ -152,7 +218,13 @@ def tokens(text: str) -> Tokens:
 
 
 @lru_cache(maxsize=4096)  # several rules read the same pair's diff
-def diff(cached: str, incoming: str) -> tuple[Tokens, Tokens, tuple[tuple[str, Tokens, Tokens], ...]]:
+def edits(cached: str, incoming: str) -> tuple[Tokens, Tokens, tuple[tuple[str, int, int, int, int], ...]]:
+    """Both token sequences and the opcodes that turn one into the other, "equal" runs left out."""
     ta, tb = tokens(cached), tokens(incoming)
     ops = SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes()
-    return ta, tb, tuple((tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops if tag != "equal")
+    return ta, tb, tuple(op for op in ops if op[0] != "equal")
+
+
+def diff(cached: str, incoming: str) -> tuple[Tokens, Tokens, tuple[tuple[str, Tokens, Tokens], ...]]:
+    ta, tb, ops = edits(cached, incoming)
+    return ta, tb, tuple((tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops)

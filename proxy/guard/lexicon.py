@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -36,6 +37,8 @@ PERSONAL_PRONOUNS = _set("personal_pronouns")
 QUALIFYING_PREPOSITIONS = _set("qualifying_prepositions")
 DIRECTION_CUES = _set("direction_cues")
 NEGATING_PREFIXES = tuple(_WORDS["negating_prefixes"].split())
+RESTATING_HEADS = _set("restating_heads")
+REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _load("phrases.yaml")["rewrites"]]
 
 WORD_NUMBERS: dict[str, float] = {w: float(v) for w, v in _NUMBERS["word_numbers"].items()}
 CALENDAR: dict[str, str] = {
@@ -68,3 +71,36 @@ CLOSED_CLASS_SETS: dict[str, frozenset[str]] = {
     name: frozenset(singular(w) for w in words.split()) for name, words in _load("classes.yaml").items()
 }
 KNOWN_TERMS = frozenset(map(singular, _WORDS["known_terms"].split()))
+
+
+@lru_cache(maxsize=1)
+def _wordnet() -> dict[str, frozenset[int]]:
+    """Each word (multi-word lemmas joined by "_") to the WordNet synonym sets it is in (data/wordnet_synonyms.txt)."""
+    groups: dict[str, set[int]] = {}
+    text = resources.files(__package__).joinpath("data", "wordnet_synonyms.txt").read_text(encoding="utf-8")
+    for n, line in enumerate(text.splitlines()):
+        if not line.startswith("#"):
+            for word in line.split():
+                groups.setdefault(word, set()).add(n)
+    return {word: frozenset(ids) for word, ids in groups.items()}
+
+
+# Inflections tried back to a WordNet lemma: "quickest" -> "quick", "activated" -> "activate".
+_LEMMA_ENDINGS = (("iest", "y"), ("ies", "y"), ("ied", "y"), ("est", ""), ("er", ""), ("ing", ""), ("ing", "e"),
+                  ("ed", ""), ("ed", "e"), ("es", ""), ("s", ""))
+
+
+def _lemmas(phrase: str) -> set[str]:
+    word = phrase.replace(" ", "_")
+    found = {word}
+    for ending, replacement in _LEMMA_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            found.add(word[: -len(ending)] + replacement)
+    return found
+
+
+def wordnet_synonyms(x: str, y: str) -> bool:
+    """Whether one WordNet synset, among the most frequent senses of each, holds both phrases."""
+    table = _wordnet()
+    left = set().union(*(table.get(w, frozenset()) for w in _lemmas(x)))
+    return any(left & table.get(w, frozenset()) for w in _lemmas(y))

@@ -8,16 +8,20 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cached_property
 
-from .features import Features, Tokens, diff, features
+from .features import Features, Tokens, diff, edits, features
 from .lexicon import (
     CLOSED_CLASS_SETS,
+    FILLER_WORDS,
     GENERIC_WORDS,
     GRAMMAR_WORDS,
     NEGATING_PREFIXES,
     PERSONAL_PRONOUNS,
     POLE_SETS,
     QUALIFYING_PREPOSITIONS,
+    RESTATING_HEADS,
+    STOPWORDS,
     singular,
+    wordnet_synonyms,
 )
 
 
@@ -52,6 +56,11 @@ def number(p: Pair) -> bool:
 def calendar(p: Pair) -> bool:
     """Both name a day, month or part of the week and the names differ."""
     return bool(p.a.calendar and p.b.calendar and p.a.calendar != p.b.calendar)
+
+
+def ordinal(p: Pair) -> bool:
+    """Both sides count in order and the positions differ: "my first home" vs "a second property"."""
+    return bool(p.a.ordinals and p.b.ordinals and p.a.ordinals != p.b.ordinals)
 
 
 def _negating_prefix(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -105,6 +114,13 @@ def entity(p: Pair) -> bool:
 def direction(p: Pair) -> bool:
     """ "A to B" on one side and "B to A" on the other (transfers, conversions, routes)."""
     return any((v, u) in p.b.arrows for u, v in p.a.arrows)
+
+
+def parties(p: Pair) -> bool:
+    """A party or place is the source on one side and the target on the other: "leave British Gas for Octopus"
+    vs "move from Octopus to British Gas", "from my Premium Bonds into my bank" vs "my bank into Premium Bonds"."""
+    roles_b = dict(p.b.roles)
+    return any(roles_b.get(word, role) != role for word, role in p.a.roles)
 
 
 def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...]) -> bool:
@@ -170,19 +186,43 @@ def substitution(p: Pair) -> bool:
     right = tuple(w for w in right if w not in GRAMMAR_WORDS)
     if not left or not right:
         return False
-    if len(left) == len(right) and all(_variant(x, y) for x, y in zip(left, right, strict=True)):
+    if len(left) == len(right) and all(_variant(x, y) or wordnet_synonyms(x, y)
+                                       for x, y in zip(left, right, strict=True)):
         return False
+    if wordnet_synonyms(" ".join(left), " ".join(right)):
+        return False  # "sign up" / "register", "shop" / "store"
     return "".join(left) != "".join(right)  # "sign up" vs "signup"
+
+
+def modifier(p: Pair) -> bool:
+    """The only edit adds one word next to a shared content word: "gift" vs "gift card", "warranty" vs "extended
+    warranty" name another thing. Nouns that restate their head ("capital city", "insurance policy") pass."""
+    ta, tb, ops = edits(p.cached, p.incoming)
+    if len(ops) != 1 or ops[0][0] not in ("insert", "delete"):
+        return False
+    tag, i1, i2, j1, j2 = ops[0]
+    longer, start, end = (tb, j1, j2) if tag == "insert" else (ta, i1, i2)
+    if end - start != 1:
+        return False
+    word = longer[start]
+    if word in STOPWORDS or word in FILLER_WORDS or word in GENERIC_WORDS or word in GRAMMAR_WORDS \
+            or word in RESTATING_HEADS:
+        return False
+    neighbours = longer[max(0, start - 1) : start] + longer[end : end + 1]
+    return any(n not in STOPWORDS and n not in GRAMMAR_WORDS for n in neighbours)
 
 
 RULES: tuple[tuple[str, Rule], ...] = (
     ("number", number),
     ("calendar", calendar),
+    ("ordinal", ordinal),
     ("negation", negation),
     ("polarity", polarity),
     ("entity", entity),
     ("direction", direction),
+    ("parties", parties),
     ("scope", scope),
     ("substitution", substitution),
+    ("modifier", modifier),
 )
 RULE_NAMES = tuple(name for name, _ in RULES)
