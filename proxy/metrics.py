@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .settings import ModelPrice
@@ -281,6 +281,11 @@ class CacheCollector(Collector):
                                 value=sum(1 for c, _ in sizes.values() if c))
         yield GaugeMetricFamily("deja_writeback_queue_depth", "Jobs waiting for the write-back worker",
                                 value=self.cache.queue_depth)
+        rejections = CounterMetricFamily("deja_candidates_rejected", "Candidates above the similarity threshold "
+                                         "turned away, by guard rule (or context, stale)", labels=["reason"])
+        for reason, count in sorted(self.cache.rejections.items()):
+            rejections.add_metric([reason], count)
+        yield rejections
 
 
 class TimedEmbedder:
