@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,10 +49,21 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Rejection:
+    """Why the nearest candidate did not answer: a guard rule, "context", "stale" or "threshold"."""
+
+    entry_id: int
+    similarity: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Lookup:
     hit: Hit | None
     # The question's embedding, when the lookup made one: a miss reuses it when its answer is stored.
     vector: np.ndarray | None = None
+    # On a semantic miss: the nearest candidate and what kept it out (X-Cache-Debug, deja eval --explain).
+    nearest: Rejection | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,8 @@ class SemanticCache:
         # Keys whose cross-replica lease this process holds (shared stores only), and their release tasks.
         self._leases: set[str] = set()
         self._releases: set[asyncio.Task[None]] = set()
+        # Candidates above the threshold turned away, by reason (guard rule, "context", "stale"): /metrics.
+        self.rejections: Counter[str] = Counter()
         self._lookups = 0  # in flight: how many questions the batcher may wait for
         self.batcher = EmbeddingBatcher(embedder, max_batch=max_batch, window=batch_window,
                                         expected=lambda: self._lookups)
@@ -156,17 +170,23 @@ class SemanticCache:
                                                  lambda v: (v, self.store.search_now(partition, v, CANDIDATES)))
         candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES)
         threshold = policy.threshold_for(request.question)
+        nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
         candidates = [(i, s) for i, s in candidates if s >= threshold]
         records = await self._records(i for i, _ in candidates)
         for entry_id, similarity in candidates:
             candidate = records.get(entry_id)
-            if candidate is not None and self._own(request, candidate) and self.accepts(request, candidate, now,
-                                                                                        max_age):
+            if candidate is None or not self._own(request, candidate):
+                continue
+            reason = self.rejection(request, candidate, now, max_age)
+            if reason is None:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
                     return Lookup(Hit(candidate, "exact"), vector)
                 return Lookup(Hit(candidate, "semantic", min(similarity, 1.0)), vector)
-        return Lookup(None, vector)
+            self.rejections[reason] += 1
+            if nearest is not None and nearest.entry_id == entry_id:
+                nearest = Rejection(entry_id, nearest.similarity, reason)
+        return Lookup(None, vector, nearest)
 
     async def _records(self, ids: Any) -> dict[int, Entry]:
         found: dict[int, Entry] = {}
@@ -225,11 +245,14 @@ class SemanticCache:
             log.warning("could not release a single-flight lease (%s)", exc)
 
     @staticmethod
-    def accepts(request: ChatRequest, candidate: Entry, now: float, max_age: int | None) -> bool:
-        """Every check a similar-enough candidate must pass besides its similarity: the same conversation, still
-        fresh, and no difference the guard sees as answer-changing (numbers, negation, entities…)."""
-        return (candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
-                and find_conflict(candidate.question, request.question) is None)
+    def rejection(request: ChatRequest, candidate: Entry, now: float, max_age: int | None) -> str | None:
+        """The check a similar-enough candidate fails, or None when it may answer: the same conversation
+        ("context"), still fresh ("stale"), and no difference the guard sees as answer-changing (the rule's name)."""
+        if candidate.context_digest != request.context_digest:
+            return "context"
+        if not candidate.fresh(now, max_age):
+            return "stale"
+        return find_conflict(candidate.question, request.question)
 
     # -- write-back -----------------------------------------------------------------------------------------------
 

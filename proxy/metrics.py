@@ -287,6 +287,11 @@ class CacheCollector(Collector):
         yield store
         yield CounterMetricFamily("deja_foreign_candidates", "Candidates of another partition than the request's, "
                                   "refused (defence in depth: should stay 0)", value=self.cache.foreign_candidates)
+        rejections = CounterMetricFamily("deja_candidates_rejected", "Candidates above the similarity threshold "
+                                         "turned away, by guard rule (or context, stale)", labels=["reason"])
+        for reason, count in sorted(self.cache.rejections.items()):
+            rejections.add_metric([reason], count)
+        yield rejections
 
 
 class TimedEmbedder:

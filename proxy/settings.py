@@ -83,6 +83,9 @@ class Settings:
     # over built-in defaults for common OpenAI models (proxy/metrics.py); the longest matching glob wins. Tokens
     # of a model without a price are counted as unpriced, never given an invented cost.
     prices: dict[str, ModelPrice] = field(default_factory=dict)
+    # X-Cache-Debug on every MISS (nearest candidate, similarity, rejecting rule); otherwise only for requests
+    # that send the admin token in X-Cache-Debug.
+    debug_header: bool = False
 
     @property
     def upstream_api_key(self) -> str | None:
