@@ -33,6 +33,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/deja-bench"), help="data dirs (sizes are kept)")
     p.add_argument("--gptcache-dir", type=Path, default=procs.REPO / "bench" / "gptcache")
     p.add_argument("--no-gptcache", action="store_true")
+    p.add_argument("--no-stores", action="store_true", help="skip the embedded-vs-PostgreSQL comparison")
     p.add_argument("--baseline", default=BASELINE_REF, help="git ref measured as 'before' ('' to skip)")
     p.add_argument("--out", type=Path, default=procs.REPO / "bench" / "RESULTS.md")
     args = p.parse_args()
@@ -135,6 +136,10 @@ def main() -> None:
     try:
         run_main(bench, results)
         run_sizes(bench, results)
+        if not args.no_stores:
+            from .stores import run_stores
+
+            results["stores"] = run_stores(bench, args.runs)
         if not args.no_gptcache:
             from .gptcache_side import run_gptcache
 
@@ -143,7 +148,12 @@ def main() -> None:
         upstream.stop()
     results["load_after"] = os.getloadavg()
     (args.work_dir / "results.json").write_text(json.dumps(results, indent=1))
-    args.out.write_text(report.render(results))
+    text = report.render(results)
+    if "stores" in results:
+        from .stores import render, replace_section
+
+        text = replace_section(text, render(results["stores"], results["command"]))
+    args.out.write_text(text)
     print(f"wrote {args.out}", flush=True)
 
 

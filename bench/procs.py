@@ -74,10 +74,10 @@ def fake_upstream(port: int) -> Proc:
 
 
 def deja_serve(port: int, upstream: str, data_dir: Path, policies: Path, config: Path,
-               pythonpath: Path | None = None) -> Proc:
+               pythonpath: Path | None = None, *extra: str) -> Proc:
     env = {"PYTHONPATH": str(pythonpath)} if pythonpath else None
     return Proc([sys.executable, "-m", "proxy", "serve", "--config", str(config), "--port", str(port),
-                 "--upstream", upstream, "--data-dir", str(data_dir), "--policies", str(policies)],
+                 "--upstream", upstream, "--data-dir", str(data_dir), "--policies", str(policies), *extra],
                 "deja listening on", env=env, cwd=pythonpath)
 
 

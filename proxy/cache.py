@@ -36,8 +36,7 @@ MatchType = Literal["exact", "semantic"]
 # Neighbours examined per lookup: the nearest one can fail a check (context, freshness) while the next passes.
 CANDIDATES = 8
 EXPIRY_SWEEP_SECONDS = 60.0
-# Single-flight across replicas: how long a replica's claim on a miss holds others back, and how often they look.
-FLIGHT_LEASE_SECONDS = 30.0
+# Single-flight across replicas: how often a waiting replica looks for the lease holder's entry.
 FLIGHT_POLL_SECONDS = 0.05
 
 
@@ -94,13 +93,15 @@ class WriterJob:
 class SemanticCache:
     def __init__(self, store: Store, embedder: Embedder, *, queue_size: int = 1024,
                  save_interval: float = 30.0, clock: Callable[[], float] = time.time, max_batch: int = 32,
-                 batch_window: float = 0.002, hot_records: int = 10_000) -> None:
+                 batch_window: float = 0.002, hot_records: int = 10_000,
+                 flight_lease: float = 30.0) -> None:
         self.store = store
         self.embedder = embedder
         self.clock = clock
         self.save_interval = save_interval
         self.hot = HotRecords(hot_records)
         self.flights = FlightTable(self._release_flight)
+        self.flight_lease = flight_lease
         # Keys whose cross-replica lease this process holds (shared stores only), and their release tasks.
         self._leases: set[str] = set()
         self._releases: set[asyncio.Task[None]] = set()
@@ -220,7 +221,7 @@ class SemanticCache:
             return None
         key = request.exact_key
         try:
-            while not await self.store.claim_flight(key, FLIGHT_LEASE_SECONDS):
+            while not await self.store.claim_flight(key, self.flight_lease):
                 await asyncio.sleep(FLIGHT_POLL_SECONDS)
                 entry = await self.store.get_exact(key)
                 if entry is not None and entry.fresh(self.clock(), max_age) and self._own(request, entry):

@@ -46,7 +46,8 @@ class Services:
         store = await open_store(settings, data_dir, embedder)
         cache = SemanticCache(store, embedder, queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
-                              batch_window=settings.embedding.batch_window_ms / 1000)
+                              batch_window=settings.embedding.batch_window_ms / 1000,
+                              flight_lease=settings.store.flight_lease)
         try:
             await cache.start()
         except BaseException:

@@ -51,6 +51,9 @@ class StoreSettings:
     fail_open: bool = False
     # Connections per process to PostgreSQL.
     pool_size: int = 8
+    # Seconds a replica's claim on a miss holds back the same question on other replicas (single-flight); a
+    # replica that dies holding one delays the others at most this long.
+    flight_lease: float = 30.0
 
 
 @dataclass(frozen=True)

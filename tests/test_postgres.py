@@ -53,7 +53,7 @@ async def test_a_small_partition_among_large_ones_still_finds_its_neighbours(pos
             transaction = conn.transaction()
             await transaction.start()
             # Only the HNSW index may answer (DDL is transactional: rolled back below).
-            await conn.execute("DROP INDEX entries_vectors; DROP INDEX entries_lru; ANALYZE entries; "
+            await conn.execute("DROP INDEX entries_vectors; ANALYZE entries; "
                                "SET LOCAL enable_seqscan = off")
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + store.search_sql, query, "small", 8))
             found = await conn.fetch(store.search_sql, query, "small", 8)

