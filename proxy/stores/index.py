@@ -3,8 +3,10 @@
 Separate indexes are what makes isolation hold by construction: a search only ever sees its own partition.
 hnswlib is not safe for adding while another thread queries, so each index has a lock; labels are the
 store's entry ids. Each index file has a sidecar recording what it holds (entry count, highest id, the store's
-change generation) and the file's SHA-256: start-up loads the file only if all of them match SQLite and the bytes,
+change generation) and the file's CRC-32: start-up loads the file only if all of them match SQLite and the bytes,
 and rebuilds it from the stored vectors otherwise (hnswlib must never read a damaged file: it can crash on one).
+CRC-32 rather than a cryptographic hash: it catches damage, not tampering, at ~3 GB/s (SHA-256 ran at 0.3 GB/s
+here, seconds of start-up for a 1M-entry index).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import zlib
 from pathlib import Path
 
 import hnswlib
@@ -25,6 +28,14 @@ INITIAL_CAPACITY = 1024
 EF_CONSTRUCTION = 200
 M = 16
 EF_SEARCH = 64
+
+
+def file_crc32(path: Path) -> int:
+    crc = 0
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 class VectorIndex:
@@ -124,12 +135,12 @@ class IndexSet:
 
     def try_load(self, partition: str, count: int, max_id: int, generation: int) -> bool:
         """Load the saved index if its sidecar says it holds exactly what SQLite holds and the file is the one
-        that was saved (its SHA-256 is checked before hnswlib reads a byte of it)."""
+        that was saved (its CRC-32 is checked before hnswlib reads a byte of it)."""
         path = self._path(partition)
         sidecar = path.with_suffix(".json")
         try:
             meta = json.loads(sidecar.read_text())
-            digest = meta.pop("sha256", None)
+            checksum = meta.pop("crc32", None)
         except (OSError, ValueError, AttributeError):
             return False
         expected = self._mark(partition, count, max_id, generation)
@@ -137,12 +148,11 @@ class IndexSet:
             log.warning("index %s disagrees with the store (%s vs %s): rebuilding", path.name, meta, expected)
             return False
         try:
-            with path.open("rb") as f:
-                actual = hashlib.file_digest(f, "sha256").hexdigest()
+            actual = file_crc32(path)
         except OSError as exc:
             log.warning("index %s cannot be read (%s): rebuilding", path.name, exc)
             return False
-        if actual != digest:
+        if actual != checksum:
             log.warning("index %s is damaged (checksum mismatch): rebuilding", path.name)
             return False
         try:
@@ -158,9 +168,7 @@ class IndexSet:
         # The sidecar goes first and is removed: a crash mid-save leaves no sidecar, so start-up rebuilds.
         sidecar.unlink(missing_ok=True)
         self.indexes[partition].save(path)
-        with path.open("rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
         tmp = sidecar.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({**self._mark(partition, count, max_id, generation), "sha256": digest}))
+        tmp.write_text(json.dumps({**self._mark(partition, count, max_id, generation), "crc32": file_crc32(path)}))
         os.replace(tmp, sidecar)
         self.dirty.discard(partition)

@@ -182,16 +182,19 @@ class PostgresStore:
                 await conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {self._index} ON entries USING hnsw "
                     f"((embedding::vector({self.dim})) vector_cosine_ops) WHERE embedder = '{self._quoted()}'")
+        except DB_ERRORS as exc:
+            raise StoreStartError(f"cannot prepare the PostgreSQL store {self.location}: {exc}") from exc
         finally:
             await conn.close()
         try:
             self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size,
                                                    command_timeout=COMMAND_TIMEOUT, init=register_vector,
                                                    timeout=CONNECT_TIMEOUT, server_settings=SEARCH_SETTINGS)
+            await self._refresh_sizes()
+            await self._listen()
         except DB_ERRORS as exc:
+            await self.close()
             raise StoreStartError(f"cannot reach the PostgreSQL store {self.location}: {exc}") from exc
-        await self._refresh_sizes()
-        await self._listen()
         self._tasks = [asyncio.create_task(self._keep_listening(), name="deja-store-listen"),
                        asyncio.create_task(self._keep_sizes(), name="deja-store-sizes")]
 
