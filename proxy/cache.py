@@ -27,7 +27,7 @@ from .guard import find_conflict
 from .hot import HotRecords
 from .index import INITIAL_CAPACITY, IndexSet, VectorIndex
 from .policies import Policy
-from .requests import ChatRequest
+from .requests import CacheRequest
 from .store import EntryFilter, NewRecord, Record, RecordStore
 
 log = logging.getLogger("deja.cache")
@@ -58,7 +58,7 @@ class Lookup:
 
 @dataclass(frozen=True)
 class StoreJob:
-    request: ChatRequest
+    request: CacheRequest
     policy: Policy
     response: dict[str, Any]
     vector: np.ndarray | None
@@ -135,14 +135,14 @@ class SemanticCache:
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await self.batcher.embed_many(texts)
 
-    async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def lookup(self, request: CacheRequest, policy: Policy, max_age: int | None) -> Lookup:
         self._lookups += 1
         try:
             return await self._lookup(request, policy, max_age)
         finally:
             self._lookups -= 1
 
-    async def _lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def _lookup(self, request: CacheRequest, policy: Policy, max_age: int | None) -> Lookup:
         now = self.clock()
         record = self.hot.by_key(request.exact_key)
         if record is None:
@@ -188,7 +188,7 @@ class SemanticCache:
         return found
 
     @staticmethod
-    def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None) -> bool:
+    def accepts(request: CacheRequest, candidate: Record, now: float, max_age: int | None) -> bool:
         """Every check a similar-enough candidate must pass besides its similarity: the same conversation, still
         fresh, and no difference the guard sees as answer-changing (numbers, negation, entities…)."""
         return (candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
@@ -196,7 +196,7 @@ class SemanticCache:
 
     # -- write-back -----------------------------------------------------------------------------------------------
 
-    def submit(self, request: ChatRequest, policy: Policy, response: dict[str, Any],
+    def submit(self, request: CacheRequest, policy: Policy, response: dict[str, Any],
                vector: np.ndarray | None = None) -> bool:
         """Queue an answer for storing; False (and a warning) when the queue is full."""
         return self._put(StoreJob(request, policy, response, vector))
@@ -398,7 +398,7 @@ class SemanticCache:
 
         return int(await self.in_writer(work))
 
-    async def store_now(self, request: ChatRequest, policy: Policy, response: dict[str, Any]) -> None:
+    async def store_now(self, request: CacheRequest, policy: Policy, response: dict[str, Any]) -> None:
         """Store an answer and return once it is stored (and findable): the ModelCache insert."""
         await self.in_writer(lambda: self._store(StoreJob(request, policy, response, None)))
 
