@@ -8,16 +8,22 @@ from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .admin import admin_routes
+from .azure import azure_routes
+from .completions_api import completions
 from .dashboard import dashboard_routes
 from .embeddings import Embedder
+from .embeddings_api import embeddings
 from .errors import DejaError, openai_error_body
 from .modelcache import modelcache
 from .policies import PolicySet
+from .responses_api import responses
+from .route_counts import counted, passthrough_route
 from .routes import chat_completions, healthz, metrics, passthrough
 from .services import Services
 from .settings import Settings
@@ -30,6 +36,15 @@ async def deja_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DejaError)
     return JSONResponse(openai_error_body(exc.message, exc.error_type, exc.code, exc.param),
                         status_code=exc.status_code)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own 404/405 (no such route or method) in the OpenAI error shape."""
+    assert isinstance(exc, HTTPException)
+    code = "unknown_url" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
+    return JSONResponse(openai_error_body(f"{exc.detail}: {request.method} {request.url.path}",
+                                          "invalid_request_error", code),
+                        status_code=exc.status_code, headers={**(exc.headers or {}), "X-Cache-Status": "ERROR"})
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -53,8 +68,13 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/{path:path}", passthrough, methods=ALL_METHODS),
+        Route("/v1/chat/completions", counted("chat/completions", chat_completions), methods=["POST"]),
+        # Other cached endpoints and the Azure OpenAI routes (issue 14).
+        Route("/v1/responses", counted("responses", responses), methods=["POST"]),
+        Route("/v1/completions", counted("completions", completions), methods=["POST"]),
+        Route("/v1/embeddings", counted("embeddings", embeddings), methods=["POST"]),
+        *azure_routes(),
+        Route("/v1/{path:path}", counted(passthrough_route, passthrough), methods=ALL_METHODS),
         # Operating it (issue 5): Prometheus, the admin API, ModelCache's API, the dashboard.
         Route("/metrics", metrics, methods=["GET"]),
         Route("/modelcache", modelcache, methods=["POST"]),
@@ -62,4 +82,4 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
         *dashboard_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={DejaError: deja_error, Exception: unexpected_error})
+                     exception_handlers={DejaError: deja_error, Exception: unexpected_error, HTTPException: http_error})

@@ -66,9 +66,9 @@ class Target:
 
     def keyed(self, body: Any) -> Any:
         """The body as the cache keys it (never what is forwarded)."""
-        if self.model is None or not isinstance(body, dict):
+        if not self.scope or not isinstance(body, dict):
             return body
-        return {**body, "model": self.model, "deja_target": self.scope}
+        return {**body, "model": self.model or body.get("model"), "deja_target": self.scope}
 
 
 class ChunkTee:

@@ -130,6 +130,8 @@ class Metrics:
         self.unpriced_tokens = Counter("deja_tokens_saved_unpriced",
                                        "Tokens saved for models without a price (no cost is estimated)",
                                        ["model"], registry=r)
+        self.routes = Counter("deja_route_requests", "Requests per route (cached endpoint or passed-through API), "
+                              "X-Cache-Status and HTTP status", ["route", "status", "code"], registry=r)
         self.errors = Counter("deja_errors", "Errors by kind; the request was still answered if it could be",
                               ["kind"], registry=r)
         for kind in ERROR_KINDS:
@@ -183,8 +185,8 @@ class Metrics:
         self.match_counts[hit.match] = self.match_counts.get(hit.match, 0) + 1
         usage = hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None
         usage = usage if isinstance(usage, dict) else {}
-        prompt = _int(usage.get("prompt_tokens"))
-        completion = _int(usage.get("completion_tokens"))
+        prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
+        completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
         label = self.model_label(model)
         self.tokens_saved.labels(label, "prompt").inc(prompt)
         self.tokens_saved.labels(label, "completion").inc(completion)
@@ -208,6 +210,9 @@ class Metrics:
             "similarity": None if hit.similarity is None else round(hit.similarity, 4),
             "asked": asked, "matched": hit.record.question,
         })
+
+    def observe_route(self, route: str, status: str, code: int) -> None:
+        self.routes.labels(route, status, str(code)).inc()
 
     def observe_lookup(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
