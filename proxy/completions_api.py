@@ -15,7 +15,7 @@ from starlette.responses import Response
 from . import render
 from .endpoints import ChunkTee, Endpoint, Target
 from .errors import BadRequestError
-from .requests import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, canonical_json
+from .requests import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, canonical_json, require_model
 from .routes import cached_call
 from .sse import STORABLE_FINISH, StreamAssembler, accumulate
 
@@ -23,16 +23,11 @@ OBJECT = "text_completion"
 
 
 def validate(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequestError("The request body must be a JSON object.")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise BadRequestError("you must provide a model parameter", param="model", code="missing_model")
+    require_model(body)
     prompt = body.get("prompt")
     if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt and all(
             isinstance(p, (str, int, list)) and not isinstance(p, bool) for p in prompt))):
         raise BadRequestError("'prompt' must be a string, an array of strings or an array of tokens", param="prompt")
-    if not isinstance(body.get("stream", False), bool):
-        raise BadRequestError("'stream' must be a boolean", param="stream")
     return body
 
 
@@ -61,6 +56,9 @@ def storable(answer: Any) -> bool:
 class CompletionAssembler(StreamAssembler):
     """A legacy completion stream (choices carry `text`, not `delta`) rebuilt into its text_completion."""
 
+    OBJECT = OBJECT
+    DEFAULT_ID = "cmpl-deja"
+
     def _merge(self, choice: dict[str, Any]) -> None:
         state = self.choices.setdefault(choice.get("index", 0), {"text": "", "logprobs": None,
                                                                    "finish_reason": None})
@@ -71,15 +69,9 @@ class CompletionAssembler(StreamAssembler):
         if choice.get("finish_reason"):
             state["finish_reason"] = choice["finish_reason"]
 
-    def completion(self) -> dict[str, Any] | None:
-        if not self.done or self.failed or not self.choices:
-            return None
-        choices = [{"text": s["text"], "index": i, "logprobs": s["logprobs"], "finish_reason": s["finish_reason"]}
-                   for i, s in sorted(self.choices.items())]
-        answer = {"id": "cmpl-deja", "created": 0, "model": "", **self.meta, "object": OBJECT, "choices": choices}
-        if self.usage:
-            answer["usage"] = self.usage
-        return answer if storable(answer) else None
+    def _choice(self, index: int, state: dict[str, Any]) -> dict[str, Any]:
+        return {"text": state["text"], "index": index, "logprobs": state["logprobs"],
+                "finish_reason": state["finish_reason"]}
 
 
 COMPLETIONS = Endpoint(

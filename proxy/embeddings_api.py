@@ -27,10 +27,10 @@ from .endpoints import Target
 from .errors import BadRequestError
 from .policies import Policy
 from .render import zero_counts
-from .requests import CacheRequest, build_cache_request, canonical_json, parse_cache_control
+from .requests import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
 from .routes import cache_headers, parse_json, read_body, services_of
 from .services import Services
-from .upstream import response_headers, translate_error
+from .upstream import read_all, response_headers
 
 log = logging.getLogger("deja.embeddings")
 
@@ -40,10 +40,7 @@ MAX_KEYS_IN_HEADER = 16
 
 
 def validate(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequestError("The request body must be a JSON object.")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise BadRequestError("you must provide a model parameter", param="model", code="missing_model")
+    require_model(body)
     items = body.get("input")
     if not (isinstance(items, str) and items) and not (isinstance(items, list) and items and (
             all(isinstance(i, str) for i in items) or all(_is_tokens(i) for i in items) or _is_tokens(items))):
@@ -131,12 +128,7 @@ async def embed_call(request: Request, target: Target) -> Response:
                           raw if not cached else json.dumps(forward).encode())
     headers = {**response_headers(upstream, decoded=True), "X-Cache-Status": status}
     headers.pop("content-length", None)
-    try:
-        content = await upstream.aread()
-    except httpx.TransportError as exc:
-        raise translate_error(exc) from exc
-    finally:
-        await upstream.aclose()
+    content = await read_all(upstream)
     answer = _json(content) if upstream.status_code == 200 else None
     data = answer.get("data") if isinstance(answer, dict) else None
     if not isinstance(answer, dict) or not isinstance(data, list) or len(data) != len(missing) or not all(

@@ -86,13 +86,21 @@ def _non_text_parts(content: Any) -> list[Any]:
     return []
 
 
-def validate_body(body: Any) -> dict[str, Any]:
-    """Reject what the upstream would reject anyway, with the same OpenAI error shape, before any cache work."""
+def require_model(body: Any) -> dict[str, Any]:
+    """A JSON object naming a model and, if it says whether to stream, saying it with a boolean."""
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequestError("you must provide a model parameter", param="model", code="missing_model")
+    if not isinstance(body.get("stream", False), bool):
+        raise BadRequestError("'stream' must be a boolean", param="stream")
+    return body
+
+
+def validate_body(body: Any) -> dict[str, Any]:
+    """Reject what the upstream would reject anyway, with the same OpenAI error shape, before any cache work."""
+    require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequestError("'messages' must be a non-empty array of message objects", param="messages")
@@ -113,8 +121,6 @@ def validate_body(body: Any) -> dict[str, Any]:
         elif content is not None and not isinstance(content, str):
             raise BadRequestError(f"{where}.content must be a string, an array of parts or null",
                                   param=f"{where}.content")
-    if not isinstance(body.get("stream", False), bool):
-        raise BadRequestError("'stream' must be a boolean", param="stream")
     return body
 
 

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from . import render
 from .endpoints import Endpoint, Target
 from .errors import BadRequestError
-from .requests import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, normalise_text
+from .requests import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, normalise_text, require_model
 from .routes import cached_call
 from .sse import EventReader
 
@@ -32,16 +32,11 @@ FAILED_EVENTS = frozenset({"error", "response.failed", "response.incomplete"})
 
 
 def validate(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadRequestError("The request body must be a JSON object.")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise BadRequestError("you must provide a model parameter", param="model", code="missing_model")
+    require_model(body)
     items = body.get("input")
     if items is not None and not isinstance(items, str) and not (
             isinstance(items, list) and all(isinstance(i, (dict, str)) for i in items)):
         raise BadRequestError("'input' must be a string or an array of input items", param="input")
-    if not isinstance(body.get("stream", False), bool):
-        raise BadRequestError("'stream' must be a boolean", param="stream")
     return body
 
 

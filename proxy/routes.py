@@ -22,7 +22,7 @@ from .policies import Policy
 from .requests import CacheRequest, parse_cache_control
 from .services import Services
 from .sse import encode_event
-from .upstream import response_headers, translate_error
+from .upstream import read_all, response_headers, translate_error
 
 log = logging.getLogger("deja.routes")
 
@@ -193,12 +193,7 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
         if flight is not None:
             return FlightStreamingResponse(body, status_code=200, headers=headers, flight=flight)
         return StreamingResponse(body, status_code=200, headers=headers)
-    try:
-        content = await upstream.aread()
-    except httpx.TransportError as exc:
-        raise translate_error(exc) from exc
-    finally:
-        await upstream.aclose()
+    content = await read_all(upstream)
     if upstream.status_code == 200 and not chat.stream:
         try:
             completion = json.loads(content)

@@ -97,6 +97,9 @@ class StreamAssembler:
     """Reads an upstream SSE stream as it passes to the client and rebuilds the chat.completion it amounts to,
     every field the chunks carried included (null stays null)."""
 
+    OBJECT = "chat.completion"
+    DEFAULT_ID = "chatcmpl-deja"
+
     def __init__(self) -> None:
         self.reader = EventReader()
         self.done = False
@@ -142,25 +145,23 @@ class StreamAssembler:
             state["finish_reason"] = choice["finish_reason"]
 
     def completion(self) -> dict[str, Any] | None:
-        """The assembled chat.completion, or None unless the stream ended properly ([DONE] + finish reasons)."""
-        if not self.done or self.failed or not self.choices:
+        """The assembled answer, or None unless the stream ended properly ([DONE] + finish reasons)."""
+        if not self.done or self.failed or not self.choices or any(
+                state["finish_reason"] not in STORABLE_FINISH for state in self.choices.values()):
             return None
-        choices = []
-        for index in sorted(self.choices):
-            state = self.choices[index]
-            if state["finish_reason"] not in STORABLE_FINISH:
-                return None
-            message = {"role": "assistant", "content": None, **state["message"]}
-            if message.get("tool_calls"):
-                message["tool_calls"] = [{"type": "function", **{k: v for k, v in call.items() if k != "index"}}
-                                         for call in sorted(message["tool_calls"], key=lambda c: c.get("index", 0))]
-            choices.append({"index": index, "message": message, "logprobs": state["logprobs"],
-                            "finish_reason": state["finish_reason"]})
-        completion = {"id": "chatcmpl-deja", "created": 0, "model": "", **self.meta, "object": "chat.completion",
-                      "choices": choices}
+        completion = {"id": self.DEFAULT_ID, "created": 0, "model": "", **self.meta, "object": self.OBJECT,
+                      "choices": [self._choice(i, self.choices[i]) for i in sorted(self.choices)]}
         if self.usage:
             completion["usage"] = self.usage
         return completion
+
+    def _choice(self, index: int, state: dict[str, Any]) -> dict[str, Any]:
+        message = {"role": "assistant", "content": None, **state["message"]}
+        if message.get("tool_calls"):
+            message["tool_calls"] = [{"type": "function", **{k: v for k, v in call.items() if k != "index"}}
+                                     for call in sorted(message["tool_calls"], key=lambda c: c.get("index", 0))]
+        return {"index": index, "message": message, "logprobs": state["logprobs"],
+                "finish_reason": state["finish_reason"]}
 
 
 def storable(completion: Any) -> bool:

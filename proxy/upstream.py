@@ -60,6 +60,16 @@ class UpstreamClient:
             raise translate_error(exc) from exc
 
 
+async def read_all(upstream: httpx.Response) -> bytes:
+    """The whole body of a response opened with `send`, which is closed afterwards."""
+    try:
+        return await upstream.aread()
+    except httpx.TransportError as exc:
+        raise translate_error(exc) from exc
+    finally:
+        await upstream.aclose()
+
+
 def response_headers(upstream: httpx.Response, *, decoded: bool) -> dict[str, str]:
     """Upstream headers to pass to the client; a decoded body no longer has its content encoding."""
     drop = HOP_BY_HOP | ({"content-encoding"} if decoded else frozenset())
