@@ -36,13 +36,14 @@ class EventReader:
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._after_cr = False  # the last chunk ended in CR: a LF starting this one belongs to it
 
     def feed(self, data: bytes) -> list[Event]:
-        buffer = self._buffer + data
-        hold = b""
-        if buffer.endswith(b"\r"):  # maybe the first half of a CRLF
-            buffer, hold = buffer[:-1], b"\r"
-        buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]
+        if data:
+            self._after_cr = data.endswith(b"\r")
+        buffer = self._buffer + data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         events = []
         while (cut := buffer.find(b"\n\n")) >= 0:
             block, buffer = buffer[:cut], buffer[cut + 2:]
@@ -54,7 +55,7 @@ class EventReader:
                     name = line[6:].strip().decode("utf-8", "replace")
             if lines:
                 events.append(Event(name, b"\n".join(lines)))
-        self._buffer = buffer + hold
+        self._buffer = buffer
         return events
 
 

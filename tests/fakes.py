@@ -167,7 +167,7 @@ class RealisticUpstream(FakeUpstream):
     """Answers like the real API (late 2025) on every cached endpoint, its Azure routes included: the fields a
     replay must keep (service_tier, system_fingerprint, refusal: null, usage details, per-chunk obfuscation, typed
     Responses events). Magic words: CALL_TOOL (a tool call when tools are given), REASON (reasoning content),
-    FAIL400. `calls_to[path]` counts upstream calls, `embedded` the embedding inputs received, `seen` each call's
+    FAIL400 (an error), FAILSTREAM (a Responses stream ending in response.failed). `calls_to[path]` counts upstream calls, `embedded` the embedding inputs received, `seen` each call's
     path, query and headers."""
 
     def __init__(self) -> None:
@@ -194,7 +194,7 @@ class RealisticUpstream(FakeUpstream):
             self.calls += 1
             body = await request.json()
             self.seen.append({"path": path, "query": request.url.query, "headers": dict(request.headers),
-                              "body": body})
+                              "body": dict(body)})
             if "deployment" in request.path_params:
                 body.setdefault("model", request.path_params["deployment"])
             return answer(body)
@@ -313,6 +313,12 @@ class RealisticUpstream(FakeUpstream):
         if not body.get("stream"):
             return JSONResponse(response)
         pending = {**response, "status": "in_progress", "output": [], "usage": None}
+        if "FAILSTREAM" in text:
+            return self.sse([("response.created", {"type": "response.created", "sequence_number": 0,
+                                                   "response": pending}),
+                             ("response.failed", {"type": "response.failed", "sequence_number": 1, "response": {
+                                 **pending, "status": "failed", "error": {"code": "server_error",
+                                                                          "message": "boom"}}})])
         events: list[tuple[str, dict[str, Any]]] = [("response.created", {"response": pending}),
                                                     ("response.in_progress", {"response": pending})]
         for index, item in enumerate(output):
@@ -343,6 +349,8 @@ class RealisticUpstream(FakeUpstream):
     def embeddings_api(self, body: dict[str, Any]) -> Response:
         given = body["input"]
         items = [given] if isinstance(given, str) or (given and isinstance(given[0], int)) else given
+        if any("FAIL400" in str(item) for item in items):
+            return self.error()
         self.embedded.extend(items)
         data = []
         for index, item in enumerate(items):
