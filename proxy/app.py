@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -36,15 +35,6 @@ async def deja_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DejaError)
     return JSONResponse(openai_error_body(exc.message, exc.error_type, exc.code, exc.param),
                         status_code=exc.status_code)
-
-
-async def http_error(request: Request, exc: Exception) -> JSONResponse:
-    """Starlette's own 404/405 (no such route or method) in the OpenAI error shape."""
-    assert isinstance(exc, HTTPException)
-    code = "unknown_url" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
-    return JSONResponse(openai_error_body(f"{exc.detail}: {request.method} {request.url.path}",
-                                          "invalid_request_error", code),
-                        status_code=exc.status_code, headers={**(exc.headers or {}), "X-Cache-Status": "ERROR"})
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -82,4 +72,4 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
         *dashboard_routes(),
     ]
     return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={DejaError: deja_error, Exception: unexpected_error, HTTPException: http_error})
+                     exception_handlers={DejaError: deja_error, Exception: unexpected_error})

@@ -167,8 +167,8 @@ class RealisticUpstream(FakeUpstream):
     """Answers like the real API (late 2025) on every cached endpoint, its Azure routes included: the fields a
     replay must keep (service_tier, system_fingerprint, refusal: null, usage details, per-chunk obfuscation, typed
     Responses events). Magic words: CALL_TOOL (a tool call when tools are given), REASON (reasoning content),
-    FAIL400 (an error), FAILSTREAM (a Responses stream ending in response.failed). `calls_to[path]` counts upstream calls, `embedded` the embedding inputs received, `seen` each call's
-    path, query and headers."""
+    FAIL400 (an error), FAILSTREAM (a Responses stream ending in response.failed). `calls_to[path]` counts
+    upstream calls, `embedded` the embedding inputs received, `seen` each call's path, query, headers and body."""
 
     def __init__(self) -> None:
         super().__init__()
