@@ -41,6 +41,17 @@ class Deja:
         """Write-back runs after the answer in the server process: wait (bounded) until it landed."""
         assert wait_for(lambda: self.entries() >= before + added), "the answer was never stored"
 
+    def settled(self) -> int:
+        """The entry count once earlier tests' write-backs are done (nothing queued, the count unchanged)."""
+        seen: list[int] = []
+
+        def quiet() -> bool:
+            seen.append(self.entries())
+            idle = self.serve.client.get("/healthz").json()["write_back_queue"] == 0
+            return idle and len(seen) > 2 and seen[-1] == seen[-3]
+        assert wait_for(quiet), "write-back never settled"
+        return seen[-1]
+
 
 @pytest.fixture(scope="module")
 def deja(tmp_path_factory: pytest.TempPathFactory, model_dir) -> Iterator[Deja]:
@@ -57,7 +68,7 @@ def deja(tmp_path_factory: pytest.TempPathFactory, model_dir) -> Iterator[Deja]:
 
 def twice(deja: Deja, call: Any, added: int = 1) -> tuple[Any, Any]:
     """The raw responses of a call made twice, the second after the first was stored."""
-    before = deja.entries()
+    before = deja.settled()
     first = call()
     assert first.headers["x-cache-status"] == "MISS"
     deja.stored(before, added)
@@ -106,7 +117,7 @@ def stream_final(deja: Deja, **params: Any) -> tuple[str, Any]:
 
 def test_streamed_tool_call_hit_parses_as_the_miss_did(deja):
     params = {"messages": [{"role": "user", "content": "CALL_TOOL weather in Paris"}], "tools": [WEATHER_TOOL]}
-    before = deja.entries()
+    before = deja.settled()
     status, miss = stream_final(deja, **params)
     assert status == "MISS"
     deja.stored(before)
@@ -120,7 +131,7 @@ def test_streamed_tool_call_hit_parses_as_the_miss_did(deja):
 
 def test_streamed_miss_asks_for_usage_hides_it_and_hits_report_it(deja):
     question = [{"role": "user", "content": "Stream me a haiku about caching."}]
-    before = deja.entries()
+    before = deja.settled()
     raw = deja.serve.client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
                                  json={"model": "gpt-4o-mini", "messages": question, "stream": True})
     assert raw.headers["x-cache-status"] == "MISS"
@@ -142,7 +153,7 @@ def test_include_usage_stream_hit_equals_miss(deja):
             model="gpt-4o-mini", messages=[{"role": "user", "content": "REASON count to three"}], stream=True,
             stream_options={"include_usage": True})
         return raw.headers["x-cache-status"], list(raw.parse())
-    before = deja.entries()
+    before = deja.settled()
     status, miss = chunks()
     assert status == "MISS"
     deja.stored(before)
@@ -182,7 +193,7 @@ def test_responses_create_hits(deja):
 
 
 def test_responses_rewording_is_a_semantic_hit(deja):
-    before = deja.entries()
+    before = deja.settled()
     first = deja.client.responses.with_raw_response.create(model="gpt-4o-mini", input="What is the capital of France?")
     deja.stored(before)
     again = deja.client.responses.with_raw_response.create(model="gpt-4o-mini",
@@ -199,7 +210,7 @@ def response_stream(deja: Deja, **params: Any) -> tuple[str, list[Any], Any]:
 
 def test_responses_stream_hit_is_the_typed_event_stream(deja):
     params = {"input": [{"role": "user", "content": "Describe a cache in one line."}]}
-    before = deja.entries()
+    before = deja.settled()
     status, miss_events, miss = response_stream(deja, **params)
     assert status == "MISS"
     deja.stored(before)
@@ -214,7 +225,7 @@ def test_responses_stream_hit_is_the_typed_event_stream(deja):
 
 
 def test_streamed_responses_miss_serves_a_plain_hit(deja):
-    before = deja.entries()
+    before = deja.settled()
     status, _, streamed = response_stream(deja, input="REASON: what is a haiku?")
     assert status == "MISS"
     deja.stored(before)
@@ -226,7 +237,7 @@ def test_streamed_responses_miss_serves_a_plain_hit(deja):
 def test_responses_function_call_streams_back(deja):
     tools = [{"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL["function"]["parameters"],
               "strict": False}]
-    before = deja.entries()
+    before = deja.settled()
     status, _, miss = response_stream(deja, input="CALL_TOOL weather in Oslo", tools=tools)
     deja.stored(before)
     status, events, hit = response_stream(deja, input="CALL_TOOL weather in Oslo", tools=tools)
@@ -313,7 +324,7 @@ def test_legacy_completions_hit_plain_and_streamed(deja):
 
 
 def test_legacy_streamed_miss_is_stored(deja):
-    before = deja.entries()
+    before = deja.settled()
     chunks = list(deja.client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Twice upon", stream=True))
     assert all(c.usage is None for c in chunks)
     deja.stored(before)
