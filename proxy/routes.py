@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import render
 from .cache import Hit, SemanticCache
+from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target
 from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
 from .flights import Answer, Flight, UpstreamReply
@@ -86,6 +87,7 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
                           share_across_keys=policy.share_across_keys)
     cache = services.cache
     vector = None
+    debug = None
     if policy.mode == "off" or control.no_store or endpoint.bypass(body) is not None:
         status = "BYPASS"
     elif control.no_cache:
@@ -106,6 +108,8 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
                 services.metrics.observe_hit(chat.model, lookup.hit, chat.question)
                 return serve_hit(chat, lookup.hit, endpoint, policy)
             vector = lookup.vector
+            if debug_wanted(request.headers, services.settings.debug_header, services.admin_token):
+                debug = describe_miss(lookup)
     services.metrics.observe_request(chat.model, status)
     store = status in ("MISS", "REFRESH")
     flight = None
@@ -121,6 +125,8 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
     try:
         response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight,
                                       endpoint=endpoint, target=target, client_body=client_body)
+        if debug is not None:
+            response.headers[DEBUG_HEADER] = debug
         return response
     finally:
         # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.
