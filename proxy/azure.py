@@ -27,6 +27,8 @@ from .routes import cached_call, services_of
 from .settings import Settings
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# The first Azure OpenAI API version that accepts stream_options (include_usage).
+STREAM_OPTIONS_SINCE = "2024-09-01"
 DEPLOYMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ENDPOINTS: dict[str, Endpoint] = {"chat/completions": CHAT, "completions": COMPLETIONS, "responses": RESPONSES}
 
@@ -44,8 +46,10 @@ def target_for(request: Request, path: str, deployment: str | None) -> Target:
     headers = None
     if key and "api-key" not in request.headers and "authorization" not in request.headers:
         headers = {**request.headers, "api-key": key}
-    scope = {"azure": deployment or "", "api_version": request.query_params.get("api-version", "")}
-    return Target(path, base=azure_base(services.settings), model=deployment, scope=scope, headers=headers)
+    version = request.query_params.get("api-version", "")
+    scope = {"azure": deployment or "", "api_version": version}
+    return Target(path, base=azure_base(services.settings), model=deployment, scope=scope, headers=headers,
+                  asks_usage=version >= STREAM_OPTIONS_SINCE or version in ("latest", "preview"))
 
 
 def deployment_handler(operation: str) -> Handler:

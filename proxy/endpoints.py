@@ -63,6 +63,8 @@ class Target:
     model: str | None = None
     scope: dict[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] | None = None  # replaces the client's headers when forwarding
+    # Whether streamed misses may be asked for usage (Azure API versions before 2024-09-01 reject stream_options).
+    asks_usage: bool = True
 
     def keyed(self, body: Any) -> Any:
         """The body as the cache keys it (never what is forwarded)."""

@@ -177,13 +177,20 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
                        endpoint: Endpoint = CHAT, target: Target | None = None, client_body: Any = None) -> Response:
     target = target or Target(endpoint.path)
     # Answers to be stored are asked with usage, so every hit can report it; the client gets what it asked for.
-    rewritten = endpoint.upstream_body(client_body) if store and isinstance(client_body, dict) else None
+    rewritten = endpoint.upstream_body(client_body) if store and target.asks_usage and isinstance(
+        client_body, dict) else None
     started = time.perf_counter()
     try:
         upstream = await services.upstream.send(request.method, target.path, request.url.query,
                                                 target.headers or request.headers,
                                                 raw if rewritten is None else rewritten, decoded=True,
                                                 base=target.base)
+        if rewritten is not None and upstream.status_code == 400 and b"stream_options" in await read_all(upstream):
+            # An upstream that does not know stream_options: ask again exactly as the client did.
+            rewritten = None
+            upstream = await services.upstream.send(request.method, target.path, request.url.query,
+                                                    target.headers or request.headers, raw, decoded=True,
+                                                    base=target.base)
     except DejaError:
         services.metrics.count_error("upstream")
         raise

@@ -167,8 +167,9 @@ class RealisticUpstream(FakeUpstream):
     """Answers like the real API (late 2025) on every cached endpoint, its Azure routes included: the fields a
     replay must keep (service_tier, system_fingerprint, refusal: null, usage details, per-chunk obfuscation, typed
     Responses events). Magic words: CALL_TOOL (a tool call when tools are given), REASON (reasoning content),
-    FAIL400 (an error), FAILSTREAM (a Responses stream ending in response.failed). `calls_to[path]` counts
-    upstream calls, `embedded` the embedding inputs received, `seen` each call's path, query, headers and body."""
+    FAIL400 (an error), OLD_SERVER (rejects stream_options), FAILSTREAM (a Responses stream ending in
+    response.failed). `calls_to[path]` counts upstream calls, `embedded` the embedding inputs received, `seen`
+    each call's path, query, headers and body."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -208,14 +209,16 @@ class RealisticUpstream(FakeUpstream):
                 yield (head + "data: " + (data if isinstance(data, str) else json.dumps(data)) + "\n\n").encode()
         return StreamingResponse(stream(), media_type="text/event-stream; charset=utf-8")
 
-    def error(self) -> JSONResponse:
-        return JSONResponse({"error": {"message": "FAIL400 requested", "type": "invalid_request_error",
-                                       "param": None, "code": "invalid_value"}}, status_code=400)
+    def error(self, cause: str = "FAIL400") -> JSONResponse:
+        message = "Unrecognized request argument supplied: stream_options" if cause == "stream_options" else \
+            "FAIL400 requested"
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                       "code": "invalid_value"}}, status_code=400)
 
     def chat_api(self, body: dict[str, Any]) -> Response:
         text = last_user_text(body)
-        if "FAIL400" in text:
-            return self.error()
+        if "FAIL400" in text or ("OLD_SERVER" in text and "stream_options" in body):
+            return self.error("stream_options" if "OLD_SERVER" in text else "FAIL400")
         answer = f"answer #{self.calls} to: {text}"
         tools = body.get("tools") or []
         call = None

@@ -143,6 +143,25 @@ async def test_api_version_is_part_of_the_azure_key(deja):
     assert (await post(deja, path + "2025-04-01", body)).headers["x-cache-status"] == "MISS"
 
 
+async def test_upstream_without_stream_options_is_asked_again_as_the_client_did(deja, realistic):
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "OLD_SERVER story"}]}
+    got = await post(deja, "/v1/chat/completions", body)
+    assert got.status_code == 200 and got.text.rstrip().endswith("data: [DONE]")
+    assert "stream_options" not in realistic.seen[-1]["body"] and realistic.calls_to["/v1/chat/completions"] == 2
+    assert (await post(deja, "/v1/chat/completions", body)).headers["x-cache-status"] == "HIT"
+    failing = {**body, "messages": [{"role": "user", "content": "FAIL400 story"}]}
+    assert (await post(deja, "/v1/chat/completions", failing)).status_code == 400
+    assert realistic.calls_to["/v1/chat/completions"] == 3  # other 400s are not asked twice
+
+
+async def test_old_azure_api_versions_are_not_sent_stream_options(deja, realistic):
+    body = {"stream": True, "messages": [{"role": "user", "content": "old version"}]}
+    await post(deja, "/openai/deployments/dep/chat/completions?api-version=2024-02-01", body)
+    assert "stream_options" not in realistic.seen[-1]["body"]
+    await post(deja, "/openai/deployments/dep/chat/completions?api-version=2024-10-21", body)
+    assert realistic.seen[-1]["body"]["stream_options"] == {"include_usage": True}
+
+
 def test_hit_usage_must_be_original_or_zero():
     assert parse_policy({"hit_usage": "zero"}, "p.yaml").hit_usage == "zero"
     with pytest.raises(ConfigError, match="hit_usage"):

@@ -176,6 +176,10 @@ def test_policy_can_report_zero_usage_on_hits(deja):
     usage = hit.parse().usage
     assert usage.total_tokens == 0 and usage.prompt_tokens_details.cached_tokens == 0
     assert usage.completion_tokens_details.reasoning_tokens == 0
+    streamed = list(deja.client.chat.completions.create(
+        model="zero-model", messages=[{"role": "user", "content": "What does zero usage mean?"}], stream=True,
+        stream_options={"include_usage": True}))
+    assert streamed[-1].usage.prompt_tokens == streamed[-1].usage.completion_tokens == 0
 
 
 # -- Responses API --------------------------------------------------------------------------------------------------
