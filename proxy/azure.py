@@ -1,7 +1,8 @@
 """Azure OpenAI routes, cached like their OpenAI twins:
 
   /openai/deployments/{deployment}/chat/completions | completions | embeddings | responses   (the deployment is
-  the model), and /openai/responses (AzureOpenAI's responses.create: the model is in the body).
+  the model); /openai/responses (AzureOpenAI's responses.create) and the v1 API's /openai/v1/chat/completions |
+  completions | embeddings | responses (the model is in the body).
 
 Misses go to the Azure resource (`azure_upstream`, else the upstream's scheme and host) under the same path and
 query, `api-version` included, with the client's `api-key` (or the configured upstream key sent as `api-key`).
@@ -47,7 +48,7 @@ def target_for(request: Request, path: str, deployment: str | None) -> Target:
     if key and "api-key" not in request.headers and "authorization" not in request.headers:
         headers = {**request.headers, "api-key": key}
     version = request.query_params.get("api-version", "")
-    scope = {"azure": deployment or "", "api_version": version}
+    scope = {"azure": deployment or path, "api_version": version}
     return Target(path, base=azure_base(services.settings), model=deployment, scope=scope, headers=headers,
                   asks_usage=version >= STREAM_OPTIONS_SINCE or version in ("latest", "preview"))
 
@@ -57,27 +58,39 @@ def deployment_handler(operation: str) -> Handler:
         deployment = request.path_params["deployment"]
         if not DEPLOYMENT.fullmatch(deployment) or deployment.strip(".") == "":
             raise BadRequestError(f"Invalid deployment name {deployment!r}.", param="deployment")
-        target = target_for(request, f"/openai/deployments/{deployment}/{operation}", deployment)
-        if operation == "embeddings":
-            return await embed_call(request, target)
-        return await cached_call(request, ENDPOINTS[operation], target)
+        return await run(request, operation,
+                         target_for(request, f"/openai/deployments/{deployment}/{operation}", deployment))
 
     return call
 
 
-async def responses_call(request: Request) -> Response:
-    return await cached_call(request, RESPONSES, target_for(request, "/openai/responses", None))
+def path_handler(operation: str) -> Handler:
+    """/openai/responses and the v1 API (/openai/v1/…): the model is in the body."""
+    async def call(request: Request) -> Response:
+        return await run(request, operation, target_for(request, request.url.path, None))
+
+    return call
+
+
+async def run(request: Request, operation: str, target: Target) -> Response:
+    if operation == "embeddings":
+        return await embed_call(request, target)
+    return await cached_call(request, ENDPOINTS[operation], target)
 
 
 async def unknown_route(request: Request) -> Response:
     raise NotFoundError(f"Deja does not serve {request.method} {request.url.path}; its Azure OpenAI routes are "
-                        "/openai/deployments/{deployment}/chat/completions, /completions, /embeddings, /responses "
-                        "and /openai/responses.", code="unknown_url")
+                        "/openai/deployments/{deployment}/chat/completions, /completions, /embeddings, /responses, "
+                        "/openai/responses and /openai/v1/chat/completions, /completions, /embeddings, /responses.",
+                        code="unknown_url")
 
 
 def azure_routes() -> list[Route]:
     routes = [Route(f"/openai/deployments/{{deployment}}/{operation}",
                     counted(f"azure/{operation}", deployment_handler(operation)), methods=["POST"])
               for operation in (*ENDPOINTS, "embeddings")]
-    return [*routes, Route("/openai/responses", counted("azure/responses", responses_call), methods=["POST"]),
+    routes += [Route(f"/openai/v1/{operation}", counted(f"azure/v1/{operation}", path_handler(operation)),
+                     methods=["POST"]) for operation in (*ENDPOINTS, "embeddings")]
+    return [*routes, Route("/openai/responses", counted("azure/responses", path_handler("responses")),
+                           methods=["POST"]),
             Route("/openai/{path:path}", counted("azure/other", unknown_route), methods=ALL_METHODS)]

@@ -185,6 +185,7 @@ class RealisticUpstream(FakeUpstream):
             Route("/openai/deployments/{deployment}/embeddings", self.route(self.embeddings_api), methods=["POST"]),
             Route("/openai/deployments/{deployment}/responses", self.route(self.responses_api), methods=["POST"]),
             Route("/openai/responses", self.route(self.responses_api), methods=["POST"]),
+            Route("/openai/v1/chat/completions", self.route(self.chat_api), methods=["POST"]),
             Route("/v1/{path:path}", self.echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ])
 

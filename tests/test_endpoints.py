@@ -162,6 +162,15 @@ async def test_old_azure_api_versions_are_not_sent_stream_options(deja, realisti
     assert realistic.seen[-1]["body"]["stream_options"] == {"include_usage": True}
 
 
+async def test_azure_v1_api_is_cached_with_the_model_from_the_body(deja, realistic):
+    body = {"model": "dep-v1", "messages": [{"role": "user", "content": "v1 hello"}]}
+    assert (await post(deja, "/openai/v1/chat/completions", body)).headers["x-cache-status"] == "MISS"
+    assert realistic.seen[-1]["path"] == "/openai/v1/chat/completions"
+    assert (await post(deja, "/openai/v1/chat/completions", body)).headers["x-cache-status"] == "HIT"
+    other_route = await post(deja, "/openai/deployments/dep-v1/chat/completions", body)
+    assert other_route.headers["x-cache-status"] == "MISS"
+
+
 def test_hit_usage_must_be_original_or_zero():
     assert parse_policy({"hit_usage": "zero"}, "p.yaml").hit_usage == "zero"
     with pytest.raises(ConfigError, match="hit_usage"):
