@@ -153,6 +153,7 @@ async def embed_call(request: Request, target: Target) -> Response:
             merged[i] = _item(hit, i)
             spent += 0 if policy.hit_usage == "zero" else _tokens(hit.record.response.get("usage"))
             services.cache.record_hit(hit.record.id)
+            services.metrics.observe_saved(body["model"], hit.record.response.get("usage"))
     return JSONResponse({**answer, "data": merged, "usage": {"prompt_tokens": spent, "total_tokens": spent}},
                         headers=headers)
 
@@ -164,7 +165,9 @@ def serve_all(body: dict[str, Any], hits: list[Hit | None], policy: Policy, serv
     usage = {"prompt_tokens": spent, "total_tokens": spent}
     for hit in found:
         services.cache.record_hit(hit.record.id)
+        services.metrics.observe_saved(body["model"], hit.record.response.get("usage"))
     services.metrics.observe_request(body["model"], "HIT", "exact")
+    services.metrics.bucket_hit()
     headers = cache_headers("HIT", found[0], time.time())
     headers["Age"] = str(max(0, int(time.time() - min(hit.record.created_at for hit in found))))
     headers["X-Cache-Key"] = ",".join(str(hit.record.id) for hit in found[:MAX_KEYS_IN_HEADER])

@@ -183,7 +183,19 @@ class Metrics:
     def observe_hit(self, model: str, hit: Hit, asked: str) -> None:
         self.observe_request(model, "HIT", hit.match)
         self.match_counts[hit.match] = self.match_counts.get(hit.match, 0) + 1
-        usage = hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None
+        self.bucket_hit()
+        self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)
+        self.recent_hits.appendleft({
+            "at": self.clock(), "entry_id": hit.record.id, "model": model, "match": hit.match,
+            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
+            "asked": asked, "matched": hit.record.question,
+        })
+
+    def bucket_hit(self) -> None:
+        self._bucket()["hits"] += 1
+
+    def observe_saved(self, model: str, usage: Any) -> None:
+        """Tokens (and their cost) a cached answer saved: its stored usage, in chat or Responses API names."""
         usage = usage if isinstance(usage, dict) else {}
         prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
         completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
@@ -202,14 +214,8 @@ class Metrics:
             self.cost_saved.labels(label).inc(cost)
             self.saved["cost_usd"] += cost
         bucket = self._bucket()
-        bucket["hits"] += 1
         bucket["tokens_saved"] += prompt + completion
         bucket["cost_saved_usd"] += cost or 0.0
-        self.recent_hits.appendleft({
-            "at": self.clock(), "entry_id": hit.record.id, "model": model, "match": hit.match,
-            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
-            "asked": asked, "matched": hit.record.question,
-        })
 
     def observe_route(self, route: str, status: str, code: int) -> None:
         self.routes.labels(route, status, str(code)).inc()

@@ -92,6 +92,8 @@ async def test_token_array_inputs_are_items_of_their_own(deja, realistic):
     assert again.headers["x-cache-status"] == "HIT"
     assert again.json()["data"][0]["embedding"] == first["data"][1]["embedding"]
     assert again.json()["usage"]["prompt_tokens"] == 2  # token arrays count exactly their length
+    metrics = (await deja.client.get("/metrics")).text
+    assert 'deja_tokens_saved_total{kind="prompt",model="e"} 2.0' in metrics
 
 
 async def test_failed_responses_stream_is_not_stored(deja, realistic):
