@@ -71,6 +71,12 @@ def item_request(body: dict[str, Any], item: Any, headers: Mapping[str, str], *,
                                share_across_keys=share_across_keys)
 
 
+def is_embedding(entry: Any) -> bool:
+    """A stored embeddings entry: one item's vector (a float list or base64)."""
+    return isinstance(entry, dict) and entry.get("object") == "embedding" and isinstance(
+        entry.get("embedding"), (list, str))
+
+
 def split_tokens(total: int, items: list[Any]) -> list[int]:
     """`total` over `items` in proportion to their length, largest remainders first: the parts add up exactly."""
     weights = [len(i) if isinstance(i, (str, list)) else 1 for i in items]

@@ -216,3 +216,22 @@ def test_chunk_tee_takes_out_the_usage_deja_asked_for():
     passed = tee.feed(stream[:50]) + tee.feed(stream[50:])
     assert b"usage" not in passed and passed.endswith(b"data: [DONE]\n\n") and passed.count(b"data: ") == 3
     assert tee.done and tee.result()["usage"] == {"total_tokens": 3}
+
+
+async def test_export_and_import_keep_every_endpoints_entries(make_proxy, realistic, monkeypatch):
+    monkeypatch.setenv("DEJA_ADMIN_TOKEN", "admin-secret")
+    auth = {"Authorization": "Bearer admin-secret"}
+    async with make_proxy(transport=httpx.ASGITransport(app=realistic.app)) as deja:
+        calls = [("/v1/responses", {"model": "m", "input": "exported question"}),
+                 ("/v1/completions", {"model": "m", "prompt": "exported prompt"}),
+                 ("/v1/embeddings", {"model": "e", "input": "exported text", "encoding_format": "float"})]
+        first = [(await post(deja, path, body)).json() for path, body in calls]
+        exported = (await deja.client.get("/admin/export", headers=auth)).content
+        assert (await deja.client.post("/admin/purge", json={"all": True}, headers=auth)).json()["purged"] == 3
+        report = (await deja.client.post("/admin/import", content=exported, headers=auth)).json()
+        assert report["imported"] == 3, report
+        upstream_calls = realistic.calls
+        again = [await post(deja, path, body) for path, body in calls]
+        assert [r.headers["x-cache-status"] for r in again] == ["HIT"] * 3 and realistic.calls == upstream_calls
+        assert again[0].json()["output"] == first[0]["output"]
+        assert again[2].json()["data"][0]["embedding"] == first[2]["data"][0]["embedding"]
