@@ -1,7 +1,8 @@
 """Metrics: Prometheus series for `GET /metrics`, and the recent-activity window behind `/admin/stats`.
 
 Each app owns its `CollectorRegistry` (tests build many apps in one process). What is measured and where:
-  requests   routes (and /modelcache queries): by model, cache status and match type
+  requests   routes (and /modelcache queries): by model, cache status and match type; every answer of the proxy
+             routes, pass-through included, by route, X-Cache-Status and HTTP status (route_counts.py)
   latency    lookup (routes), embedding (TimedEmbedder wraps the embedder), upstream (time to response headers)
   savings    each hit adds the cached completion's `usage`; cost from the price table, or counted as unpriced
   size       entries and index vectors per partition, write-back queue depth: read from the cache at scrape time
