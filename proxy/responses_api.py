@@ -61,7 +61,10 @@ def text_of(content: Any) -> str:
 
 
 def _normalised(item: Any) -> dict[str, Any]:
+    """An input item in one spelling: a string is a user message, and `type: message` is the default type."""
     item = {"role": "user", "content": item} if isinstance(item, str) else dict(item)
+    if item.get("type") == "message":
+        del item["type"]
     content = item.get("content")
     if isinstance(content, str):
         item["content"] = normalise_text(content)
@@ -77,7 +80,7 @@ def build(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str
     raw = body.get("input")
     items = [_normalised(i) for i in ([raw] if isinstance(raw, str) else raw or [])]
     *earlier, final = items or [{}]
-    is_user = final.get("role") == "user" and final.get("type", "message") == "message"
+    is_user = final.get("role") == "user" and "type" not in final
     question = normalise_text(text_of(final.get("content"))) if is_user else ""
     content = final.get("content")
     non_text = [p for p in content if not (isinstance(p, dict) and p.get("type") in TEXT_PARTS)] \

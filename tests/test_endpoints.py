@@ -126,6 +126,15 @@ async def test_endpoints_and_parameters_never_share_entries(deja, realistic):
     assert ignored.headers["x-cache-status"] == "HIT"
 
 
+async def test_responses_input_spellings_of_one_question_are_one_entry(deja, realistic):
+    spellings = ["Which ocean is largest?", [{"role": "user", "content": "Which ocean is largest?"}],
+                 [{"type": "message", "role": "user", "content": [{"type": "input_text",
+                                                                   "text": "Which ocean is largest?"}]}]]
+    statuses = [(await post(deja, "/v1/responses", {"model": "m", "input": given})).headers["x-cache-status"]
+                for given in spellings]
+    assert statuses == ["MISS", "HIT", "HIT"] and realistic.calls_to["/v1/responses"] == 1
+
+
 async def test_configured_key_goes_to_azure_as_api_key(make_proxy, realistic, monkeypatch):
     monkeypatch.setenv("DEJA_UPSTREAM_API_KEY", "sk-azure-configured")
     async with make_proxy(transport=httpx.ASGITransport(app=realistic.app)) as deja:
