@@ -169,11 +169,12 @@ def serve_all(body: dict[str, Any], hits: list[Hit | None], policy: Policy, serv
     found = [hit for hit in hits if hit is not None]
     spent = sum(_tokens(hit.record.response.get("usage")) for hit in found)
     usage = {"prompt_tokens": spent, "total_tokens": spent}
+    # One request, one hit (the first item stands for the batch); every item's tokens were saved.
+    services.metrics.observe_hit(body["model"], found[0], found[0].record.question)
     for hit in found:
         services.cache.record_hit(hit.record.id)
-        services.metrics.observe_saved(body["model"], hit.record.response.get("usage"))
-    services.metrics.observe_request(body["model"], "HIT", "exact")
-    services.metrics.bucket_hit()
+        if hit is not found[0]:
+            services.metrics.observe_saved(body["model"], hit.record.response.get("usage"))
     headers = cache_headers("HIT", found[0], time.time())
     headers["Age"] = str(max(0, int(time.time() - min(hit.record.created_at for hit in found))))
     headers["X-Cache-Key"] = ",".join(str(hit.record.id) for hit in found[:MAX_KEYS_IN_HEADER])

@@ -184,16 +184,13 @@ class Metrics:
     def observe_hit(self, model: str, hit: Hit, asked: str) -> None:
         self.observe_request(model, "HIT", hit.match)
         self.match_counts[hit.match] = self.match_counts.get(hit.match, 0) + 1
-        self.bucket_hit()
+        self._bucket()["hits"] += 1
         self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)
         self.recent_hits.appendleft({
             "at": self.clock(), "entry_id": hit.record.id, "model": model, "match": hit.match,
             "similarity": None if hit.similarity is None else round(hit.similarity, 4),
             "asked": asked, "matched": hit.record.question,
         })
-
-    def bucket_hit(self) -> None:
-        self._bucket()["hits"] += 1
 
     def observe_saved(self, model: str, usage: Any) -> None:
         """Tokens (and their cost) a cached answer saved: its stored usage, in chat or Responses API names."""
