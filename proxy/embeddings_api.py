@@ -46,6 +46,9 @@ def validate(body: Any) -> dict[str, Any]:
             all(isinstance(i, str) for i in items) or all(_is_tokens(i) for i in items) or _is_tokens(items))):
         raise BadRequestError("'input' must be a non-empty string, array of strings, or array of token arrays",
                               param="input")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1):
+        raise BadRequestError("'dimensions' must be a positive integer", param="dimensions")
     if body.get("encoding_format") not in (None, *ENCODINGS):
         raise BadRequestError(f"'encoding_format' must be one of {list(ENCODINGS)}", param="encoding_format")
     return body

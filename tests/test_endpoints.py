@@ -47,6 +47,7 @@ async def post(deja, path: str, body: Any, key: str = "sk-a", **headers: str) ->
     ("/v1/embeddings", {"model": "m", "input": ""}),
     ("/v1/embeddings", {"model": "m", "input": [1, "a"]}),
     ("/v1/embeddings", {"model": "m", "input": "x", "encoding_format": "int8"}),
+    ("/v1/embeddings", {"model": "m", "input": "x", "dimensions": "256"}),
     ("/v1/embeddings", ["not", "an", "object"]),
     ("/openai/deployments/dep/chat/completions", {"messages": "nope"}),
 ])
