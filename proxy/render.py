@@ -81,9 +81,10 @@ def chat_stream(completion: dict[str, Any], include_usage: bool) -> Iterator[byt
     if include_usage:
         base["usage"] = None  # as the real API does on every chunk but the last
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None,
+              extra: dict[str, Any] | None = None) -> bytes:
         return encode_event({**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs,
-                                                  "finish_reason": finish}]})
+                                                  "finish_reason": finish, **(extra or {})}]})
 
     for choice in completion.get("choices") or []:
         index = choice.get("index", 0)
@@ -108,7 +109,8 @@ def chat_stream(completion: dict[str, Any], include_usage: bool) -> Iterator[byt
             yield chunk(index, {"tool_calls": [{"index": n, **call}]})
         if message.get("function_call"):
             yield chunk(index, {"function_call": message["function_call"]})
-        yield chunk(index, {}, choice.get("finish_reason"), choice.get("logprobs"))
+        extra = {k: v for k, v in choice.items() if k not in ("index", "message", "logprobs", "finish_reason")}
+        yield chunk(index, {}, choice.get("finish_reason"), choice.get("logprobs"), extra)
     if include_usage:
         yield encode_event({**base, "choices": [], "usage": completion.get("usage")})
     yield DONE

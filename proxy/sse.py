@@ -14,6 +14,8 @@ DONE = b"data: [DONE]\n\n"
 STORABLE_FINISH = frozenset({"stop", "tool_calls", "function_call", "length"})
 # Chunk fields that are not part of the answer: per-chunk padding, and the fields every hit renders anew.
 CHUNK_ONLY = frozenset({"choices", "usage", "object", "obfuscation"})
+# Choice fields assembled on their own; any other (Azure's content_filter_results…) is kept as last sent.
+CHOICE_FIELDS = frozenset({"index", "delta", "message", "text", "logprobs", "finish_reason"})
 
 
 def encode_event(obj: Any, name: str | None = None) -> bytes:
@@ -138,8 +140,9 @@ class StreamAssembler:
 
     def _merge(self, choice: dict[str, Any]) -> None:
         state = self.choices.setdefault(choice.get("index", 0), {"message": {}, "logprobs": None,
-                                                                   "finish_reason": None})
+                                                                   "finish_reason": None, "extra": {}})
         accumulate(state["message"], choice.get("delta") or {})
+        state["extra"].update({k: v for k, v in choice.items() if k not in CHOICE_FIELDS and v is not None})
         if isinstance(choice.get("logprobs"), dict):
             state["logprobs"] = accumulate(state["logprobs"] or {}, choice["logprobs"])
         if choice.get("finish_reason"):
@@ -162,7 +165,7 @@ class StreamAssembler:
             message["tool_calls"] = [{"type": "function", **{k: v for k, v in call.items() if k != "index"}}
                                      for call in sorted(message["tool_calls"], key=lambda c: c.get("index", 0))]
         return {"index": index, "message": message, "logprobs": state["logprobs"],
-                "finish_reason": state["finish_reason"]}
+                "finish_reason": state["finish_reason"], **state["extra"]}
 
 
 def storable(completion: Any) -> bool:

@@ -93,3 +93,14 @@ def test_replay_round_trips_through_the_assembler():
 ])
 def test_incomplete_answers_are_not_storable(completion):
     assert not storable(completion)
+
+
+def test_choice_fields_of_other_providers_survive_a_round_trip():
+    filters = {"hate": {"filtered": False, "severity": "safe"}}
+    stored = {"id": "c9", "object": "chat.completion", "created": 1, "model": "m", "prompt_filter_results": [],
+              "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "content_filter_results": filters,
+                           "message": {"role": "assistant", "content": "ok", "refusal": None}}]}
+    assembler = StreamAssembler()
+    assembler.feed(b"".join(chat_stream(stored, include_usage=False)))
+    again = assembler.completion()
+    assert again["choices"] == stored["choices"] and again["prompt_filter_results"] == []
