@@ -27,7 +27,7 @@ from .flights import FlightTable
 from .guard import find_conflict
 from .hot import HotRecords
 from .policies import Policy
-from .requests import ChatRequest
+from .requests import CacheRequest
 from .stores.base import Entry, EntryFilter, Store
 
 log = logging.getLogger("deja.cache")
@@ -67,7 +67,7 @@ class Lookup:
 
 @dataclass(frozen=True)
 class StoreJob:
-    request: ChatRequest
+    request: CacheRequest
     policy: Policy
     response: dict[str, Any]
     vector: np.ndarray | None
@@ -145,14 +145,14 @@ class SemanticCache:
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await self.batcher.embed_many(texts)
 
-    async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def lookup(self, request: CacheRequest, policy: Policy, max_age: int | None) -> Lookup:
         self._lookups += 1
         try:
             return await self._lookup(request, policy, max_age)
         finally:
             self._lookups -= 1
 
-    async def _lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def _lookup(self, request: CacheRequest, policy: Policy, max_age: int | None) -> Lookup:
         now = self.clock()
         record = self.hot.by_key(request.exact_key)
         if record is None:
@@ -205,7 +205,7 @@ class SemanticCache:
                 self.hot.put(record, epoch)
         return found
 
-    def _own(self, request: ChatRequest, candidate: Entry) -> bool:
+    def _own(self, request: CacheRequest, candidate: Entry) -> bool:
         """Defence in depth: a store or index fault must never serve another partition's answer."""
         if candidate.partition == request.partition:
             return True
@@ -213,7 +213,7 @@ class SemanticCache:
         log.error("entry %d of another partition came up for a lookup; not served", candidate.id)
         return False
 
-    async def wait_for_other_replica(self, request: ChatRequest, max_age: int | None) -> Hit | None:
+    async def wait_for_other_replica(self, request: CacheRequest, max_age: int | None) -> Hit | None:
         """Single-flight across replicas, for the process that leads a miss locally: None when it should call the
         upstream (it took the lease, or the other replica's lease was released or ran out without an entry);
         else the hit the lease holder stored meanwhile."""
@@ -246,7 +246,7 @@ class SemanticCache:
             log.warning("could not release a single-flight lease (%s)", exc)
 
     @staticmethod
-    def rejection(request: ChatRequest, candidate: Entry, now: float, max_age: int | None) -> str | None:
+    def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None) -> str | None:
         """The check a similar-enough candidate fails, or None when it may answer: the same conversation
         ("context"), still fresh ("stale"), and no difference the guard sees as answer-changing (the rule's name)."""
         if candidate.context_digest != request.context_digest:
@@ -257,7 +257,7 @@ class SemanticCache:
 
     # -- write-back -----------------------------------------------------------------------------------------------
 
-    def submit(self, request: ChatRequest, policy: Policy, response: dict[str, Any],
+    def submit(self, request: CacheRequest, policy: Policy, response: dict[str, Any],
                vector: np.ndarray | None = None) -> bool:
         """Queue an answer for storing; False (and a warning) when the queue is full."""
         return self._put(StoreJob(request, policy, response, vector))
@@ -381,7 +381,7 @@ class SemanticCache:
         """Delete every entry `selection` matches, from the store and the indexes; returns how many."""
         return int(await self.in_writer(lambda: self.store.delete_matching(selection)))
 
-    async def store_now(self, request: ChatRequest, policy: Policy, response: dict[str, Any]) -> None:
+    async def store_now(self, request: CacheRequest, policy: Policy, response: dict[str, Any]) -> None:
         """Store an answer and return once it is stored (and findable): the ModelCache insert."""
         await self.in_writer(lambda: self._store(StoreJob(request, policy, response, None)))
 
