@@ -29,6 +29,7 @@ from .index import INITIAL_CAPACITY, IndexSet, VectorIndex
 from .policies import Policy
 from .requests import ChatRequest
 from .store import EntryFilter, NewRecord, Record, RecordStore
+from .terms import usable
 
 log = logging.getLogger("deja.cache")
 
@@ -100,6 +101,8 @@ class SemanticCache:
         self._queue: asyncio.Queue[StoreJob | int | WriterJob] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
         self._counts: dict[str, int] = {}
+        # Seconds expired entries are kept for stale-while-revalidate: the longest window of any policy.
+        self.stale_keep = 0
 
     # -- start and stop -------------------------------------------------------------------------------------------
 
@@ -135,14 +138,15 @@ class SemanticCache:
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await self.batcher.embed_many(texts)
 
-    async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None, max_stale: int = 0) -> Lookup:
+        """`max_stale`: entries up to this many seconds past their TTL may answer too (served as STALE)."""
         self._lookups += 1
         try:
-            return await self._lookup(request, policy, max_age)
+            return await self._lookup(request, policy, max_age, max_stale)
         finally:
             self._lookups -= 1
 
-    async def _lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def _lookup(self, request: ChatRequest, policy: Policy, max_age: int | None, max_stale: int) -> Lookup:
         now = self.clock()
         record = self.hot.by_key(request.exact_key)
         if record is None:
@@ -150,7 +154,7 @@ class SemanticCache:
             record = await self.store.get_exact(request.exact_key)
             if record is not None:
                 self.hot.put(record, epoch)
-        if record is not None and record.fresh(now, max_age):
+        if record is not None and usable(record, now, max_age, max_stale):
             return Lookup(Hit(record, "exact"))
         if policy.mode != "semantic" or not request.semantic_ok:
             return Lookup(None)
@@ -164,7 +168,7 @@ class SemanticCache:
         records = await self._records(i for i, _ in candidates)
         for entry_id, similarity in candidates:
             candidate = records.get(entry_id)
-            if candidate is not None and self.accepts(request, candidate, now, max_age):
+            if candidate is not None and self.accepts(request, candidate, now, max_age, max_stale):
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
                     return Lookup(Hit(candidate, "exact"), vector)
@@ -188,10 +192,10 @@ class SemanticCache:
         return found
 
     @staticmethod
-    def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None) -> bool:
+    def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None, max_stale: int = 0) -> bool:
         """Every check a similar-enough candidate must pass besides its similarity: the same conversation, still
         fresh, and no difference the guard sees as answer-changing (numbers, negation, entities…)."""
-        return (candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
+        return (candidate.context_digest == request.context_digest and usable(candidate, now, max_age, max_stale)
                 and find_conflict(candidate.question, request.question) is None)
 
     # -- write-back -----------------------------------------------------------------------------------------------
@@ -344,7 +348,7 @@ class SemanticCache:
                 await self.compact(partition)
 
     async def _expire(self, now: float) -> None:
-        for entry_id, partition, embedder in await self.store.delete_expired(now):
+        for entry_id, partition, embedder in await self.store.delete_expired(now - self.stale_keep):
             self._forget(entry_id, partition, embedder)
 
     async def compact(self, partition: str) -> None:

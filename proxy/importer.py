@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from .cache import SemanticCache
 from .errors import DejaError
+from .nonanswers import skip_reason
 from .policies import PolicySet
 from .requests import build_chat_request, validate_body
 from .sse import storable
@@ -103,6 +104,8 @@ class LineParser:
         policy = self.policies.policy_for(model)
         if policy.mode == "off":
             return None
+        if (reason := skip_reason(response, allow_truncated=policy.cache_truncated)) is not None:
+            raise ImportLineError(f"'response' is not an answer to keep ({reason})")
         headers = {"authorization": f"Bearer {self.tenant_key}"} if self.tenant_key else {}
         namespace = obj.get("namespace", self.namespace)
         if namespace:

@@ -16,10 +16,13 @@ from starlette.types import Receive, Scope, Send
 from .cache import Hit, SemanticCache
 from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
 from .flights import Answer, Flight, UpstreamReply
+from .metrics import Metrics
+from .nonanswers import worth_storing
 from .policies import Policy
 from .requests import ChatRequest, build_chat_request, parse_cache_control, validate_body
 from .services import Services
 from .sse import StreamAssembler, encode_event, replay_stream, storable
+from .terms import Terms, is_stale, request_terms, terms_headers
 from .upstream import response_headers, translate_error
 
 log = logging.getLogger("deja.routes")
@@ -76,9 +79,13 @@ async def chat_completions(request: Request) -> Response:
     control = parse_cache_control(request.headers.get("cache-control"))
     chat = build_chat_request(body, request.headers, fallback_key=services.settings.upstream_api_key,
                               share_across_keys=policy.share_across_keys)
+    terms = request_terms(chat, policy, request.headers, control)
+    policy = terms.policy
+    if terms.volatile:
+        services.metrics.time_sensitive.labels(terms.volatile).inc()
     cache = services.cache
     vector = None
-    if policy.mode == "off" or control.no_store:
+    if policy.mode == "off" or control.no_store or not terms.cacheable:
         status = "BYPASS"
     elif control.no_cache:
         status = "REFRESH"
@@ -86,7 +93,7 @@ async def chat_completions(request: Request) -> Response:
         status = "MISS"
         started = time.perf_counter()
         try:
-            lookup = await cache.lookup(chat, policy, control.max_age)
+            lookup = await cache.lookup(chat, policy, terms.max_age, terms.max_stale)
         except Exception as exc:
             log.exception("cache lookup failed; forwarding uncached")
             services.metrics.count_error("store", exc)  # skipped when the embedder counted it already
@@ -95,8 +102,11 @@ async def chat_completions(request: Request) -> Response:
             services.metrics.observe_lookup(time.perf_counter() - started)
             if lookup.hit is not None:
                 cache.record_hit(lookup.hit.record.id)
-                services.metrics.observe_hit(chat.model, lookup.hit, chat.question)
-                return serve_hit(chat, lookup.hit)
+                stale = is_stale(lookup.hit.record, cache.clock())
+                if stale and policy.stale_while_revalidate:
+                    services.revalidator.refresh(services, lookup.hit.record, chat, policy, request.headers)
+                services.metrics.observe_hit(chat.model, lookup.hit, chat.question, "STALE" if stale else "HIT")
+                return serve_hit(chat, lookup.hit, terms, "STALE" if stale else "HIT")
             vector = lookup.vector
     services.metrics.observe_request(chat.model, status)
     store = status in ("MISS", "REFRESH")
@@ -107,11 +117,11 @@ async def chat_completions(request: Request) -> Response:
             outcome = await flight.wait()
             if outcome is not None:
                 cache.flights.coalesced += 1
-                return serve_coalesced(chat, outcome)
+                return serve_coalesced(chat, outcome, terms)
             flight = None  # the leader got no answer: ask the upstream ourselves
     response = None
     try:
-        response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight)
+        response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight, terms)
         return response
     finally:
         # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.
@@ -133,8 +143,8 @@ class FlightStreamingResponse(StreamingResponse):
             self.flight.land(None)
 
 
-def serve_coalesced(chat: ChatRequest, outcome: Answer | UpstreamReply) -> Response:
-    headers = {"X-Cache-Status": "MISS", "X-Cache-Coalesced": "true"}
+def serve_coalesced(chat: ChatRequest, outcome: Answer | UpstreamReply, terms: Terms) -> Response:
+    headers = {"X-Cache-Status": "MISS", "X-Cache-Coalesced": "true", **terms_headers(terms, "MISS", None, 0)}
     if isinstance(outcome, UpstreamReply):
         return Response(outcome.content, status_code=outcome.status_code, headers={**outcome.headers, **headers})
     if chat.stream:
@@ -143,8 +153,9 @@ def serve_coalesced(chat: ChatRequest, outcome: Answer | UpstreamReply) -> Respo
     return JSONResponse(outcome.completion, headers=headers)
 
 
-def serve_hit(chat: ChatRequest, hit: Hit) -> Response:
-    headers = cache_headers("HIT", hit, time.time())
+def serve_hit(chat: ChatRequest, hit: Hit, terms: Terms, status: str = "HIT") -> Response:
+    now = time.time()
+    headers = {**cache_headers(status, hit, now), **terms_headers(terms, status, hit.record, now)}
     if chat.stream:
         return StreamingResponse(replay_stream(hit.record.response, chat.include_usage),
                                  media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
@@ -152,7 +163,8 @@ def serve_hit(chat: ChatRequest, hit: Hit) -> Response:
 
 
 async def forward_chat(request: Request, raw: bytes, services: Services, chat: ChatRequest, policy: Policy,
-                       status: str, store: bool, vector: Any, flight: Flight | None = None) -> Response:
+                       status: str, store: bool, vector: Any, flight: Flight | None = None,
+                       terms: Terms | None = None) -> Response:
     started = time.perf_counter()
     try:
         upstream = await services.upstream.send(request.method, "/chat/completions", request.url.query,
@@ -163,11 +175,12 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
     services.metrics.observe_upstream(chat.model, time.perf_counter() - started)
     if upstream.status_code >= 500:
         services.metrics.count_error("upstream")
-    headers = {**response_headers(upstream, decoded=True), **cache_headers(status)}
+    headers = {**response_headers(upstream, decoded=True), **cache_headers(status),
+               **(terms_headers(terms, status, None, 0) if terms is not None else {})}
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if upstream.status_code == 200 and chat.stream and is_sse:
         body = tee_stream(upstream, services.cache if store else None, chat, policy, vector, flight,
-                          on_error=lambda: services.metrics.count_error("upstream"))
+                          on_error=lambda: services.metrics.count_error("upstream"), metrics=services.metrics)
         if flight is not None:
             return FlightStreamingResponse(body, status_code=200, headers=headers, flight=flight)
         return StreamingResponse(body, status_code=200, headers=headers)
@@ -184,7 +197,8 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
             completion = None
         if storable(completion):
             # Only queued here: the worker stores it while the response goes out.
-            queued = store and services.cache.submit(chat, policy, completion, vector)
+            queued = (store and worth_storing(completion, policy, services.metrics)
+                      and services.cache.submit(chat, policy, completion, vector))
             if flight is not None:
                 flight.land(Answer(completion), keep=queued)
     elif upstream.status_code != 200 and flight is not None:
@@ -197,7 +211,8 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
 
 async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat: ChatRequest, policy: Policy,
                      vector: Any, flight: Flight | None = None,
-                     on_error: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+                     on_error: Callable[[], None] | None = None,
+                     metrics: Metrics | None = None) -> AsyncIterator[bytes]:
     """Pass upstream chunks through as they come; store the assembled answer (and hand it to the flight's
     followers) the moment [DONE] arrives, before the last chunk is yielded: a client hanging up after [DONE]
     cancels this generator."""
@@ -211,7 +226,8 @@ async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat
                     finished = True
                     completion = assembler.completion()
                     if completion is not None:
-                        queued = cache is not None and cache.submit(chat, policy, completion, vector)
+                        queued = (cache is not None and worth_storing(completion, policy, metrics)
+                                  and cache.submit(chat, policy, completion, vector))
                         if flight is not None:
                             flight.land(Answer(completion), keep=queued)
             yield chunk

@@ -13,6 +13,7 @@ from .cache import SemanticCache
 from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .policies import PolicySet, load_policies
+from .revalidate import Revalidator
 from .settings import Settings
 from .store import RecordStore
 from .upstream import UpstreamClient
@@ -31,6 +32,7 @@ class Services:
     error_counter: logging.Handler | None = None
     # DEJA_ADMIN_TOKEN as it was at start-up: /admin and /dashboard exist only when it is set.
     admin_token: str | None = None
+    revalidator: Revalidator = field(default_factory=Revalidator)
 
     @classmethod
     async def open(cls, settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,
@@ -47,6 +49,7 @@ class Services:
         cache = SemanticCache(store, embedder, data_dir / "indexes", queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
                               batch_window=settings.embedding.batch_window_ms / 1000)
+        cache.stale_keep = max(p.stale_while_revalidate for p in policies.policies)
         await cache.start()
         metrics.bind(cache)
         counter = WriteBackErrorCounter(metrics)
@@ -57,6 +60,7 @@ class Services:
     async def close(self) -> None:
         """Drain write-back first: answers already sent must be stored before the store closes."""
         try:
+            await self.revalidator.close()
             await self.cache.close()
         finally:
             if self.error_counter is not None:

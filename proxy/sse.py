@@ -8,7 +8,8 @@ from typing import Any
 
 DONE = b"data: [DONE]\n\n"
 # Finish reasons after which an answer is complete enough to serve again.
-STORABLE_FINISH = frozenset({"stop", "tool_calls", "function_call", "length"})
+# content_filter and length get this far so that proxy/nonanswers.py can count why they are not stored.
+STORABLE_FINISH = frozenset({"stop", "tool_calls", "function_call", "length", "content_filter"})
 REPLAY_PIECE = 64  # characters of content per replayed chunk
 
 

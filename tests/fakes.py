@@ -3,7 +3,8 @@
 The upstream answers "answer #<call number> to: <last user message>", so a test can tell which upstream call an
 answer came from. Magic words in the last user message: FAIL500 (500 error), CALL_TOOL (a tool call when tools
 are given), BREAK (a stream that stops before [DONE]), SLOW (waits `slow_seconds` first), DRIP (streams a
-chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`).
+chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`); answers that are not answers:
+REFUSE (a `refusal`), EMPTY (empty content), FILTERED (finish_reason content_filter), TRUNCATE (length).
 """
 
 from __future__ import annotations
@@ -100,11 +101,17 @@ class FakeUpstream:
             tool_calls = [{"id": f"call_{self.calls}", "type": "function",
                            "function": {"name": body["tools"][0]["function"]["name"],
                                         "arguments": json.dumps({"n": self.calls})}}]
-        finish = "tool_calls" if tool_calls else "stop"
+        finish = ("tool_calls" if tool_calls else "content_filter" if "FILTERED" in text
+                  else "length" if "TRUNCATE" in text else "stop")
+        if "EMPTY" in text:
+            answer = ""
+        refusal = "I can't help with that." if "REFUSE" in text else None
         base = {"id": f"chatcmpl-{self.calls}", "created": int(time.time()), "model": body.get("model")}
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": None if tool_calls else answer}
+            message = {"role": "assistant", "content": None if tool_calls or refusal else answer}
+            if refusal:
+                message["refusal"] = refusal
             if tool_calls:
                 message["tool_calls"] = tool_calls
             return JSONResponse({**base, "object": "chat.completion", "usage": usage,
@@ -122,6 +129,8 @@ class FakeUpstream:
                 yield chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
                                              "function": {"name": call["function"]["name"], "arguments": ""}}]})
                 yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]})
+            elif refusal:
+                yield chunk({"refusal": refusal})
             else:
                 for start in range(0, len(answer), 5):
                     yield chunk({"content": answer[start:start + 5]})
