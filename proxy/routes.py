@@ -24,6 +24,7 @@ from .services import Services
 from .sse import StreamAssembler, encode_event, replay_stream, storable
 from .terms import Terms, is_stale, request_terms, terms_headers
 from .upstream import response_headers, translate_error
+from .variety import variety_lookup
 
 log = logging.getLogger("deja.routes")
 
@@ -93,7 +94,8 @@ async def chat_completions(request: Request) -> Response:
         status = "MISS"
         started = time.perf_counter()
         try:
-            lookup = await cache.lookup(chat, policy, terms.max_age, terms.max_stale)
+            chat, found = await variety_lookup(cache, chat, terms, services.metrics)
+            lookup = found or await cache.lookup(chat, policy, terms.max_age, terms.max_stale)
         except Exception as exc:
             log.exception("cache lookup failed; forwarding uncached")
             services.metrics.count_error("store", exc)  # skipped when the embedder counted it already

@@ -160,3 +160,32 @@ def test_stricter_threshold_turns_a_hit_into_a_miss(fake, deja):
     assert lower.headers["x-cache-status"] == "HIT"
     bad = ask(deja, reworded, headers={"X-Cache-Threshold": "very"})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cache_threshold"
+
+
+def test_variety_bucket_fills_to_n_and_serves_all_n(fake, deja):
+    upstream, _ = fake
+    question = "Tell me a joke about penguins"
+
+    def varied() -> httpx.Response:
+        return ask(deja, question, model="var-1", temperature=0.9)
+
+    seen: set[str] = set()
+    # variety_fill 1.0: every request fills the bucket until it holds 3 answers (those arriving while an answer
+    # is being stored are coalesced with its upstream call).
+    for _ in range(500):
+        seen.add(content(varied()))
+        if len(seen) == 3:
+            break
+    assert len(seen) == 3
+    assert wait_for(lambda: all(varied().headers["x-cache-status"] == "HIT" for _ in range(5)))
+    calls = upstream.calls
+    answers = [varied() for _ in range(40)]
+    assert {a.headers["x-cache-status"] for a in answers} == {"HIT"}
+    assert {content(a) for a in answers} == seen  # every stored answer is served, picked at random
+    assert upstream.calls == calls >= 3
+    assert metric(deja, "deja_variety_total", event="filled") >= 2
+    assert metric(deja, "deja_variety_total", event="served") >= 40
+    # Without temperature the same policy keeps one answer per question, as usual.
+    ask(deja, "Tell me a joke about owls", model="var-1")
+    assert wait_for(lambda: ask(deja, "Tell me a joke about owls", model="var-1").headers["x-cache-status"] == "HIT")
+    assert len({content(ask(deja, "Tell me a joke about owls", model="var-1")) for _ in range(10)}) == 1
