@@ -39,9 +39,19 @@ def test_look_alikes_are_timeless(text):
 def test_every_language_ships_word_lists():
     assert len(LANGUAGES) == 9
     detector = default_detector()
-    assert {name for name, _ in detector.reasons} >= {"clock", "relative_day", "now", "latest", "weather", "prices",
-                                                       "scores", "countdown"}
-    assert detector.timeless is not None and detector.quoted is not None
+    assert set(detector.lists) == {"latin", "cyrillic", "han", "japanese", "hangul", "arabic"}
+    for lists in detector.lists.values():
+        assert {name for name, _ in lists.reasons} >= {"clock", "relative_day", "now", "latest", "weather",
+                                                        "prices", "scores", "countdown", "age"}
+        assert lists.timeless is not None
+    assert detector.quoted is not None
+
+
+def test_only_the_ends_of_a_long_message_are_read():
+    filler = "Here is some text about rivers. " * 100
+    assert time_sensitivity(f"{filler}What's the weather in Oslo today?") == "relative_day"
+    assert time_sensitivity(f"Today I pasted this. {filler}") == "relative_day"
+    assert time_sensitivity(f"{filler[:600]}today{filler[:600]}") is None
 
 
 def test_bad_pattern_names_the_file_and_line():
@@ -51,12 +61,13 @@ def test_bad_pattern_names_the_file_and_line():
         parse_lists({"xx": "today\n"})
 
 
-def test_labelled_set_meets_the_goals_overall():
+def test_labelled_set_stays_at_its_measured_figures():
     rows = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines()]
     assert {r["lang"] for r in rows} == set(LANGUAGES) and len(rows) >= 400
     sensitive = [r for r in rows if r["time_sensitive"]]
     timeless = [r for r in rows if not r["time_sensitive"]]
     caught = sum(time_sensitivity(r["text"]) is not None for r in sensitive)
     false = sum(time_sensitivity(r["text"]) is not None for r in timeless)
-    assert caught / len(sensitive) >= 0.95
+    # Over both halves (bench/QUALITY.md has the held-out figures): a change to the lists must not lose ground.
+    assert caught / len(sensitive) >= 0.99
     assert false / len(timeless) <= 0.02
