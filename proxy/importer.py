@@ -27,7 +27,7 @@ from .nonanswers import skip_reason
 from .policies import PolicySet
 from .requests import build_chat_request, validate_body
 from .sse import storable
-from .store import NewRecord
+from .stores.base import Entry
 
 BATCH = 256
 # One JSONL line at most (an export line holds one chat.completion); longer lines are reported, not read in.
@@ -51,7 +51,7 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class _Pending:
-    record: NewRecord
+    record: Entry
     embed: bool
     keep: int
 
@@ -116,7 +116,7 @@ class LineParser:
         except DejaError as exc:
             raise ImportLineError(exc.message) from exc
         embed = policy.mode == "semantic" and chat.semantic_ok
-        return _Pending(NewRecord(
+        return _Pending(Entry(
             exact_key=chat.exact_key, partition=chat.partition, tenant=chat.tenant, model=model,
             namespace=chat.namespace, context_digest=chat.context_digest, context_text=chat.context_text,
             question=chat.question, response=response, embedder=None, vector=None, created_at=self.now,
@@ -125,7 +125,7 @@ class LineParser:
     def _export(self, obj: dict[str, Any]) -> _Pending | None:
         try:
             expires_at = obj.get("expires_at")
-            record = NewRecord(
+            record = Entry(
                 exact_key=str(obj["exact_key"]), partition=str(obj["partition"]), tenant=str(obj["tenant"]),
                 model=str(obj["model"]), namespace=str(obj.get("namespace") or ""),
                 context_digest=str(obj["context_digest"]), context_text=str(obj.get("context_text") or ""),
@@ -218,7 +218,7 @@ async def _flush(cache: SemanticCache, pending: list[_Pending]) -> int:
     for p in pending:
         vector = by_item.get(id(p))
         records.append(p.record if vector is None else replace(p.record, vector=vector,
-                                                                embedder=cache.indexes.embedder))
+                                                                embedder=cache.embedder.name))
         keep[p.record.partition] = p.keep
     return await cache.store_batch(records, keep)
 

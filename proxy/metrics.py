@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .settings import ModelPrice
@@ -290,6 +290,17 @@ class CacheCollector(Collector):
                                 value=sum(1 for c, _ in sizes.values() if c))
         yield GaugeMetricFamily("deja_writeback_queue_depth", "Jobs waiting for the write-back worker",
                                 value=self.cache.queue_depth)
+        store = GaugeMetricFamily("deja_store_info", "The store in use (entry counts are the whole store's; "
+                                  "request counters this process's)", labels=["kind", "shared"])
+        store.add_metric([self.cache.store.kind, str(self.cache.store.shared).lower()], 1)
+        yield store
+        yield CounterMetricFamily("deja_foreign_candidates", "Candidates of another partition than the request's, "
+                                  "refused (defence in depth: should stay 0)", value=self.cache.foreign_candidates)
+        rejections = CounterMetricFamily("deja_candidates_rejected", "Candidates above the similarity threshold "
+                                         "turned away, by guard rule (or context, stale)", labels=["reason"])
+        for reason, count in sorted(self.cache.rejections.items()):
+            rejections.add_metric([reason], count)
+        yield rejections
 
 
 class TimedEmbedder:

@@ -28,7 +28,7 @@ from .errors import DejaError
 from .requests import ChatRequest, build_chat_request, sha256_hex, tenant_of, validate_body
 from .routes import read_body, services_of
 from .services import Services
-from .store import EntryFilter
+from .stores.base import EntryFilter
 
 log = logging.getLogger("deja.modelcache")
 

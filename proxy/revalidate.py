@@ -19,7 +19,7 @@ from .nonanswers import skip_reason
 from .policies import Policy
 from .requests import ChatRequest
 from .sse import storable
-from .store import Record
+from .stores.base import Entry
 
 if TYPE_CHECKING:
     from .services import Services
@@ -34,7 +34,7 @@ class Revalidator:
     def __len__(self) -> int:
         return len(self._flights)
 
-    def refresh(self, services: Services, stale: Record, chat: ChatRequest, policy: Policy,
+    def refresh(self, services: Services, stale: Entry, chat: ChatRequest, policy: Policy,
                 headers: Mapping[str, str]) -> bool:
         """Start refreshing `stale` unless a refresh of it is already under way; True when this call started it."""
         counter = services.metrics.stale_refreshes
@@ -48,7 +48,7 @@ class Revalidator:
         task.add_done_callback(lambda _: self._flights.pop(stale.id, None))
         return True
 
-    async def _refresh(self, services: Services, stale: Record, chat: ChatRequest, policy: Policy,
+    async def _refresh(self, services: Services, stale: Entry, chat: ChatRequest, policy: Policy,
                        headers: dict[str, str]) -> None:
         counter = services.metrics.stale_refreshes
         body = {k: v for k, v in chat.body.items() if k not in ("stream", "stream_options")}

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from .cache import Hit, SemanticCache
+from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
 from .flights import Answer, Flight, UpstreamReply
 from .metrics import Metrics
@@ -86,6 +87,7 @@ async def chat_completions(request: Request) -> Response:
         services.metrics.time_sensitive.labels(terms.volatile).inc()
     cache = services.cache
     vector = None
+    debug = None
     if policy.mode == "off" or control.no_store or not terms.cacheable:
         status = "BYPASS"
     elif control.no_cache:
@@ -110,6 +112,8 @@ async def chat_completions(request: Request) -> Response:
                 services.metrics.observe_hit(chat.model, lookup.hit, chat.question, "STALE" if stale else "HIT")
                 return serve_hit(chat, lookup.hit, terms, "STALE" if stale else "HIT")
             vector = lookup.vector
+            if debug_wanted(request.headers, services.settings.debug_header, services.admin_token):
+                debug = describe_miss(lookup)
     services.metrics.observe_request(chat.model, status)
     store = status in ("MISS", "REFRESH")
     flight = None
@@ -124,6 +128,8 @@ async def chat_completions(request: Request) -> Response:
     response = None
     try:
         response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight, terms)
+        if debug is not None:
+            response.headers[DEBUG_HEADER] = debug
         return response
     finally:
         # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.

@@ -19,7 +19,7 @@ from .errors import BadRequestError
 from .freshness import time_sensitivity
 from .policies import Policy
 from .requests import CacheControl, ChatRequest
-from .store import Record
+from .stores.base import Entry
 
 THRESHOLD_HEADER = "x-cache-threshold"
 # `max-stale` without a value: any staleness the store still keeps.
@@ -77,18 +77,18 @@ def request_terms(chat: ChatRequest, policy: Policy, headers: Mapping[str, str],
     return Terms(policy, max_age, max_stale, volatile, volatile is None or policy.volatile_ttl > 0)
 
 
-def usable(record: Record, now: float, max_age: int | None, max_stale: int) -> bool:
+def usable(record: Entry, now: float, max_age: int | None, max_stale: int) -> bool:
     """Young enough for the request's max-age, and not past its TTL by more than max_stale seconds."""
     if record.expires_at is not None and now >= record.expires_at + max_stale:
         return False
     return max_age is None or now - record.created_at <= max_age
 
 
-def is_stale(record: Record, now: float) -> bool:
+def is_stale(record: Entry, now: float) -> bool:
     return record.expires_at is not None and now >= record.expires_at
 
 
-def terms_headers(terms: Terms, status: str, record: Record | None, now: float) -> dict[str, str]:
+def terms_headers(terms: Terms, status: str, record: Entry | None, now: float) -> dict[str, str]:
     """X-Cache-TTL: on a MISS/REFRESH the TTL the stored answer gets, on a hit what remains (0 once stale); absent
     for entries kept until evicted (ttl 0). X-Cache-Volatile: why the question counts as time-sensitive."""
     headers = {"X-Cache-Volatile": terms.volatile} if terms.volatile else {}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .cache import Hit, Lookup, SemanticCache
 from .policies import Policy
 from .requests import ChatRequest, sha256_hex
-from .store import Record
+from .stores.base import Entry
 from .terms import Terms, usable
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def slot_key(exact_key: str, slot: int) -> str:
     return exact_key if slot == 0 else sha256_hex("variety", exact_key, str(slot))
 
 
-async def _record(cache: SemanticCache, key: str) -> Record | None:
+async def _record(cache: SemanticCache, key: str) -> Entry | None:
     record = cache.hot.by_key(key)
     if record is None:
         epoch = cache.hot.epoch

@@ -11,7 +11,7 @@ from proxy.errors import BadRequestError, ConfigError
 from proxy.nonanswers import skip_reason
 from proxy.policies import Policy, parse_policy
 from proxy.requests import CacheControl, build_chat_request
-from proxy.store import Record
+from proxy.stores.base import Entry
 from proxy.terms import ANY_STALENESS, parse_max_stale, parse_threshold, request_terms, terms_headers, usable
 from proxy.variety import slot_key, variety_lookup, wants_variety
 
@@ -23,8 +23,8 @@ def chat(text: str = "What is the capital of Peru?", **params):
     return build_chat_request(body, {"authorization": "Bearer k"}, fallback_key=None, share_across_keys=False)
 
 
-def record(created: float, expires: float | None, key: str = "k") -> Record:
-    return Record(1, key, "p", "t", "m", "", "c", "", "q", {}, None, created, expires)
+def record(created: float, expires: float | None, key: str = "k") -> Entry:
+    return Entry(key, "p", "t", "m", "", "c", "", "q", {}, None, created, expires, id=1)
 
 
 @pytest.mark.parametrize("value", ["0", "-0.5", "1.5", "nan", "high", ""])
