@@ -7,6 +7,8 @@ Each app owns its `CollectorRegistry` (tests build many apps in one process). Wh
   size       entries and index vectors per partition, write-back queue depth: read from the cache at scrape time
   errors     embedding (TimedEmbedder), store (a failed lookup not caused by embedding, a failed write-back),
              upstream (unreachable, timeout, broken stream, 5xx answer)
+  freshness  time-sensitive questions by reason (routes), answers not stored by reason (nonanswers), stale
+             refreshes by outcome (revalidate), variety buckets served or filled (variety)
 """
 
 from __future__ import annotations
