@@ -76,7 +76,7 @@ class Revalidator:
             await services.cache.delete_entries([stale.id])
         counter.labels("replaced").inc()
 
-    async def close(self) -> None:
-        """Let refreshes under way finish (their answers are stored before the store closes)."""
+    async def wait(self) -> None:
+        """Until the refreshes under way have finished (their answers stored); at shutdown, before the store closes."""
         if self._flights:
             await asyncio.gather(*self._flights.values(), return_exceptions=True)

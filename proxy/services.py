@@ -64,7 +64,7 @@ class Services:
     async def close(self) -> None:
         """Drain write-back first: answers already sent must be stored before the store closes."""
         try:
-            await self.revalidator.close()
+            await self.revalidator.wait()
             await self.cache.close()
         finally:
             if self.error_counter is not None:

@@ -5,6 +5,7 @@ answer came from. Magic words in the last user message: FAIL500 (500 error), CAL
 are given), BREAK (a stream that stops before [DONE]), SLOW (waits `slow_seconds` first), DRIP (streams a
 chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`); answers that are not answers:
 REFUSE (a `refusal`), EMPTY (empty content), FILTERED (finish_reason content_filter), TRUNCATE (length).
+`fail_next = N` makes the next N chat calls fail with a 500 whatever they ask.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class FakeUpstream:
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.slow_seconds = 3.0
+        self.fail_next = 0
         self.release = asyncio.Event()
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
@@ -90,7 +92,8 @@ class FakeUpstream:
         text = last_user_text(body)
         if "HOLD" in text:
             await self.release.wait()
-        if "FAIL500" in text:
+        failing, self.fail_next = self.fail_next > 0, max(0, self.fail_next - 1)
+        if "FAIL500" in text or failing:
             return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error", "param": None,
                                            "code": None}}, status_code=500)
         if "SLOW" in text:
