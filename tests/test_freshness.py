@@ -42,7 +42,7 @@ def test_every_language_ships_word_lists():
     assert set(detector.lists) == {"latin", "cyrillic", "han", "japanese", "hangul", "arabic"}
     for lists in detector.lists.values():
         assert {name for name, _ in lists.reasons} >= {"clock", "relative_day", "now", "latest", "weather",
-                                                        "prices", "scores", "countdown", "age"}
+                                                        "prices", "scores", "countdown", "age", "status"}
         assert lists.timeless is not None
     assert detector.quoted is not None
 
