@@ -27,7 +27,7 @@ from .flights import FlightTable
 from .guard import find_conflict
 from .hot import HotRecords
 from .policies import Policy
-from .requests import ChatRequest
+from .requests import CacheRequest
 from .stores.base import Entry, EntryFilter, Store
 from .terms import usable
 
@@ -66,7 +66,7 @@ class Lookup:
 
 @dataclass(frozen=True)
 class StoreJob:
-    request: ChatRequest
+    request: CacheRequest
     policy: Policy
     response: dict[str, Any]
     vector: np.ndarray | None
@@ -140,7 +140,7 @@ class SemanticCache:
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await self.batcher.embed_many(texts)
 
-    async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None, max_stale: int = 0) -> Lookup:
+    async def lookup(self, request: CacheRequest, policy: Policy, max_age: int | None, max_stale: int = 0) -> Lookup:
         """`max_stale`: entries up to this many seconds past their TTL may answer too (served as STALE)."""
         self._lookups += 1
         try:
@@ -148,7 +148,7 @@ class SemanticCache:
         finally:
             self._lookups -= 1
 
-    async def _lookup(self, request: ChatRequest, policy: Policy, max_age: int | None, max_stale: int) -> Lookup:
+    async def _lookup(self, request: CacheRequest, policy: Policy, max_age: int | None, max_stale: int) -> Lookup:
         now = self.clock()
         record = self.hot.by_key(request.exact_key)
         if record is None:
@@ -201,7 +201,7 @@ class SemanticCache:
                 self.hot.put(record, epoch)
         return found
 
-    def _own(self, request: ChatRequest, candidate: Entry) -> bool:
+    def _own(self, request: CacheRequest, candidate: Entry) -> bool:
         """Defence in depth: a store or index fault must never serve another partition's answer."""
         if candidate.partition == request.partition:
             return True
@@ -210,7 +210,7 @@ class SemanticCache:
         return False
 
     @staticmethod
-    def rejection(request: ChatRequest, candidate: Entry, now: float, max_age: int | None,
+    def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
                   max_stale: int = 0) -> str | None:
         """The check a similar-enough candidate fails, or None when it may answer: the same conversation
         ("context"), still fresh ("stale"; `max_stale` seconds past its TTL still count), and no difference the
@@ -223,7 +223,7 @@ class SemanticCache:
 
     # -- write-back -----------------------------------------------------------------------------------------------
 
-    def submit(self, request: ChatRequest, policy: Policy, response: dict[str, Any],
+    def submit(self, request: CacheRequest, policy: Policy, response: dict[str, Any],
                vector: np.ndarray | None = None) -> bool:
         """Queue an answer for storing; False (and a warning) when the queue is full."""
         return self._put(StoreJob(request, policy, response, vector))
@@ -347,7 +347,7 @@ class SemanticCache:
         """Delete every entry `selection` matches, from the store and the indexes; returns how many."""
         return int(await self.in_writer(lambda: self.store.delete_matching(selection)))
 
-    async def store_now(self, request: ChatRequest, policy: Policy, response: dict[str, Any]) -> None:
+    async def store_now(self, request: CacheRequest, policy: Policy, response: dict[str, Any]) -> None:
         """Store an answer and return once it is stored (and findable): the ModelCache insert."""
         await self.in_writer(lambda: self._store(StoreJob(request, policy, response, None)))
 

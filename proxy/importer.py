@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .cache import SemanticCache
+from .completions_api import storable as completion_storable
+from .embeddings_api import is_embedding
 from .errors import DejaError
 from .nonanswers import skip_reason
 from .policies import PolicySet
 from .requests import build_chat_request, validate_body
+from .responses_api import storable as response_storable
 from .sse import storable
 from .stores.base import Entry
 
@@ -134,12 +137,19 @@ class LineParser:
                 expires_at=None if expires_at is None else float(expires_at), hits=int(obj.get("hits") or 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ImportLineError(f"bad export line: {exc!r}") from exc
-        if not storable(record.response):
-            raise ImportLineError("'response' is not a complete chat.completion")
+        if not exported_answer(record.response):
+            raise ImportLineError("'response' is not a complete answer of a cached endpoint")
         if record.expires_at is not None and record.expires_at <= self.now:
             return None
         policy = self.policies.policy_for(record.model)
-        return _Pending(record, policy.mode == "semantic" and bool(record.question), policy.max_entries)
+        by_meaning = policy.mode == "semantic" and bool(record.question) and not is_embedding(record.response)
+        return _Pending(record, by_meaning, policy.max_entries)
+
+
+def exported_answer(response: Any) -> bool:
+    """What an exported entry may hold: a chat, legacy or Responses API answer, or one embedding."""
+    return storable(response) or completion_storable(response) or response_storable(response) or is_embedding(
+        response)
 
 
 async def split_lines(chunks: AsyncIterable[bytes], max_line: int = MAX_LINE_BYTES

@@ -1,8 +1,9 @@
 """Stale-while-revalidate: a stale hit is served at once while one background request refreshes its entry.
 
-Single-flight per stale entry: concurrent stale hits on it start one refresh. The refresh asks the upstream the
-request that found the entry (never streamed), and when the upstream answers 200 with a storable answer, stores
-it (replacing the entry with the same exact key) and deletes the stale entry if it was another wording's.
+Single-flight per stale entry: concurrent stale hits on it start one refresh. The refresh asks the endpoint's
+upstream target the request that found the entry (as the client sent it, but never streamed), and when the
+upstream answers 200 with a storable answer, stores it (replacing the entry with the same exact key) and deletes
+the stale entry if it was another wording's.
 The flight stays open until write-back has stored the answer, so no second refresh starts in between.
 Outcomes are counted in `deja_stale_refreshes{outcome}`: started, joined, replaced, failed.
 """
@@ -13,15 +14,15 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .nonanswers import skip_reason
 from .policies import Policy
-from .requests import ChatRequest
-from .sse import storable
+from .requests import CacheRequest
 from .stores.base import Entry
 
 if TYPE_CHECKING:
+    from .endpoints import Endpoint, Target
     from .services import Services
 
 log = logging.getLogger("deja.revalidate")
@@ -34,27 +35,27 @@ class Revalidator:
     def __len__(self) -> int:
         return len(self._flights)
 
-    def refresh(self, services: Services, stale: Entry, chat: ChatRequest, policy: Policy,
-                headers: Mapping[str, str]) -> bool:
+    def refresh(self, services: Services, stale: Entry, chat: CacheRequest, policy: Policy,
+                headers: Mapping[str, str], endpoint: Endpoint, target: Target, client_body: Any) -> bool:
         """Start refreshing `stale` unless a refresh of it is already under way; True when this call started it."""
         counter = services.metrics.stale_refreshes
         if stale.id in self._flights:
             counter.labels("joined").inc()
             return False
         counter.labels("started").inc()
-        task = asyncio.create_task(self._refresh(services, stale, chat, policy, dict(headers)),
-                                   name=f"deja-refresh-{stale.id}")
+        body = {k: v for k, v in client_body.items() if k not in ("stream", "stream_options")}
+        task = asyncio.create_task(self._refresh(services, stale, chat, policy, dict(target.headers or headers),
+                                                 endpoint, target, body), name=f"deja-refresh-{stale.id}")
         self._flights[stale.id] = task
         task.add_done_callback(lambda _: self._flights.pop(stale.id, None))
         return True
 
-    async def _refresh(self, services: Services, stale: Entry, chat: ChatRequest, policy: Policy,
-                       headers: dict[str, str]) -> None:
+    async def _refresh(self, services: Services, stale: Entry, chat: CacheRequest, policy: Policy,
+                       headers: dict[str, str], endpoint: Endpoint, target: Target, body: dict[str, Any]) -> None:
         counter = services.metrics.stale_refreshes
-        body = {k: v for k, v in chat.body.items() if k not in ("stream", "stream_options")}
         try:
-            upstream = await services.upstream.send("POST", "/chat/completions", "", headers,
-                                                    json.dumps(body).encode(), decoded=True)
+            upstream = await services.upstream.send("POST", target.path, "", headers, json.dumps(body).encode(),
+                                                    decoded=True, base=target.base)
             try:
                 content = await upstream.aread()
             finally:
@@ -64,8 +65,8 @@ class Revalidator:
             log.warning("background refresh of entry %d failed: %s", stale.id, exc)
             counter.labels("failed").inc()
             return
-        if completion is None or not storable(completion) or skip_reason(completion,
-                                                                           allow_truncated=policy.cache_truncated):
+        if completion is None or not endpoint.storable(completion) or skip_reason(
+                completion, allow_truncated=policy.cache_truncated):
             counter.labels("failed").inc()
             return
         if not services.cache.submit(chat, policy, completion):

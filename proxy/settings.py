@@ -63,6 +63,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     upstream: str = "https://api.openai.com/v1"
+    # The Azure OpenAI resource (https://NAME.openai.azure.com) behind the /openai/deployments/… routes;
+    # None: the upstream's scheme and host.
+    azure_upstream: str | None = None
     data_dir: str = "./deja-data"
     policies_dir: str | None = None
     # Request bodies larger than this get a 413 before anything else happens.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .errors import BadRequestError
 from .freshness import time_sensitivity
 from .policies import Policy
-from .requests import CacheControl, ChatRequest
+from .requests import CacheControl, CacheRequest
 from .stores.base import Entry
 
 THRESHOLD_HEADER = "x-cache-threshold"
@@ -61,7 +61,7 @@ def parse_max_stale(value: str | None) -> int | None:
     return None
 
 
-def request_terms(chat: ChatRequest, policy: Policy, headers: Mapping[str, str], control: CacheControl) -> Terms:
+def request_terms(chat: CacheRequest, policy: Policy, headers: Mapping[str, str], control: CacheControl) -> Terms:
     threshold = parse_threshold(headers.get(THRESHOLD_HEADER))
     if threshold is not None:
         policy = dataclasses.replace(policy, threshold=max(policy.threshold, threshold),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .cache import Hit, Lookup, SemanticCache
 from .policies import Policy
-from .requests import ChatRequest, sha256_hex
+from .requests import CacheRequest, sha256_hex
 from .stores.base import Entry
 from .terms import Terms, usable
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
 
 
-def wants_variety(chat: ChatRequest, policy: Policy) -> bool:
+def wants_variety(chat: CacheRequest, policy: Policy) -> bool:
     """An explicit temperature > 0 or n > 1: the caller asked for different answers."""
     temperature, n = chat.body.get("temperature"), chat.body.get("n")
     varied = (isinstance(temperature, Real) and not isinstance(temperature, bool) and float(temperature) > 0
@@ -49,8 +49,8 @@ async def _record(cache: SemanticCache, key: str) -> Entry | None:
     return record
 
 
-async def variety_lookup(cache: SemanticCache, chat: ChatRequest, terms: Terms, metrics: Metrics | None = None,
-                         rng: random.Random | None = None) -> tuple[ChatRequest, Lookup | None]:
+async def variety_lookup(cache: SemanticCache, chat: CacheRequest, terms: Terms, metrics: Metrics | None = None,
+                         rng: random.Random | None = None) -> tuple[CacheRequest, Lookup | None]:
     """(the request to serve or forward, its lookup). A None lookup: look the request up as usual. A Lookup
     without a hit: forward it uncached, and its answer fills the slot its exact key names."""
     policy = terms.policy

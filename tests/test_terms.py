@@ -145,3 +145,19 @@ async def test_variety_fills_the_next_free_slot_then_picks_at_random(tmp_path):
             assert lookup is not None and isinstance(lookup.hit, Hit)
             picked.add(lookup.hit.record.response["choices"][0]["message"]["content"])
         assert picked == {"Lima.", "answer 1", "answer 2"}
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    ({"object": "text_completion", "choices": [{"text": "Lima.", "finish_reason": "stop"}]}, None),
+    ({"object": "text_completion", "choices": [{"text": " ", "finish_reason": "stop"}]}, "empty"),
+    ({"object": "text_completion", "choices": [{"text": "Li", "finish_reason": "length"}]}, "length"),
+    ({"object": "text_completion", "choices": [{"text": "", "finish_reason": "content_filter"}]}, "content_filter"),
+    ({"object": "response", "output": [{"type": "message", "content": [{"type": "output_text", "text": "Lima."}]}]},
+     None),
+    ({"object": "response", "output": [{"type": "message", "content": [{"type": "refusal", "refusal": "No."}]}]},
+     "refusal"),
+    ({"object": "response", "output": [{"type": "reasoning"}, {"type": "message", "content": []}]}, "empty"),
+    ({"object": "response", "output": [{"type": "function_call", "name": "f", "arguments": "{}"}]}, None),
+])
+def test_non_answers_of_the_other_endpoints(answer, reason):
+    assert skip_reason(answer, allow_truncated=False) == reason
