@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from proxy.policies import Policy, PolicySet
@@ -74,3 +75,34 @@ async def test_past_the_window_is_a_miss_and_max_age_beats_the_window(make_proxy
         assert capped.headers["x-cache-status"] == "MISS"
         now[0] += 100  # past TTL + window of the answer just stored
         assert (await proxy.chat("What is the capital of Chile?")).headers["x-cache-status"] == "MISS"
+
+
+async def test_other_endpoints_get_the_volatile_ttl_and_stale_refreshes(make_proxy):
+    from .fakes import RealisticUpstream
+
+    realistic = RealisticUpstream()
+    policies = PolicySet([Policy(threshold=0.95, long_threshold=0.97, ttl=10, volatile_ttl=5,
+                                 stale_while_revalidate=60)])
+    now = [1000.0]
+    async with make_proxy(policies=policies, transport=httpx.ASGITransport(app=realistic.app)) as proxy:
+        proxy.cache.clock = lambda: now[0]
+
+        async def respond(text: str, **extra):
+            response = await proxy.client.post("/v1/responses", json={"model": "gpt-4o-mini", "input": text, **extra},
+                                               headers={"Authorization": "Bearer sk-a"})
+            await proxy.cache.drain()
+            return response
+
+        volatile = await respond("What's the weather in Paris today?")
+        assert volatile.headers["x-cache-ttl"] == "5" and volatile.headers["x-cache-volatile"] == "relative_day"
+        timeless = await respond("What is the capital of Chile?")
+        assert timeless.headers["x-cache-ttl"] == "10"
+        now[0] += 12
+        stale = await respond("What is the capital of Chile?", stream=True)
+        assert stale.headers["x-cache-status"] == "STALE" and "response #2 " in stale.text
+        await refreshed(proxy)
+        assert realistic.calls_to["/v1/responses"] == 3 and realistic.seen[-1]["body"].get("stream") is None
+        fresh = await respond("What is the capital of Chile?")
+        assert fresh.headers["x-cache-status"] == "HIT" and "response #3 " in fresh.text
+        # The volatile answer is past its 5 s and never served stale.
+        assert (await respond("What's the weather in Paris today?")).headers["x-cache-status"] == "MISS"
