@@ -69,12 +69,17 @@ class Revalidator:
                 completion, allow_truncated=policy.cache_truncated):
             counter.labels("failed").inc()
             return
-        if not services.cache.submit(chat, policy, completion):
+        try:
+            if not services.cache.submit(chat, policy, completion):
+                counter.labels("failed").inc()
+                return
+            await services.cache.drain()
+            if stale.exact_key != chat.exact_key:
+                await services.cache.delete_entries([stale.id])
+        except Exception:  # nobody awaits this task: say what went wrong here
+            log.exception("storing the refresh of entry %d failed", stale.id)
             counter.labels("failed").inc()
             return
-        await services.cache.drain()
-        if stale.exact_key != chat.exact_key:
-            await services.cache.delete_entries([stale.id])
         counter.labels("replaced").inc()
 
     async def wait(self) -> None:
