@@ -6,8 +6,9 @@ expired and evicted like any other). While the bucket holds fewer than N fresh a
 those requests skip the cache and fill the next free slot; the others (and every request once it is full) get a
 slot picked at random. An empty bucket is looked up as usual (a reworded question may still hit).
 
-Cost: filling a bucket costs up to N upstream calls per question instead of one, and N entries of storage; the
-hit rate of a repeated question falls to (1 - variety_fill) until its bucket is full, then returns to 100%.
+Cost: N upstream calls per question instead of one, and N entries, whatever variety_fill is; variety_fill sets
+how soon the bucket is full (after about 1 + (N - 1) / variety_fill requests), and until then the hit rate of a
+repeated question is 1 - variety_fill.
 """
 
 from __future__ import annotations
