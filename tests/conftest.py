@@ -15,6 +15,7 @@ from proxy.cache import SemanticCache
 from proxy.embeddings import Embedder
 from proxy.policies import Policy, PolicySet
 from proxy.settings import EmbeddingSettings, Settings, StoreSettings
+from proxy.stores import make_store
 
 from .fakes import FakeUpstream, HashEmbedder
 
@@ -116,6 +117,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def opened(store_url: str | None):
+    """Open a started SemanticCache over the test's store (each test runs against both: see store_url)."""
+
+    @contextlib.asynccontextmanager
+    async def build(data: Path, embedder: Embedder | None = None, clock: Any = None) -> AsyncIterator[SemanticCache]:
+        embedder = embedder or HashEmbedder()
+        store = make_store(StoreSettings(url=store_url), data, embedder.name, embedder.dim)
+        await store.open()
+        cache = SemanticCache(store, embedder, save_interval=3600)
+        if clock:
+            cache.clock = clock
+        await cache.start()
+        try:
+            yield cache
+        finally:
+            await cache.close()
+            await store.close()
+
+    return build
+
+
+@pytest.fixture
 def upstream() -> FakeUpstream:
     return FakeUpstream()
 
@@ -125,6 +148,7 @@ class Proxy:
     client: httpx.AsyncClient
     cache: SemanticCache
     upstream: FakeUpstream
+    services: Any = None
 
     async def chat(self, content: str | list[Any], *, model: str = "gpt-4o-mini", key: str = "sk-a",
                    headers: dict[str, str] | None = None, history: list[dict[str, Any]] | None = None,
@@ -158,7 +182,7 @@ def make_proxy(tmp_path: Path, upstream: FakeUpstream, store_url: str | None):
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://deja.test",
                                          timeout=30) as client:
-                yield Proxy(client, app.state.services.cache, upstream)
+                yield Proxy(client, app.state.services.cache, upstream, app.state.services)
 
     return build
 

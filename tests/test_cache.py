@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from pathlib import Path
 
 import pytest
 
 from proxy.cache import SemanticCache
 from proxy.policies import Policy
 from proxy.requests import build_chat_request, validate_body
-from proxy.settings import StoreSettings
-from proxy.stores import make_store
 from proxy.stores.sqlite import SqliteStore
 
 from .fakes import HashEmbedder
@@ -33,28 +29,6 @@ def request(text: str, model: str = "m"):
 def answer(text: str) -> dict:
     return {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
-
-
-@pytest.fixture
-def opened(store_url):
-    """Open a started SemanticCache over the test's store (each test runs against both, see conftest.store_url)."""
-
-    @contextlib.asynccontextmanager
-    async def build(data: Path, embedder=None, clock=None):
-        embedder = embedder or HashEmbedder()
-        store = make_store(StoreSettings(url=store_url), data, embedder.name, embedder.dim)
-        await store.open()
-        cache = SemanticCache(store, embedder, save_interval=3600)
-        if clock:
-            cache.clock = clock
-        await cache.start()
-        try:
-            yield cache
-        finally:
-            await cache.close()
-            await store.close()
-
-    return build
 
 
 async def put(cache: SemanticCache, text: str, policy: Policy = POLICY, **kw) -> None:

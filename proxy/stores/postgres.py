@@ -312,6 +312,10 @@ class PostgresStore:
         evicted: list[asyncpg.Record] = []
         grown: list[tuple[str, int] | None] = []
         async with self.pool.acquire() as conn, conn.transaction():
+            # A replaced entry goes and its successor gets a new id, as in the embedded store; ON CONFLICT below
+            # only covers another replica inserting the same key meanwhile (then it is replaced in place).
+            removed = await conn.fetch(f"DELETE FROM entries WHERE exact_key = ANY($1::text[]) "
+                                       f"RETURNING {self._returning}", [e.exact_key for e in entries])
             for new in entries:
                 vector = None if new.vector is None else np.asarray(new.vector, dtype=np.float32)
                 row = await conn.fetchrow(
@@ -339,10 +343,11 @@ class PostgresStore:
                     evicted += await conn.fetch(
                         f"DELETE FROM entries WHERE id IN (SELECT id FROM entries WHERE partition = $1 "
                         f"ORDER BY last_hit_at DESC, id DESC OFFSET $2) RETURNING {self._returning}", partition, limit)
-            await self._notify(conn, replaced + [r["id"] for r in evicted])
+            await self._notify(conn, replaced + [r["id"] for r in [*removed, *evicted]])
         for change in grown:
             if change is not None:
                 self._resize(change[0], 1, change[1])
+        self._removed(removed)
         gone = self._removed(evicted)
         self._tell(replaced)
         return [e for e in stored if e.id not in gone]
