@@ -90,7 +90,7 @@ def prepare_default_model(target: Path) -> Path:
             raise EmbeddingError(f"{source}: sha256 {digest} does not match the pinned {spec.sha256}")
         dest = target / name
         if not dest.is_file() or sha256_file(dest) != spec.sha256:
-            tmp = dest.with_suffix(".tmp")
+            tmp = dest.with_suffix(f".{os.getpid()}.tmp")  # one per process: `--workers N` prepare it together
             shutil.copyfile(source, tmp)
             os.replace(tmp, dest)
     config = target / "tokenizer_config.json"
