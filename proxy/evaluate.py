@@ -150,7 +150,8 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
                     continue
                 similarity = 1.0 if hit.similarity is None else hit.similarity
                 served = hit.record.response["choices"][0]["message"]["content"]
-                own = stored_as[json.dumps(pair.a, sort_keys=True)]
+                # Pairs mode: each pair's own namespace (two pairs may share an `a` text); corpus: the one entry.
+                own = str(n) if mode == "pairs" else stored_as[json.dumps(pair.a, sort_keys=True)]
                 outcomes.append(Outcome(pair, similarity, right=served == own, served_question=hit.record.question))
             return outcomes
         finally:

@@ -129,3 +129,12 @@ async def test_explain_lists_each_wrong_decision_with_its_similarity_and_rule():
     assert "below every threshold" in rows["p3"] and float(rows["p3"].split(" | ")[3]) < 0.5
     similarity = float(rows["p2"].split(" | ")[3])
     assert 0.5 <= similarity < 1.0
+
+
+@pytest.mark.anyio
+async def test_pairs_sharing_a_stored_question_each_count_as_served():
+    pairs = [ev.Pair("1", "reset my password", "Reset my password?", True, "x"),
+             ev.Pair("2", "reset my password", "reset my PASSWORD", True, "x")]
+    outcomes = await ev.run_eval(pairs, HashEmbedder(), POLICY, floor=0.5, progress=False)
+    assert [o.right for o in outcomes] == [True, True]
+    assert ev.score(outcomes, POLICY).served == 2
