@@ -1,4 +1,4 @@
-"""Calibrate the semantic-cache cut-offs and measure the guard (proxy/guard.py); prints markdown to stdout.
+"""Calibrate the semantic-cache cut-offs and measure the guard (proxy/guard/); prints markdown to stdout.
 
     python bench/calibrate.py [--eval-dir ../shared/eval] [--models /tmp/deja-guard-models] [--cache /tmp/x.npz]
 
@@ -241,6 +241,23 @@ def conv_texts(messages: list[dict], mode: str) -> str:
     raise ValueError(mode)
 
 
+def aligned_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> list[tuple[float, list[bool]]]:
+    """Issue 12's design: the same roles turn by turn, each earlier turn identical or (cosine >= t and no guard
+    conflict), the last question judged as a question."""
+    texts = sorted({m["content"] for c in convs for side in "ab" for m in c[side]})
+    vectors = dict(zip(texts, emb(texts), strict=True))
+
+    def turns_agree(c: dict, t: float) -> bool:
+        a, b = c["a"][:-1], c["b"][:-1]
+        if len(a) != len(b) or any(x["role"] != y["role"] for x, y in zip(a, b, strict=True)):
+            return False
+        return all(x["content"] == y["content"] or (
+            float(vectors[x["content"]] @ vectors[y["content"]]) >= t
+            and guard.find_conflict(x["content"], y["content"]) is None) for x, y in zip(a, b, strict=True))
+
+    return [(t, [q and turns_agree(c, t) for c, q in zip(convs, qok, strict=True)]) for t in SWEEP]
+
+
 def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[str]) -> dict:
     qa, qb = emb([c["a"][-1]["content"] for c in convs]), emb([c["b"][-1]["content"] for c in convs])
     qcos = (qa * qb).sum(1)
@@ -286,6 +303,7 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[
                 )
                 for t in SWEEP
             ]
+    designs["aligned turns: each earlier turn identical or cosine + guard"] = aligned_turns(convs, emb, qok)
     ca = [conv_texts(c["a"], "combined")[-tail:] for c in convs]
     cb = [conv_texts(c["b"], "combined")[-tail:] for c in convs]
     ccos = (emb(ca) * emb(cb)).sum(1)
