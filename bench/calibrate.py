@@ -258,11 +258,13 @@ def aligned_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> list[t
     return [(t, [q and turns_agree(c, t) for c, q in zip(convs, qok, strict=True)]) for t in SWEEP]
 
 
-def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[str]) -> dict:
+def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out: list[str]) -> dict:
+    """`threshold` None: each last question's bar is the shipped default policy's for its length."""
     qa, qb = emb([c["a"][-1]["content"] for c in convs]), emb([c["b"][-1]["content"] for c in convs])
     qcos = (qa * qb).sum(1)
     qok = [
-        bool(cs >= threshold) and guard.find_conflict(c["a"][-1]["content"], c["b"][-1]["content"]) is None
+        bool(cs >= (DEFAULT.threshold_for(c["b"][-1]["content"]) if threshold is None else threshold))
+        and guard.find_conflict(c["a"][-1]["content"], c["b"][-1]["content"]) is None
         for c, cs in zip(convs, qcos, strict=True)
     ]
     tune = [tuning(c["id"]) for c in convs]
@@ -311,7 +313,8 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[
         (t, [q and bool(s >= t) for q, s in zip(qok, ccos, strict=True)]) for t in SWEEP
     ]
 
-    out.append("\n## Conversations: design comparison (question cut-off = fow threshold, guard on question)\n")
+    bar = "the default policy's" if threshold is None else f"{threshold:.2f}"
+    out.append(f"\n## Conversations: design comparison (question cut-off {bar}, guard on question)\n")
     out.append("Each design at its best context threshold on the tuning half (most should-hit with traps ≤ 2%).\n")
     out.append("| design | ctx threshold | tuning hit / trap | held-out hit / trap |")
     out.append("|---|---|---|---|")
@@ -371,12 +374,19 @@ def main() -> None:
     ap.add_argument("--eval-dir", type=Path, default=REPO.parent / "shared" / "eval")
     ap.add_argument("--models", type=Path, default=Path("/tmp/deja-guard-models"))
     ap.add_argument("--cache", type=Path, default=None, help="optional .npz to keep embeddings between runs")
+    ap.add_argument("--conversations", action="store_true", help="only the conversation design comparison, at "
+                    "the default policy's thresholds (bench/quality.sh)")
     args = ap.parse_args()
     emb = Embeddings(args.models, args.cache)
     fow = args.eval_dir / "fow-cache"
     rows = [json.loads(line) for line in (fow / "pairs.jsonl").open()]
     convs = [json.loads(line) for p in sorted(fow.glob("conv-*/*.jsonl")) for line in p.open()]
     mock = json.loads((args.eval_dir / "mock_data.json").read_text())
+    if args.conversations:
+        out: list[str] = []
+        conv_report(convs, emb, None, out)
+        print("\n".join(out))
+        return
 
     out = ["# Deja guard calibration", "", "Model: all-MiniLM-L6-v2 int8 (fastembed), cosine on unit vectors.", ""]
     cos = (emb([r["a"] for r in rows]) * emb([r["b"] for r in rows])).sum(1)
