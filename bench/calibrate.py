@@ -330,6 +330,13 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out
         out.append(
             f"| {name} | {t:.2f} | {pct(st['hit'])} / {pct(st['trap'])} | {pct(sh['hit'])} / {pct(sh['trap'])} |"
         )
+    aligned = "aligned turns: each earlier turn identical or cosine + guard"
+    out.append(f"\nThe curve of `{aligned}` (the design issue 12 proposed), tuning half:\n")
+    out.append("| turn cosine ≥ | should-hit served | traps served |")
+    out.append("|---|---|---|")
+    for t, f in designs[aligned]:
+        st = per_half(f, True)
+        out.append(f"| {t:.2f} | {pct(st['hit'])} | {pct(st['trap'])} |")
     name = (
         "exact context"
         if CONTEXT_THRESHOLD >= 1.0
