@@ -34,4 +34,5 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo '```'
   python bench/calibrate.py --conversations --eval-dir "$EVAL" --models "${DEJA_MODELS:-/tmp/deja-guard-models}"
 } > "$OUT"
+python -m bench.freshness --write "$OUT" >/dev/null
 echo "wrote $OUT"
