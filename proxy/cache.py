@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .batcher import EmbeddingBatcher
+from .embedding_router import EmbedderRouter, Lane
 from .embeddings import Embedder
 from .flights import FlightTable
 from .guard import find_conflict
@@ -54,6 +54,8 @@ class Lookup:
     hit: Hit | None
     # The question's embedding, when the lookup made one: a miss reuses it when its answer is stored.
     vector: np.ndarray | None = None
+    # Why no semantic lookup ran although the policy wanted one: "unreadable" = no embedder covers the text.
+    skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,17 +86,20 @@ class WriterJob:
 class SemanticCache:
     def __init__(self, store: RecordStore, embedder: Embedder, index_dir: Path, *, queue_size: int = 1024,
                  save_interval: float = 30.0, clock: Callable[[], float] = time.time, max_batch: int = 32,
-                 batch_window: float = 0.002, hot_records: int = 10_000) -> None:
+                 batch_window: float = 0.002, hot_records: int = 10_000,
+                 extra_embedders: Sequence[Embedder] = ()) -> None:
         self.store = store
         self.embedder = embedder
-        self.indexes = IndexSet(index_dir, embedder.name, embedder.dim)
         self.clock = clock
         self.save_interval = save_interval
         self.hot = HotRecords(hot_records)
         self.flights = FlightTable()
         self._lookups = 0  # in flight: how many questions the batcher may wait for
-        self.batcher = EmbeddingBatcher(embedder, max_batch=max_batch, window=batch_window,
-                                        expected=lambda: self._lookups)
+        # One lane per embedder (own indexes and batcher); the first is the default model's.
+        self.router = EmbedderRouter([embedder, *extra_embedders], index_dir, max_batch=max_batch,
+                                     window=batch_window, expected=lambda: self._lookups)
+        self.indexes: IndexSet = self.router.lanes[0].indexes
+        self.batcher = self.router.lanes[0].batcher
         # Index writes, saves and compaction: one writer thread (hnswlib must not add while it rebuilds).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-index")
         self._queue: asyncio.Queue[StoreJob | int | WriterJob] = asyncio.Queue(maxsize=queue_size)
@@ -104,18 +109,22 @@ class SemanticCache:
     # -- start and stop -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every index of the current embedding model, rebuilding from SQLite those that disagree."""
-        for info in await self.store.partitions(self.indexes.embedder):
-            if not self.indexes.try_load(info.partition, info.count, info.max_id):
-                await self._rebuild(info.partition)
-                self.indexes.save(info.partition, info.count, info.max_id)
+        """Load every index of the current embedding models, rebuilding from SQLite those that disagree."""
+        for indexes in self._index_sets():
+            for info in await self.store.partitions(indexes.embedder):
+                if not indexes.try_load(info.partition, info.count, info.max_id):
+                    await self._rebuild(info.partition, indexes)
+                    indexes.save(info.partition, info.count, info.max_id)
         self._counts = await self.store.partition_counts()
         self._worker = asyncio.create_task(self._run_writer(), name="deja-writeback")
 
-    async def _rebuild(self, partition: str) -> None:
-        self.indexes.indexes.pop(partition, None)
-        index = self.indexes.get_or_create(partition)
-        async for ids, vectors in self.store.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+    def _index_sets(self) -> list[IndexSet]:
+        return [lane.indexes for lane in self.router.lanes]
+
+    async def _rebuild(self, partition: str, indexes: IndexSet) -> None:
+        indexes.indexes.pop(partition, None)
+        index = indexes.get_or_create(partition)
+        async for ids, vectors in self.store.iter_vectors(partition, indexes.embedder, indexes.dim):
             await self._in_executor(index.add, ids, vectors)
         log.info("rebuilt index for partition %s… from the store (%d entries)", partition[:12], index.live)
 
@@ -128,12 +137,25 @@ class SemanticCache:
             self._worker = None
         await self._save_dirty()
         self._executor.shutdown(wait=True)
-        self.batcher.close()
+        self.router.close()
 
     # -- lookup ---------------------------------------------------------------------------------------------------
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        return await self.batcher.embed_many(texts)
+    async def embed(self, texts: list[str]) -> list[tuple[np.ndarray, str] | None]:
+        """Each text's (vector, embedder name) from the lane that reads it; None where no model can."""
+        out: list[tuple[np.ndarray, str] | None] = [None] * len(texts)
+        groups: dict[int, list[int]] = {}
+        lanes = self.router.lanes
+        for n, text in enumerate(texts):
+            lane = self.router.lane_for(text)
+            if lane is not None:
+                groups.setdefault(lanes.index(lane), []).append(n)
+        for number, positions in groups.items():
+            lane = lanes[number]
+            vectors = await lane.batcher.embed_many([texts[n] for n in positions])
+            for n, vector in zip(positions, vectors, strict=True):
+                out[n] = (vector, lane.embedder.name)
+        return out
 
     async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
         self._lookups += 1
@@ -154,12 +176,15 @@ class SemanticCache:
             return Lookup(Hit(record, "exact"))
         if policy.mode != "semantic" or not request.semantic_ok:
             return Lookup(None)
-        index = self.indexes.get(request.partition)
+        lane = self.router.lane_for(request.question)
+        if lane is None:
+            return Lookup(None, skipped="unreadable")  # never judge what no model can read
+        index = lane.indexes.get(request.partition)
         if index is None or index.live == 0:
             return Lookup(None)  # nothing to compare with: the question is embedded at write-back instead
-        vector, candidates = await self.batcher.embed(request.question,
+        vector, candidates = await lane.batcher.embed(request.question,
                                                       lambda v: (v, index.search(v, CANDIDATES)))
-        threshold = policy.threshold_for(request.question)
+        threshold = lane.threshold(policy, request.question)
         candidates = [(i, s) for i, s in candidates if s >= threshold]
         records = await self._records(i for i, _ in candidates)
         for entry_id, similarity in candidates:
@@ -276,24 +301,27 @@ class SemanticCache:
     async def _store(self, job: StoreJob) -> None:
         request, policy = job.request, job.policy
         vector = job.vector
-        if policy.mode == "semantic" and request.semantic_ok and vector is None:
-            vector = (await self.embed([request.question]))[0]
+        lane = self.router.lane_for(request.question) if policy.mode == "semantic" and request.semantic_ok else None
+        if lane is None:
+            vector = None  # stored for exact matching only
+        elif vector is None:
+            vector = (await lane.batcher.embed_many([request.question]))[0]
         now = self.clock()
         new = NewRecord(
             exact_key=request.exact_key, partition=request.partition, tenant=request.tenant, model=request.model,
             namespace=request.namespace, context_digest=request.context_digest, context_text=request.context_text,
             question=request.question, response=job.response,
-            embedder=self.indexes.embedder if vector is not None else None, vector=vector,
+            embedder=lane.indexes.embedder if lane is not None else None, vector=vector,
             created_at=now, expires_at=now + policy.ttl if policy.ttl else None,
         )
         # The row is committed only once its vector is indexed: an entry becomes findable exactly and by meaning
         # at the same moment.
         entry_id, replaced = await self.store.insert(new, commit=False)
         try:
-            if vector is not None:
-                index = self.indexes.get_or_create(request.partition)
+            if lane is not None and vector is not None:
+                index = lane.indexes.get_or_create(request.partition)
                 await self._in_executor(index.add, [entry_id], vector.reshape(1, -1))
-                self.indexes.dirty.add(request.partition)
+                lane.indexes.dirty.add(request.partition)
         except BaseException:
             await self.store.writer.rollback()
             raise
@@ -308,19 +336,20 @@ class SemanticCache:
 
     async def _store_batch(self, records: list[NewRecord], keep: dict[str, int]) -> int:
         stored = await self.store.insert_many(records)
-        vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        vectors: dict[tuple[str, Lane], tuple[list[int], list[np.ndarray]]] = {}
         for new, (entry_id, replaced) in zip(records, stored, strict=True):
             if replaced is not None:
                 self._forget(replaced.id, replaced.partition, replaced.embedder)
             self._counts[new.partition] = self._counts.get(new.partition, 0) + 1
-            if new.vector is not None:
-                ids, vs = vectors.setdefault(new.partition, ([], []))
+            lane = self.router.by_name(new.embedder)
+            if new.vector is not None and lane is not None:
+                ids, vs = vectors.setdefault((new.partition, lane), ([], []))
                 ids.append(entry_id)
                 vs.append(new.vector)
-        for partition, (ids, vs) in vectors.items():
-            index = self.indexes.get_or_create(partition)
+        for (partition, lane), (ids, vs) in vectors.items():
+            index = lane.indexes.get_or_create(partition)
             await self._in_executor(index.add, ids, np.stack(vs).astype(np.float32))
-            self.indexes.dirty.add(partition)
+            lane.indexes.dirty.add(partition)
         for partition, limit in keep.items():
             if limit and self._counts.get(partition, 0) > limit:
                 for doomed, embedder in await self.store.evict_lru(partition, limit):
@@ -331,38 +360,42 @@ class SemanticCache:
         """An entry left the store: keep the in-memory count, the hot records and the index in step."""
         self.hot.drop(entry_id)
         self._counts[partition] = max(0, self._counts.get(partition, 1) - 1)
-        index = self.indexes.get(partition)
-        if embedder == self.indexes.embedder and index is not None:
+        lane = self.router.by_name(embedder)
+        index = lane.indexes.get(partition) if lane is not None else None
+        if lane is not None and index is not None:
             index.remove(entry_id)
-            self.indexes.dirty.add(partition)
+            lane.indexes.dirty.add(partition)
 
     async def maintain(self, now: float | None = None) -> None:
         """Delete expired entries, then compact the indexes that hold too many deleted vectors."""
         await self._expire(self.clock() if now is None else now)
-        for partition, index in list(self.indexes.indexes.items()):
-            if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
-                await self.compact(partition)
+        for indexes in self._index_sets():
+            for partition, index in list(indexes.indexes.items()):
+                if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
+                    await self.compact(partition, indexes)
 
     async def _expire(self, now: float) -> None:
         for entry_id, partition, embedder in await self.store.delete_expired(now):
             self._forget(entry_id, partition, embedder)
 
-    async def compact(self, partition: str) -> None:
+    async def compact(self, partition: str, indexes: IndexSet | None = None) -> None:
         """Rebuild a partition's index from the vectors in SQLite, off the event loop, and swap it in whole:
         lookups use the old index until then. Runs on the writer, so no entry is added meanwhile."""
-        old = self.indexes.get(partition)
-        fresh = VectorIndex(self.indexes.dim, max(INITIAL_CAPACITY, (old.live if old else 0) + 1))
-        async for ids, vectors in self.store.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+        indexes = self.indexes if indexes is None else indexes
+        old = indexes.get(partition)
+        fresh = VectorIndex(indexes.dim, max(INITIAL_CAPACITY, (old.live if old else 0) + 1))
+        async for ids, vectors in self.store.iter_vectors(partition, indexes.embedder, indexes.dim):
             await self._in_executor(fresh.add, ids, vectors)
-        self.indexes.indexes[partition] = fresh
-        self.indexes.dirty.add(partition)
+        indexes.indexes[partition] = fresh
+        indexes.dirty.add(partition)
         log.info("compacted index of partition %s… (%d deleted vectors dropped, %d live)", partition[:12],
                  old.deleted if old else 0, fresh.live)
 
     async def _save_dirty(self) -> None:
-        for partition in list(self.indexes.dirty):
-            info = await self.store.partition_info(partition, self.indexes.embedder)
-            await self._in_executor(self.indexes.save, partition, info.count, info.max_id)
+        for indexes in self._index_sets():
+            for partition in list(indexes.dirty):
+                info = await self.store.partition_info(partition, indexes.embedder)
+                await self._in_executor(indexes.save, partition, info.count, info.max_id)
 
     async def _in_executor(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -405,6 +438,8 @@ class SemanticCache:
     def partition_sizes(self) -> dict[str, tuple[int, int]]:
         """(stored entries, live index vectors) per partition, from memory: cheap enough for every scrape."""
         sizes = {partition: (count, 0) for partition, count in self._counts.items()}
-        for partition, index in self.indexes.indexes.items():
-            sizes[partition] = (sizes.get(partition, (0, 0))[0], index.live)
+        for indexes in self._index_sets():
+            for partition, index in indexes.indexes.items():
+                count, live = sizes.get(partition, (0, 0))
+                sizes[partition] = (count, live + index.live)
         return sizes

@@ -16,7 +16,7 @@ import json
 import tarfile
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +57,7 @@ class Outcome:
     pair: Pair
     similarity: float | None  # of the served entry; None: nothing served even at the lowest threshold
     right: bool = True  # corpus mode: the served entry was this pair's own
+    primary: bool = True  # served through the main model (policy threshold), else the multilingual one
 
 
 def in_split(pair_id: str, split: Split) -> bool:
@@ -112,15 +113,16 @@ def answer_for(tag: str) -> dict[str, Any]:
 
 
 async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mode: EvalMode = "pairs",
-                   floor: float = 0.5, model: str = "eval-model", progress: bool = True) -> list[Outcome]:
+                   floor: float = 0.5, model: str = "eval-model", progress: bool = True,
+                   extra_embedders: Sequence[Embedder] = ()) -> list[Outcome]:
     """Store and look up every pair through SemanticCache with the policy's checks at threshold `floor`."""
-    probe = dataclasses.replace(policy, mode="semantic", threshold=floor, long_threshold=floor, ttl=0,
-                                max_entries=0)
+    probe = dataclasses.replace(policy, mode="semantic", threshold=floor, long_threshold=floor,
+                                multilingual_threshold=floor, ttl=0, max_entries=0)
     with tempfile.TemporaryDirectory(prefix="deja-eval-") as tmp:
         store = RecordStore(Path(tmp) / "eval.sqlite3")
         await store.open()
         cache = SemanticCache(store, embedder, Path(tmp) / "indexes", queue_size=len(pairs) + 1,
-                              save_interval=3600)
+                              save_interval=3600, extra_embedders=extra_embedders)
         await cache.start()
         try:
             stored_as: dict[str, str] = {}
@@ -144,7 +146,8 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
                 similarity = 1.0 if hit.similarity is None else hit.similarity
                 served = hit.record.response["choices"][0]["message"]["content"]
                 own = stored_as[json.dumps(pair.a, sort_keys=True)]
-                outcomes.append(Outcome(pair, similarity, right=served == own))
+                outcomes.append(Outcome(pair, similarity, right=served == own,
+                                        primary=hit.record.embedder in (None, embedder.name)))
             return outcomes
         finally:
             await cache.close()
@@ -155,7 +158,10 @@ def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) 
     if outcome.similarity is None:
         return False
     text = outcome.pair.b if isinstance(outcome.pair.b, str) else ""
-    bar = policy.threshold_for(text) if threshold is None else threshold
+    if threshold is not None:
+        bar = threshold
+    else:
+        bar = policy.threshold_for(text) if outcome.primary else policy.multilingual_threshold
     return outcome.similarity >= bar
 
 

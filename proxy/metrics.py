@@ -134,6 +134,10 @@ class Metrics:
                               ["kind"], registry=r)
         for kind in ERROR_KINDS:
             self.errors.labels(kind)
+        self.semantic_skipped = Counter("deja_semantic_skipped",
+                                        "Lookups that matched exactly only: no embedding model reads the question",
+                                        ["reason"], registry=r)
+        self.semantic_skipped.labels("unreadable")
         self._models: set[str] = set()
         # The same numbers for /admin/stats, since start.
         self.status_counts = dict.fromkeys(STATUSES, 0)

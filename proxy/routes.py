@@ -78,6 +78,7 @@ async def chat_completions(request: Request) -> Response:
                               share_across_keys=policy.share_across_keys)
     cache = services.cache
     vector = None
+    skipped = None
     if policy.mode == "off" or control.no_store:
         status = "BYPASS"
     elif control.no_cache:
@@ -98,6 +99,9 @@ async def chat_completions(request: Request) -> Response:
                 services.metrics.observe_hit(chat.model, lookup.hit, chat.question)
                 return serve_hit(chat, lookup.hit)
             vector = lookup.vector
+            if lookup.skipped is not None:
+                services.metrics.semantic_skipped.labels(lookup.skipped).inc()
+                skipped = lookup.skipped
     services.metrics.observe_request(chat.model, status)
     store = status in ("MISS", "REFRESH")
     flight = None
@@ -112,6 +116,8 @@ async def chat_completions(request: Request) -> Response:
     response = None
     try:
         response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight)
+        if skipped is not None:
+            response.headers["X-Cache-Semantic"] = f"skipped-{skipped}"
         return response
     finally:
         # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.

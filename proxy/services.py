@@ -12,6 +12,7 @@ import httpx
 from .cache import SemanticCache
 from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
+from .multilingual import load_multilingual
 from .policies import PolicySet, load_policies
 from .settings import Settings
 from .store import RecordStore
@@ -38,15 +39,18 @@ class Services:
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         policies = policies or load_policies(settings.policies_dir)
+        extra: list[Embedder] = []
         if embedder is None:
             embedder = await asyncio.to_thread(load_embedder, settings.embedding, data_dir)
+            extra = await asyncio.to_thread(load_multilingual, settings.embedding)
         metrics = Metrics(settings.prices)
         embedder = TimedEmbedder(embedder, metrics)
         store = RecordStore(data_dir / "deja.sqlite3")
         await store.open()
         cache = SemanticCache(store, embedder, data_dir / "indexes", queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
-                              batch_window=settings.embedding.batch_window_ms / 1000)
+                              batch_window=settings.embedding.batch_window_ms / 1000,
+                              extra_embedders=[TimedEmbedder(e, metrics) for e in extra])
         await cache.start()
         metrics.bind(cache)
         counter = WriteBackErrorCounter(metrics)
