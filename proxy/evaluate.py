@@ -145,7 +145,8 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
                     continue
                 similarity = 1.0 if hit.similarity is None else hit.similarity
                 served = hit.record.response["choices"][0]["message"]["content"]
-                own = stored_as[json.dumps(pair.a, sort_keys=True)]
+                # A pair's own entry; in corpus mode the one entry its `a` text shares with the pairs that repeat it.
+                own = stored_as[json.dumps(pair.a, sort_keys=True)] if mode == "corpus" else str(n)
                 outcomes.append(Outcome(pair, similarity, right=served == own,
                                         primary=hit.record.embedder in (None, embedder.name)))
             return outcomes

@@ -29,6 +29,8 @@ from difflib import SequenceMatcher
 from functools import lru_cache
 from typing import NamedTuple
 
+from .guard_scripts import find_script_conflict, is_foreign
+
 WORD_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 CASED_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9&]*(?:[-'.][A-Za-z0-9&]+)*")
 SENTENCE_ENDS = frozenset('.!?:;"(')
@@ -358,6 +360,8 @@ def find_conflict(cached: str, incoming: str) -> str | None:
     """Name of the first rule saying the two questions need different answers, or None if none does."""
     if cached == incoming:
         return None
+    if is_foreign(cached) or is_foreign(incoming):
+        return find_script_conflict(cached, incoming)  # the rules below read English words only
     a, b = features(cached), features(incoming)
     if a.numbers != b.numbers:
         return "number"

@@ -34,7 +34,7 @@ SCRIPT_NAMES = {"CJK": "han", "HIRAGANA": "kana", "KATAKANA": "kana", "KATAKANA-
 # bench/data/multilingual.jsonl when a question has no accent to give it away.
 LATIN_FUNCTION_WORDS = {
     "en": "the a an is are do does how what when where which who why can i my you your of to in for on with it "
-          "this that be have will there much many",
+          "this that be have will there much many me at from and or not no if we our us get by as so",
     "de": "der die das ist sind wie was wann wo welche welcher wer warum kann ich mein meine meinen sie ihr ihre "
           "ein eine einen und zu mit für von im am auf gibt es nicht viel viele",
     "fr": "le la les est sont comment quel quelle quels quelles quand où qui pourquoi puis je mon ma mes vous votre "
@@ -82,12 +82,15 @@ def latin_language(text: str) -> str | None:
         return "es"
     words = LATIN_WORD_RE.findall(lower)
     votes = {lang: sum(w in vocab for w in words) for lang, vocab in FUNCTION_WORD_LANGS.items()}
-    best = max(votes.values())
-    if best == 0:
+    other = max((lang for lang in votes if lang != "en"), key=lambda lang: votes[lang])
+    if votes[other] == 0 and votes["en"] == 0:
         # No function word: an accented letter says "not English", plain ASCII gives no sign.
         return None if lower.isascii() else "other"
-    # English wins ties: short questions share words such as "in" and "a" with the others.
-    return "en" if votes["en"] == best else max(votes, key=lambda lang: votes[lang])
+    # English wins ties and single stray words ("me", "a" and "in" are words elsewhere too), unless an accent
+    # backs the other language up.
+    if votes[other] > votes["en"] and (votes[other] >= 2 or not lower.isascii()):
+        return other
+    return "en" if votes["en"] else None
 
 
 def reads(embedder: Any, text: str) -> bool:
