@@ -28,6 +28,13 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo
   echo "Rewordings and look-alike traps of support questions in en, zh, ja, ko, ru, de, fr, es and ar, written for"
   echo "Deja (CC0). English goes to MiniLM; the others to multilingual-e5 (policy \`multilingual_threshold\`)."
+  echo "The sweep sets both thresholds at once (MiniLM's and the multilingual one)."
   for half in tune holdout; do run bench/data/multilingual.jsonl --split $half --sweep 0.90:0.96:0.01; done
+  echo "### What the language checks cost an English question"
+  echo
+  echo "\`python -m bench.coverage 400\` (caches cold): the coverage check that picks the embedder and the guard's"
+  echo "is-it-English test, against a semantic hit's 1 ms budget."
+  echo
+  python -m bench.coverage 400 2>/dev/null
 } > "$OUT"
 echo "wrote $OUT"

@@ -219,7 +219,7 @@ def report_lines(name: str, outcomes: list[Outcome], policy: Policy, thresholds:
                  mode: EvalMode) -> Iterator[str]:
     total = score(outcomes, policy)
     yield f"## {name}: {len(outcomes)} pairs, threshold {policy.threshold} (long {policy.long_threshold} "\
-          f"after {policy.long_after} chars)"
+          f"after {policy.long_after} chars; multilingual {policy.multilingual_threshold})"
     yield ""
     if mode == "corpus":
         yield "| should-hit | served own answer | served another's answer | missed |"
@@ -250,7 +250,7 @@ def report_json(outcomes: list[Outcome], policy: Policy, thresholds: list[float]
                 "wrong_rate": s.wrong_rate}
     return {
         "policy": {"threshold": policy.threshold, "long_threshold": policy.long_threshold,
-                   "long_after": policy.long_after},
+                   "long_after": policy.long_after, "multilingual_threshold": policy.multilingual_threshold},
         "total": as_dict(score(outcomes, policy)),
         "categories": {k: as_dict(v) for k, v in by_category(outcomes, policy).items()},
         "sweep": [{"threshold": t, **as_dict(s)} for t, s in sweep(outcomes, policy, thresholds)],
