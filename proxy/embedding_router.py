@@ -1,19 +1,17 @@
 """EmbedderRouter: each question goes to the first embedder that can read it (proxy/multilingual.py), or to none.
 
-Each embedder is a lane with its own indexes (one per partition, as vectors of different models are never
-compared), its own batcher thread and its own threshold: English stays on MiniLM at its speed, Chinese goes to
-multilingual-e5, Amharic to no model at all (exact matching only).
+Each embedder is a lane with its own batcher thread and its own threshold; the store keeps each model's vectors
+in indexes of their own (one per partition and model: vectors of different models are never compared). English
+stays on MiniLM at its speed, Chinese goes to multilingual-e5, Amharic to no model at all (exact matching only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from .batcher import EmbeddingBatcher
 from .embeddings import Embedder
-from .index import IndexSet
 from .multilingual import reads
 from .policies import Policy
 
@@ -21,7 +19,6 @@ from .policies import Policy
 @dataclass(eq=False)  # lanes are compared and hashed by identity
 class Lane:
     embedder: Embedder
-    indexes: IndexSet
     batcher: EmbeddingBatcher
     primary: bool  # the policy's threshold applies; other lanes use its multilingual_threshold
 
@@ -30,10 +27,9 @@ class Lane:
 
 
 class EmbedderRouter:
-    def __init__(self, embedders: Sequence[Embedder], index_dir: Path, *, max_batch: int, window: float,
+    def __init__(self, embedders: Sequence[Embedder], *, max_batch: int, window: float,
                  expected: Callable[[], int]) -> None:
-        self.lanes = [Lane(e, IndexSet(index_dir, e.name, e.dim),
-                           EmbeddingBatcher(e, max_batch=max_batch, window=window, expected=expected), n == 0)
+        self.lanes = [Lane(e, EmbeddingBatcher(e, max_batch=max_batch, window=window, expected=expected), n == 0)
                       for n, e in enumerate(embedders)]
         self._by_name = {lane.embedder.name: lane for lane in self.lanes}
 

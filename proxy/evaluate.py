@@ -27,7 +27,7 @@ from .cache import SemanticCache
 from .embeddings import Embedder
 from .policies import Policy
 from .requests import build_chat_request, validate_body
-from .store import RecordStore
+from .stores.sqlite import SqliteStore
 
 EvalMode = Literal["pairs", "corpus"]
 Split = Literal["all", "tune", "holdout"]
@@ -119,10 +119,10 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
     probe = dataclasses.replace(policy, mode="semantic", threshold=floor, long_threshold=floor,
                                 multilingual_threshold=floor, ttl=0, max_entries=0)
     with tempfile.TemporaryDirectory(prefix="deja-eval-") as tmp:
-        store = RecordStore(Path(tmp) / "eval.sqlite3")
+        store = SqliteStore(Path(tmp), embedder.name, embedder.dim, [(e.name, e.dim) for e in extra_embedders])
         await store.open()
-        cache = SemanticCache(store, embedder, Path(tmp) / "indexes", queue_size=len(pairs) + 1,
-                              save_interval=3600, extra_embedders=extra_embedders)
+        cache = SemanticCache(store, embedder, queue_size=len(pairs) + 1, save_interval=3600,
+                              extra_embedders=extra_embedders)
         await cache.start()
         try:
             stored_as: dict[str, str] = {}

@@ -1,7 +1,8 @@
 """Metrics: Prometheus series for `GET /metrics`, and the recent-activity window behind `/admin/stats`.
 
 Each app owns its `CollectorRegistry` (tests build many apps in one process). What is measured and where:
-  requests   routes (and /modelcache queries): by model, cache status and match type
+  requests   routes (and /modelcache queries): by model, cache status and match type; every answer of the proxy
+             routes, pass-through included, by route, X-Cache-Status and HTTP status (route_counts.py)
   latency    lookup (routes), embedding (TimedEmbedder wraps the embedder), upstream (time to response headers)
   savings    each hit adds the cached completion's `usage`; cost from the price table, or counted as unpriced
   size       entries and index vectors per partition, write-back queue depth: read from the cache at scrape time
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .settings import ModelPrice
@@ -130,6 +131,8 @@ class Metrics:
         self.unpriced_tokens = Counter("deja_tokens_saved_unpriced",
                                        "Tokens saved for models without a price (no cost is estimated)",
                                        ["model"], registry=r)
+        self.routes = Counter("deja_route_requests", "Requests per route (cached endpoint or passed-through API), "
+                              "X-Cache-Status and HTTP status", ["route", "status", "code"], registry=r)
         self.errors = Counter("deja_errors", "Errors by kind; the request was still answered if it could be",
                               ["kind"], registry=r)
         for kind in ERROR_KINDS:
@@ -185,10 +188,19 @@ class Metrics:
     def observe_hit(self, model: str, hit: Hit, asked: str) -> None:
         self.observe_request(model, "HIT", hit.match)
         self.match_counts[hit.match] = self.match_counts.get(hit.match, 0) + 1
-        usage = hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None
+        self._bucket()["hits"] += 1
+        self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)
+        self.recent_hits.appendleft({
+            "at": self.clock(), "entry_id": hit.record.id, "model": model, "match": hit.match,
+            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
+            "asked": asked, "matched": hit.record.question,
+        })
+
+    def observe_saved(self, model: str, usage: Any) -> None:
+        """Tokens (and their cost) a cached answer saved: its stored usage, in chat or Responses API names."""
         usage = usage if isinstance(usage, dict) else {}
-        prompt = _int(usage.get("prompt_tokens"))
-        completion = _int(usage.get("completion_tokens"))
+        prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
+        completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
         label = self.model_label(model)
         self.tokens_saved.labels(label, "prompt").inc(prompt)
         self.tokens_saved.labels(label, "completion").inc(completion)
@@ -204,14 +216,11 @@ class Metrics:
             self.cost_saved.labels(label).inc(cost)
             self.saved["cost_usd"] += cost
         bucket = self._bucket()
-        bucket["hits"] += 1
         bucket["tokens_saved"] += prompt + completion
         bucket["cost_saved_usd"] += cost or 0.0
-        self.recent_hits.appendleft({
-            "at": self.clock(), "entry_id": hit.record.id, "model": model, "match": hit.match,
-            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
-            "asked": asked, "matched": hit.record.question,
-        })
+
+    def observe_route(self, route: str, status: str, code: int) -> None:
+        self.routes.labels(route, status, str(code)).inc()
 
     def observe_lookup(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
@@ -285,6 +294,17 @@ class CacheCollector(Collector):
                                 value=sum(1 for c, _ in sizes.values() if c))
         yield GaugeMetricFamily("deja_writeback_queue_depth", "Jobs waiting for the write-back worker",
                                 value=self.cache.queue_depth)
+        store = GaugeMetricFamily("deja_store_info", "The store in use (entry counts are the whole store's; "
+                                  "request counters this process's)", labels=["kind", "shared"])
+        store.add_metric([self.cache.store.kind, str(self.cache.store.shared).lower()], 1)
+        yield store
+        yield CounterMetricFamily("deja_foreign_candidates", "Candidates of another partition than the request's, "
+                                  "refused (defence in depth: should stay 0)", value=self.cache.foreign_candidates)
+        rejections = CounterMetricFamily("deja_candidates_rejected", "Candidates above the similarity threshold "
+                                         "turned away, by guard rule (or context, stale)", labels=["reason"])
+        for reason, count in sorted(self.cache.rejections.items()):
+            rejections.add_metric([reason], count)
+        yield rejections
 
 
 class TimedEmbedder:

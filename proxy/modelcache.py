@@ -25,10 +25,10 @@ from starlette.responses import JSONResponse, Response
 
 from .admin import answer_text
 from .errors import DejaError
-from .requests import ChatRequest, build_chat_request, sha256_hex, tenant_of, validate_body
+from .requests import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
 from .routes import read_body, services_of
 from .services import Services
-from .store import EntryFilter
+from .stores.base import EntryFilter
 
 log = logging.getLogger("deja.modelcache")
 
@@ -74,7 +74,7 @@ def model_of(body: Mapping[str, Any]) -> str:
 
 
 def chat_request(services: Services, model: str, messages: Any, headers: Mapping[str, str],
-                 where: str) -> ChatRequest:
+                 where: str) -> CacheRequest:
     policy = services.policies.policy_for(model)
     try:
         body = validate_body({"model": model, "messages": messages})

@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
+from .render import HitUsage
 from .settings import build_dataclass
 
 Mode = Literal["off", "exact", "semantic"]
@@ -37,6 +38,9 @@ class Policy:
     share_across_keys: bool = False
     # Entries kept per partition (tenant, model, parameters, namespace); the least recently used go first.
     max_entries: int = 100_000
+    # Token counts a hit reports in `usage`: the stored answer's ("original": what the answer is, which agents use
+    # to track their context) or zeros ("zero": what this call cost upstream).
+    hit_usage: HitUsage = "original"
     name: str = "default"
 
     def threshold_for(self, text: str) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .multilingual import load_multilingual
 from .policies import PolicySet, load_policies
 from .settings import Settings
-from .store import RecordStore
+from .stores import UnavailableStore, make_store, mask_url, store_kind
+from .stores.base import Store, StoreStartError
 from .upstream import UpstreamClient
 
 log = logging.getLogger("deja")
@@ -45,13 +47,16 @@ class Services:
             extra = await asyncio.to_thread(load_multilingual, settings.embedding)
         metrics = Metrics(settings.prices)
         embedder = TimedEmbedder(embedder, metrics)
-        store = RecordStore(data_dir / "deja.sqlite3")
-        await store.open()
-        cache = SemanticCache(store, embedder, data_dir / "indexes", queue_size=settings.writeback_queue_size,
+        extra = [TimedEmbedder(e, metrics) for e in extra]
+        store = await open_store(settings, data_dir, embedder, extra)
+        cache = SemanticCache(store, embedder, queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
-                              batch_window=settings.embedding.batch_window_ms / 1000,
-                              extra_embedders=[TimedEmbedder(e, metrics) for e in extra])
-        await cache.start()
+                              batch_window=settings.embedding.batch_window_ms / 1000, extra_embedders=extra)
+        try:
+            await cache.start()
+        except BaseException:
+            await store.close()
+            raise
         metrics.bind(cache)
         counter = WriteBackErrorCounter(metrics)
         logging.getLogger("deja.cache").addHandler(counter)
@@ -67,3 +72,27 @@ class Services:
                 logging.getLogger("deja.cache").removeHandler(self.error_counter)
             await self.cache.store.close()
             await self.upstream.close()
+
+
+async def open_store(settings: Settings, data_dir: Path, embedder: Embedder,
+                     extra: Sequence[Embedder] = ()) -> Store:
+    """The configured store, opened; with `store.fail_open`, a store that cannot be opened is replaced by one that
+    caches nothing (Deja then forwards every request and /healthz says why)."""
+    store = make_store(settings.store, data_dir, embedder.name, embedder.dim, [(e.name, e.dim) for e in extra])
+    try:
+        await store.open()
+    except StoreStartError as exc:
+        if not settings.store.fail_open:
+            raise
+        log.error("%s; serving uncached (store.fail_open)", exc)
+        return UnavailableStore(store.kind, store.location, str(exc))
+    return store
+
+
+def describe_store(settings: Settings) -> str:
+    """The store as the start-up line names it (a URL's password masked)."""
+    url = settings.store.url
+    if store_kind(url) == "sqlite":
+        return f"sqlite {Path(settings.data_dir) / 'deja.sqlite3'}"
+    assert url is not None
+    return f"postgresql {mask_url(url)}"

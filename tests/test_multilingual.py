@@ -14,7 +14,7 @@ from proxy.cache import SemanticCache
 from proxy.embeddings import EmbeddingError, PackagedFile
 from proxy.multilingual import E5Embedder, latin_language, reads
 from proxy.policies import Policy
-from proxy.store import RecordStore
+from proxy.stores.sqlite import SqliteStore
 
 from .fakes import FakeUpstream, ThreadedServer
 from .test_cache import answer, request
@@ -73,9 +73,9 @@ def test_e5_model_file_is_checked_against_its_pinned_digest(monkeypatch) -> None
 
 @contextlib.asynccontextmanager
 async def opened(data: Path, embedder, *extra):
-    store = RecordStore(data / "deja.sqlite3")
+    store = SqliteStore(data, embedder.name, embedder.dim, [(e.name, e.dim) for e in extra])
     await store.open()
-    cache = SemanticCache(store, embedder, data / "indexes", save_interval=3600, extra_embedders=extra)
+    cache = SemanticCache(store, embedder, save_interval=3600, extra_embedders=extra)
     await cache.start()
     try:
         yield cache
@@ -116,7 +116,7 @@ async def test_each_model_has_its_own_index_and_reloads_it(tmp_path, real_embedd
         assert await served(cache, "怎么重置密码？") == "about 如何重置我的密码？"
         assert await served(cache, "What is the capital city of France?") == "about What is the capital of France?"
         partition = request("x").partition
-        assert [lane.indexes.get(partition).live for lane in cache.router.lanes] == [1, 1]
+        assert [s.get(partition).live for s in cache.store.index_sets.values()] == [1, 1]
     async with opened(tmp_path, real_embedder, e5) as cache:  # both indexes come back from their files
         assert await served(cache, "怎么重置密码？") == "about 如何重置我的密码？"
         assert await served(cache, "What is the capital city of France?") == "about What is the capital of France?"
