@@ -40,7 +40,7 @@ def main() -> None:
     english = [asked for _, asked, _ in workload(n)]
     with tempfile.TemporaryDirectory() as tmp:
         minilm = load_embedder(EmbeddingSettings(), Path(tmp))
-        router = EmbedderRouter([minilm, E5Embedder()], Path(tmp) / "ix", max_batch=1, window=0, expected=lambda: 1)
+        router = EmbedderRouter([minilm, E5Embedder()], max_batch=1, window=0, expected=lambda: 1)
         rows = [("coverage check (lane_for), English", timed_us(router.lane_for, english)),
                 ("guard's is_foreign, English", timed_us(is_foreign, english)),
                 ("coverage check (lane_for), other languages", timed_us(router.lane_for, FOREIGN * (n // 5)))]
