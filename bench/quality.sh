@@ -24,7 +24,7 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   for half in tune holdout; do
     run "$EVAL/mock_data.json" --mode corpus --a-field origin --b-field similar --split $half --sweep 0.80:0.96:0.02
   done
-  echo "## Languages: bench/data/multilingual.jsonl, one table row per language (396 pairs, 198 traps)"
+  echo "## Languages: bench/data/multilingual.jsonl, one table row per language (468 pairs, 234 traps)"
   echo
   echo "Rewordings and look-alike traps of support questions in en, zh, ja, ko, ru, de, fr, es and ar, written for"
   echo "Deja (CC0). English goes to MiniLM; the others to multilingual-e5 (policy \`multilingual_threshold\`)."

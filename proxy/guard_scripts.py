@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from difflib import SequenceMatcher
 from functools import lru_cache
 
@@ -79,12 +80,22 @@ WORD_STOP = frozenset("""
 POSTPOSITION_CUES = frozenset("に へ 로 으로".split())
 DIRECTION_CUES = frozenset("转换成 换成 转成 转换为 到 成 в in nach en vers a إلى".split()) | POSTPOSITION_CUES
 # Support vocabulary said two ways in one language; each group maps to its first word.
-SYNONYM_GROUPS = """删除 注销; 更改 修改; 邮费 运费; 支付 付款; аккаунт учётную; поменять изменить; abo abonnement;
+SYNONYM_GROUPS = """删除 注销; 更改 修改; 邮费 运费; 支付 付款; аккаунт учётную; поменять изменить сменить;
+    abo abonnement;
     kilometer km; kilómetros km; kilometres km; envío entrega; modifier changer; كيلومترات كم; prix coûte coût;
     precio cuesta costo; preis kostet; цена стоит стоимость; سعر تكلفة; temps météo; tiempo clima;
     反转 倒序 逆順 反転; ساعات مواعيد أوقات; 변경 바꾸; 連絡 問合; horaires heures; moyens modes; contacter joindre;
     métodos formas; часы график; способы варианты; キロメートル キロ; zahlungsmethoden zahlungsarten;
     öffnungszeiten geöffnet"""
+# What a rewording adds without narrowing the question: "info", "staff", "time", "my account", and verbs of
+# finding, offering, accepting and checking ("Where do I find my invoice?" / "Where is my invoice?"). Chinese and
+# Japanese spans are matched whole, other words by their beginning.
+GENERIC_SPANS = sorted(set("""信息 人员 情况 问题 服务 是 在 有 时间 可能 可以 能不能 情報 時間 確認 登録 何
+                           何番""".split()), key=len, reverse=True)
+GENERIC_SPAN_RE = re.compile("|".join(map(re.escape, GENERIC_SPANS)))
+GENERIC_STEMS = tuple("""정보 찾 시간 가능 информац данн запис аккаунт приним найт найд могу information informationen
+    información account compte konto cuenta حساب حال أجد الممكن ممكن find biet propos ofrec trouv tiempo atención
+    possible möglich posible laut""".split())
 SYNONYMS = {w: group.split()[0] for group in SYNONYM_GROUPS.split(";") for w in group.split()}
 
 
@@ -254,11 +265,17 @@ def find_script_conflict(cached: str, incoming: str) -> str | None:
     if _swapped_around_cue(cached, incoming, ua, ub):
         return "direction"
     changes = [op for op in SequenceMatcher(None, ua, ub, autojunk=False).get_opcodes() if op[0] != "equal"]
-    if len(changes) != 1 or changes[0][0] != "replace":
-        return None
-    _, i1, i2, j1, j2 = changes[0]
-    left, right = ua[i1:i2], ub[j1:j2]
+    if _adds_qualifier(ua, ub, changes):
+        return "scope"
     cjk = bool(scripts_in(cached) & CJK_SCRIPTS)
+    if not changes or {tag for tag, *_ in changes} in ({"insert"}, {"delete"}):
+        return None
+    i1, i2, j1, j2 = changes[0][1], changes[-1][2], changes[0][3], changes[-1][4]
+    # Two changes one character apart are one swap: "上午" vs "晚上" share 上 and diff as an insert and a delete.
+    if not (len(changes) == 1 and changes[0][0] == "replace") and not (
+            cjk and len(changes) == 2 and changes[1][1] - changes[0][2] <= 1 and i2 - i1 <= 3 and j2 - j1 <= 3):
+        return None
+    left, right = ua[i1:i2], ub[j1:j2]
     # Everything else must agree: a swapped span in a sentence that keeps its other content (CJK: at least one
     # character; elsewhere a lone content word each is the whole question: "öffnen" vs "schließen").
     longest = 6 if cjk else 2
@@ -269,6 +286,17 @@ def find_script_conflict(cached: str, incoming: str) -> str | None:
     if len(left) == len(right) and all(_variant(x, y) for x, y in zip(left, right, strict=True)):
         return None
     return "substitution"
+
+
+def _adds_qualifier(ua: tuple[str, ...], ub: tuple[str, ...],
+                    changes: Sequence[tuple[str, int, int, int, int]]) -> bool:
+    """One side only adds content to the other: "运费" vs "国际运费", "envío" vs "envío internacional" ask about a
+    narrower case. Added words that narrow nothing (GENERIC_SPANS, GENERIC_STEMS) do not count."""
+    if not changes or not ua or not ub or len({tag for tag, *_ in changes}) != 1 or changes[0][0] == "replace":
+        return False
+    spans = [ub[j1:j2] if tag == "insert" else ua[i1:i2] for tag, i1, i2, j1, j2 in changes]
+    return not all(not GENERIC_SPAN_RE.sub("", "".join(span)) or all(u.startswith(GENERIC_STEMS) for u in span)
+                   for span in spans)
 
 
 def _stem(unit: str) -> str:

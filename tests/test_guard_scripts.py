@@ -25,6 +25,7 @@ TRAPS = [
     # substitution: one span swapped, the rest equal (verbs, places, periods, platforms, payment)
     ("如何取消我的订阅？", "如何修改我的订阅？", "substitution"),
     ("明天北京的天气怎么样？", "明天上海的天气怎么样？", "substitution"),
+    ("博物馆上午开放吗？", "博物馆晚上开放吗？", "substitution"),  # 上午/晚上 share 上: still one swap
     ("何時に開店しますか？", "何時に閉店しますか？", "substitution"),
     ("PayPalで支払えますか？", "クレジットカードで支払えますか？", "substitution"),
     ("구독을 취소하려면 어떻게 하나요?", "구독을 변경하려면 어떻게 하나요?", "substitution"),
@@ -35,6 +36,12 @@ TRAPS = [
     ("¿Abren los sábados?", "¿Abren los domingos?", "substitution"),
     ("متى تفتحون؟", "متى تغلقون؟", "substitution"),
     ("Как отменить подписку?", "Как изменить подписку?", "substitution"),
+    # scope: one side only adds a qualifier
+    ("运费是多少？", "国际运费是多少？", "scope"),
+    ("배송비는 얼마인가요?", "해외 배송비는 얼마인가요?", "scope"),
+    ("¿Cuánto cuesta el envío?", "¿Cuánto cuesta el envío internacional?", "scope"),
+    ("Wie lange dauert der Versand?", "Wie lange dauert der Versand nach Österreich?", "scope"),
+    ("كم تكلفة الشحن؟", "كم تكلفة الشحن الدولي؟", "scope"),
 ]
 
 REWORDINGS = [
@@ -51,6 +58,10 @@ REWORDINGS = [
     ("Wie kündige ich mein Abonnement?", "Wie kann ich mein Abo kündigen?"),  # word forms
     ("¿Cómo restablezco mi contraseña?", "¿Cómo puedo restablecer mi contraseña?"),
     ("Comment réinitialiser mon mot de passe ?", "Comment puis-je réinitialiser mon mot de passe ?"),
+    ("如何联系客服？", "怎么联系客服人员？"),  # an added word that narrows nothing
+    ("Wo finde ich meine Rechnung?", "Wo ist meine Rechnung?"),
+    ("¿Puedo cambiar mi nombre de usuario?", "¿Es posible cambiar mi nombre de usuario?"),
+    ("Comment changer mon adresse e-mail ?", "Comment modifier l'adresse e-mail de mon compte ?"),
 ]
 
 
