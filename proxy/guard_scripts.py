@@ -41,6 +41,9 @@ NUMBER_WORDS = {
         "acht huit ocho восемь ثمانية", "neun neuf nueve девять تسعة", "zehn dix diez десять عشرة",
     ]) for w in words.split()
 }
+CJK_NEGATIONS = ("不", "没", "未", "无", "無", "非", "ない", "なかった", "ません", "ず", "않", "못")
+NEGATION_WORDS = frozenset("""안 не нет без nicht kein keine keinen keiner ohne ne n pas sans jamais no sin nunca
+    لا لم لن ليس غير بدون""".split())
 # Runs of one kind of letter: katakana (with ー), hiragana, hangul, han, then any other letters.
 RUN_RE = re.compile(r"[\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f]+|[\u3041-\u309f]+|[\uac00-\ud7af\u1100-\u11ff]+"
                     r"|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[^\W\d_\u3041-\u30ff\uac00-\ud7af\u3400-\u9fff]+")
@@ -51,7 +54,7 @@ WORD_RE = re.compile(r"[^\W\d_]+")
 # out of the text (only multi-character words and particles that are never part of a content word).
 ZH_STOP = sorted(set("""
     如何 怎么样 怎么 怎样 请问 请 我们 我的 你们的 你们 您 你 我 的 吗 呢 吧 了 啊 呀 啦
-    可以 能否 是否 需要 哪里 哪些 什么 多少 一下 有没有 才能 等于 教えて 方法
+    可以 能否 是否 需要 哪里 哪些 什么 多少 一下 有没有 才能 等于 教えて 方法 能不能 是不是 要不要 可不可以
     """.split()), key=len, reverse=True)
 ZH_STOP_RE = re.compile("|".join(map(re.escape, ZH_STOP)))
 KO_STOP = frozenset("""
@@ -134,6 +137,19 @@ def _numbers(text: str) -> frozenset[float]:
     found |= {n for n in (_cjk_number(m) for m in CJK_NUMERAL_RE.findall(lower)) if n is not None}
     found |= {float(NUMBER_WORDS[w]) for w in WORD_RE.findall(lower) if w in NUMBER_WORDS}
     return frozenset(found)
+
+
+@lru_cache(maxsize=4096)
+def _negated(text: str) -> bool:
+    """Whether the question says "not": Japanese endings (できません, していない), CJK 不/没/未, Korean 안/않/못,
+    and the words of the other languages (French ne…pas counts once)."""
+    lower = _normal(text)
+    if scripts_in(lower) & CJK_SCRIPTS:
+        lower = ZH_STOP_RE.sub(" ", lower)
+        if any(marker in lower for marker in CJK_NEGATIONS):
+            return True
+    words = WORD_RE.findall(lower)
+    return any(w in NEGATION_WORDS or (script_of(w[0]) == "hangul" and w.startswith(("않", "못"))) for w in words)
 
 
 def _latin_names(text: str) -> frozenset[str]:
@@ -258,6 +274,8 @@ def find_script_conflict(cached: str, incoming: str) -> str | None:
     """Name of the first rule saying the two questions need different answers, or None if none does."""
     if _numbers(cached) != _numbers(incoming):
         return "number"
+    if _negated(cached) != _negated(incoming):
+        return "negation"
     na, nb = _latin_names(cached), _latin_names(incoming)
     if na - nb and nb - na:
         return "entity"

@@ -13,6 +13,12 @@ TRAPS = [
     ("3キロは何マイルですか？", "5キロは何マイルですか？", "number"),
     ("Wie viele Meilen sind drei Kilometer?", "Wie viele Meilen sind fünf Kilometer?", "number"),
     ("三十天后还能退货吗？", "六十天后还能退货吗？", "number"),
+    # negation: Japanese endings, CJK characters, Korean particles, words elsewhere (French ne…pas once)
+    ("アプリにログインできます", "アプリにログインできません", "negation"),
+    ("为什么我的订单已发货？", "为什么我的订单没有发货？", "negation"),
+    ("결제가 완료된 주문은 어떻게 확인하나요?", "결제가 완료되지 않은 주문은 어떻게 확인하나요?", "negation"),
+    ("Pourquoi ma commande est-elle arrivée ?", "Pourquoi ma commande n'est-elle pas arrivée ?", "negation"),
+    ("لماذا وصل طلبي؟", "لماذا لم يصل طلبي؟", "negation"),
     # entity: Latin-script names inside another script
     ("如何在Python中反转列表？", "如何在JavaScript中反转列表？", "entity"),
     ("Как установить приложение на Windows?", "Как установить приложение на Mac?", "entity"),
@@ -59,6 +65,7 @@ REWORDINGS = [
     ("¿Cómo restablezco mi contraseña?", "¿Cómo puedo restablecer mi contraseña?"),
     ("Comment réinitialiser mon mot de passe ?", "Comment puis-je réinitialiser mon mot de passe ?"),
     ("如何联系客服？", "怎么联系客服人员？"),  # an added word that narrows nothing
+    ("我可以修改用户名吗？", "能不能修改我的用户名？"),  # 能不能 ("can or not") asks, it does not negate
     ("Wo finde ich meine Rechnung?", "Wo ist meine Rechnung?"),
     ("¿Puedo cambiar mi nombre de usuario?", "¿Es posible cambiar mi nombre de usuario?"),
     ("Comment changer mon adresse e-mail ?", "Comment modifier l'adresse e-mail de mon compte ?"),
