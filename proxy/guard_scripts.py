@@ -7,8 +7,10 @@ Chinese, Japanese and Korean (Japanese hiragana is dropped: particles and ending
 language's function words are removed. The rules:
 
 - "number":    the numbers differ, CJK numerals (三, 五, 十二, 两) and number words (drei, cinq, пять) included
+- "negation":  one side says "not" (できません, 没有, 않, nicht, ne…pas, لم) and the other does not
 - "entity":    text in another script names different Latin-script things ("Python" vs "JavaScript")
 - "direction": the same content in another order, with a direction cue ("摄氏度转换成华氏度" vs the reverse)
+- "scope":     one side only adds a qualifier ("运费" vs "国际运费", "envío" vs "envío internacional")
 - "substitution": one short span swapped and everything else equal ("取消" vs "修改", "北京" vs "上海",
                "öffnen" vs "schließen"), unless the two spans are forms of one word or listed synonyms
 
