@@ -29,6 +29,7 @@ from .hot import HotRecords
 from .policies import Policy
 from .requests import CacheRequest
 from .stores.base import Entry, EntryFilter, Store
+from .terms import usable
 
 log = logging.getLogger("deja.cache")
 
@@ -112,6 +113,8 @@ class SemanticCache:
         self.foreign_candidates = 0
         self._queue: asyncio.Queue[StoreJob | int | WriterJob] = asyncio.Queue(maxsize=queue_size)
         self._worker: asyncio.Task[None] | None = None
+        # Seconds expired entries are kept for stale-while-revalidate: the longest window of any policy.
+        self.stale_keep = 0
 
     # -- start and stop -------------------------------------------------------------------------------------------
 
@@ -155,14 +158,15 @@ class SemanticCache:
                 out[n] = (vector, lane.embedder.name)
         return out
 
-    async def lookup(self, request: CacheRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def lookup(self, request: CacheRequest, policy: Policy, max_age: int | None, max_stale: int = 0) -> Lookup:
+        """`max_stale`: entries up to this many seconds past their TTL may answer too (served as STALE)."""
         self._lookups += 1
         try:
-            return await self._lookup(request, policy, max_age)
+            return await self._lookup(request, policy, max_age, max_stale)
         finally:
             self._lookups -= 1
 
-    async def _lookup(self, request: CacheRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def _lookup(self, request: CacheRequest, policy: Policy, max_age: int | None, max_stale: int) -> Lookup:
         now = self.clock()
         record = self.hot.by_key(request.exact_key)
         if record is None:
@@ -170,7 +174,7 @@ class SemanticCache:
             record = await self.store.get_exact(request.exact_key)
             if record is not None:
                 self.hot.put(record, epoch)
-        if record is not None and record.fresh(now, max_age) and self._own(request, record):
+        if record is not None and usable(record, now, max_age, max_stale) and self._own(request, record):
             return Lookup(Hit(record, "exact"))
         if policy.mode != "semantic" or not request.semantic_ok:
             return Lookup(None)
@@ -192,7 +196,7 @@ class SemanticCache:
             candidate = records.get(entry_id)
             if candidate is None or not self._own(request, candidate):
                 continue
-            reason = self.rejection(request, candidate, now, max_age)
+            reason = self.rejection(request, candidate, now, max_age, max_stale)
             if reason is None:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
@@ -228,12 +232,14 @@ class SemanticCache:
         return False
 
     @staticmethod
-    def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None) -> str | None:
+    def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
+                  max_stale: int = 0) -> str | None:
         """The check a similar-enough candidate fails, or None when it may answer: the same conversation
-        ("context"), still fresh ("stale"), and no difference the guard sees as answer-changing (the rule's name)."""
+        ("context"), still fresh ("stale"; `max_stale` seconds past its TTL still count), and no difference the
+        guard sees as answer-changing (the rule's name)."""
         if candidate.context_digest != request.context_digest:
             return "context"
-        if not candidate.fresh(now, max_age):
+        if not usable(candidate, now, max_age, max_stale):
             return "stale"
         return find_conflict(candidate.question, request.question)
 
@@ -341,8 +347,8 @@ class SemanticCache:
         return len(records)
 
     async def maintain(self, now: float | None = None) -> None:
-        """Delete expired entries and tidy the store (index compaction)."""
-        await self.store.maintain(self.clock() if now is None else now)
+        """Delete expired entries (kept `stale_keep` seconds longer) and tidy the store (index compaction)."""
+        await self.store.maintain((self.clock() if now is None else now) - self.stale_keep)
 
     # -- admin: deletions, direct inserts, sizes ------------------------------------------------------------------
     # Deletions and ModelCache inserts run *in* the write-back worker, queued behind what is already waiting: one

@@ -25,6 +25,7 @@ from .cache import SemanticCache
 from .completions_api import storable as completion_storable
 from .embeddings_api import is_embedding
 from .errors import DejaError
+from .nonanswers import skip_reason
 from .policies import PolicySet
 from .requests import build_chat_request, validate_body
 from .responses_api import storable as response_storable
@@ -106,6 +107,8 @@ class LineParser:
         policy = self.policies.policy_for(model)
         if policy.mode == "off":
             return None
+        if (reason := skip_reason(response, allow_truncated=policy.cache_truncated)) is not None:
+            raise ImportLineError(f"'response' is not an answer to keep ({reason})")
         headers = {"authorization": f"Bearer {self.tenant_key}"} if self.tenant_key else {}
         namespace = obj.get("namespace", self.namespace)
         if namespace:

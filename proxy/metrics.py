@@ -8,6 +8,8 @@ Each app owns its `CollectorRegistry` (tests build many apps in one process). Wh
   size       entries and index vectors per partition, write-back queue depth: read from the cache at scrape time
   errors     embedding (TimedEmbedder), store (a failed lookup not caused by embedding, a failed write-back),
              upstream (unreachable, timeout, broken stream, 5xx answer)
+  freshness  time-sensitive questions by reason (routes), answers not stored by reason (nonanswers), stale
+             refreshes by outcome (revalidate), variety buckets served or filled (variety)
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 ErrorKind = str  # "embedding" | "store" | "upstream"
 ERROR_KINDS = ("embedding", "store", "upstream")
-STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH")
+STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH", "STALE")
 # USD per 1M tokens (input, output), OpenAI's list prices in 2025. Globs: the longest matching pattern wins, so
 # `gpt-4o-mini-2024-07-18` takes `gpt-4o-mini*`, not `gpt-4o*`. Settings.prices adds to and overrides these.
 DEFAULT_PRICES: dict[str, ModelPrice] = {
@@ -141,6 +143,15 @@ class Metrics:
                                         "Lookups that matched exactly only: no embedding model reads the question",
                                         ["reason"], registry=r)
         self.semantic_skipped.labels("unreadable")
+        # Freshness (proxy/freshness.py, nonanswers.py, revalidate.py, variety.py): reasons and outcomes.
+        self.time_sensitive = Counter("deja_time_sensitive", "Questions found time-sensitive (volatile_ttl), by reason",
+                                      ["reason"], registry=r)
+        self.not_stored = Counter("deja_not_stored", "Upstream answers not stored because they are not answers",
+                                  ["reason"], registry=r)
+        self.stale_refreshes = Counter("deja_stale_refreshes", "Background refreshes of stale entries, by outcome",
+                                       ["outcome"], registry=r)
+        self.variety = Counter("deja_variety", "Requests of variety partitions: served from the bucket or filling it",
+                               ["event"], registry=r)
         self._models: set[str] = set()
         # The same numbers for /admin/stats, since start.
         self.status_counts = dict.fromkeys(STATUSES, 0)
@@ -185,8 +196,8 @@ class Metrics:
         if status in ("HIT", "MISS"):
             bucket["requests"] += 1
 
-    def observe_hit(self, model: str, hit: Hit, asked: str) -> None:
-        self.observe_request(model, "HIT", hit.match)
+    def observe_hit(self, model: str, hit: Hit, asked: str, status: str = "HIT") -> None:
+        self.observe_request(model, status, hit.match)
         self.match_counts[hit.match] = self.match_counts.get(hit.match, 0) + 1
         self._bucket()["hits"] += 1
         self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)

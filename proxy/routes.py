@@ -19,11 +19,15 @@ from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target
 from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
 from .flights import Answer, Flight, UpstreamReply
+from .metrics import Metrics
+from .nonanswers import worth_storing
 from .policies import Policy
 from .requests import CacheRequest, parse_cache_control
 from .services import Services
 from .sse import encode_event
+from .terms import Terms, is_stale, request_terms, terms_headers
 from .upstream import read_all, response_headers, translate_error
+from .variety import variety_lookup
 
 log = logging.getLogger("deja.routes")
 
@@ -85,11 +89,15 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
     control = parse_cache_control(request.headers.get("cache-control"))
     chat = endpoint.build(body, request.headers, fallback_key=services.settings.upstream_api_key,
                           share_across_keys=policy.share_across_keys)
+    terms = request_terms(chat, policy, request.headers, control)
+    policy = terms.policy
+    if terms.volatile:
+        services.metrics.time_sensitive.labels(terms.volatile).inc()
     cache = services.cache
     vector = None
     skipped = None
     debug = None
-    if policy.mode == "off" or control.no_store or endpoint.bypass(body) is not None:
+    if policy.mode == "off" or control.no_store or endpoint.bypass(body) is not None or not terms.cacheable:
         status = "BYPASS"
     elif control.no_cache:
         status = "REFRESH"
@@ -97,7 +105,8 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
         status = "MISS"
         started = time.perf_counter()
         try:
-            lookup = await cache.lookup(chat, policy, control.max_age)
+            chat, found = await variety_lookup(cache, chat, terms, services.metrics)
+            lookup = found or await cache.lookup(chat, policy, terms.max_age, terms.max_stale)
         except Exception as exc:
             log.exception("cache lookup failed; forwarding uncached")
             services.metrics.count_error("store", exc)  # skipped when the embedder counted it already
@@ -106,8 +115,12 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
             services.metrics.observe_lookup(time.perf_counter() - started)
             if lookup.hit is not None:
                 cache.record_hit(lookup.hit.record.id)
-                services.metrics.observe_hit(chat.model, lookup.hit, chat.question)
-                return serve_hit(chat, lookup.hit, endpoint, policy)
+                stale = is_stale(lookup.hit.record, cache.clock())
+                if stale and policy.stale_while_revalidate:
+                    services.revalidator.refresh(services, lookup.hit.record, chat, policy, request.headers,
+                                                 endpoint, target, client_body)
+                services.metrics.observe_hit(chat.model, lookup.hit, chat.question, "STALE" if stale else "HIT")
+                return serve_hit(chat, lookup.hit, endpoint, policy, terms, "STALE" if stale else "HIT")
             vector = lookup.vector
             if lookup.skipped is not None:
                 services.metrics.semantic_skipped.labels(lookup.skipped).inc()
@@ -123,12 +136,12 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
             outcome = await flight.wait()
             if outcome is not None:
                 cache.flights.coalesced += 1
-                return serve_coalesced(chat, outcome, endpoint, policy)
+                return serve_coalesced(chat, outcome, endpoint, policy, terms)
             flight = None  # the leader got no answer: ask the upstream ourselves
     response = None
     try:
         response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight,
-                                      endpoint=endpoint, target=target, client_body=client_body)
+                                      endpoint=endpoint, target=target, client_body=client_body, terms=terms)
         if skipped is not None:
             response.headers["X-Cache-Semantic"] = f"skipped-{skipped}"
         if debug is not None:
@@ -155,15 +168,18 @@ class FlightStreamingResponse(StreamingResponse):
 
 
 def serve_coalesced(chat: CacheRequest, outcome: Answer | UpstreamReply, endpoint: Endpoint,
-                    policy: Policy) -> Response:
-    headers = {"X-Cache-Status": "MISS", "X-Cache-Coalesced": "true"}
+                    policy: Policy, terms: Terms) -> Response:
+    headers = {"X-Cache-Status": "MISS", "X-Cache-Coalesced": "true", **terms_headers(terms, "MISS", None, 0)}
     if isinstance(outcome, UpstreamReply):
         return Response(outcome.content, status_code=outcome.status_code, headers={**outcome.headers, **headers})
     return render_answer(chat, outcome.completion, endpoint, policy, headers)
 
 
-def serve_hit(chat: CacheRequest, hit: Hit, endpoint: Endpoint, policy: Policy) -> Response:
-    return render_answer(chat, hit.record.response, endpoint, policy, cache_headers("HIT", hit, time.time()))
+def serve_hit(chat: CacheRequest, hit: Hit, endpoint: Endpoint, policy: Policy, terms: Terms,
+              status: str = "HIT") -> Response:
+    now = time.time()
+    headers = {**cache_headers(status, hit, now), **terms_headers(terms, status, hit.record, now)}
+    return render_answer(chat, hit.record.response, endpoint, policy, headers)
 
 
 def render_answer(chat: CacheRequest, stored: dict[str, Any], endpoint: Endpoint, policy: Policy,
@@ -180,7 +196,8 @@ def render_answer(chat: CacheRequest, stored: dict[str, Any], endpoint: Endpoint
 
 async def forward_chat(request: Request, raw: bytes, services: Services, chat: CacheRequest, policy: Policy,
                        status: str, store: bool, vector: Any, flight: Flight | None = None, *,
-                       endpoint: Endpoint = CHAT, target: Target | None = None, client_body: Any = None) -> Response:
+                       endpoint: Endpoint = CHAT, target: Target | None = None, client_body: Any = None,
+                       terms: Terms | None = None) -> Response:
     target = target or Target(endpoint.path)
     # Answers to be stored are asked with usage, so every hit can report it; the client gets what it asked for.
     rewritten = endpoint.upstream_body(client_body) if store and target.asks_usage and isinstance(
@@ -203,12 +220,14 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
     services.metrics.observe_upstream(chat.model, time.perf_counter() - started)
     if upstream.status_code >= 500:
         services.metrics.count_error("upstream")
-    headers = {**response_headers(upstream, decoded=True), **cache_headers(status)}
+    headers = {**response_headers(upstream, decoded=True), **cache_headers(status),
+               **(terms_headers(terms, status, None, 0) if terms is not None else {})}
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if upstream.status_code == 200 and chat.stream and is_sse:
         body = tee_stream(upstream, services.cache if store else None, chat, policy, vector, flight,
                           on_error=lambda: services.metrics.count_error("upstream"),
-                          tee=endpoint.tee(rewritten is not None), rewrites=rewritten is not None)
+                          tee=endpoint.tee(rewritten is not None), rewrites=rewritten is not None,
+                          metrics=services.metrics)
         if flight is not None:
             return FlightStreamingResponse(body, status_code=200, headers=headers, flight=flight)
         return StreamingResponse(body, status_code=200, headers=headers)
@@ -220,7 +239,8 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
             completion = None
         if endpoint.storable(completion):
             # Only queued here: the worker stores it while the response goes out.
-            queued = store and services.cache.submit(chat, policy, completion, vector)
+            queued = (store and worth_storing(completion, policy, services.metrics)
+                      and services.cache.submit(chat, policy, completion, vector))
             if flight is not None:
                 flight.land(Answer(completion), keep=queued)
     elif upstream.status_code != 200 and flight is not None:
@@ -234,7 +254,7 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
 async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat: CacheRequest, policy: Policy,
                      vector: Any, flight: Flight | None = None,
                      on_error: Callable[[], None] | None = None, *, tee: StreamTee | None = None,
-                     rewrites: bool = False) -> AsyncIterator[bytes]:
+                     rewrites: bool = False, metrics: Metrics | None = None) -> AsyncIterator[bytes]:
     """Pass upstream chunks through as they come (rewritten by `tee` when `rewrites`); store the assembled answer
     (and hand it to the flight's followers) the moment the stream is complete, before the last chunk is yielded:
     a client hanging up after [DONE] cancels this generator."""
@@ -248,7 +268,8 @@ async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat
                     finished = True
                     completion = assembler.result()
                     if completion is not None:
-                        queued = cache is not None and cache.submit(chat, policy, completion, vector)
+                        queued = (cache is not None and worth_storing(completion, policy, metrics)
+                                  and cache.submit(chat, policy, completion, vector))
                         if flight is not None:
                             flight.land(Answer(completion), keep=queued)
             if chunk:

@@ -15,6 +15,7 @@ from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .multilingual import load_multilingual
 from .policies import PolicySet, load_policies
+from .revalidate import Revalidator
 from .settings import Settings
 from .stores import UnavailableStore, make_store, mask_url, store_kind
 from .stores.base import Store, StoreStartError
@@ -34,6 +35,7 @@ class Services:
     error_counter: logging.Handler | None = None
     # DEJA_ADMIN_TOKEN as it was at start-up: /admin and /dashboard exist only when it is set.
     admin_token: str | None = None
+    revalidator: Revalidator = field(default_factory=Revalidator)
 
     @classmethod
     async def open(cls, settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,
@@ -52,6 +54,7 @@ class Services:
         cache = SemanticCache(store, embedder, queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
                               batch_window=settings.embedding.batch_window_ms / 1000, extra_embedders=extra)
+        cache.stale_keep = max(p.stale_while_revalidate for p in policies.policies)
         try:
             await cache.start()
         except BaseException:
@@ -66,6 +69,7 @@ class Services:
     async def close(self) -> None:
         """Drain write-back first: answers already sent must be stored before the store closes."""
         try:
+            await self.revalidator.wait()
             await self.cache.close()
         finally:
             if self.error_counter is not None:

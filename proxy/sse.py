@@ -11,7 +11,8 @@ from typing import Any
 
 DONE = b"data: [DONE]\n\n"
 # Finish reasons after which an answer is complete enough to serve again.
-STORABLE_FINISH = frozenset({"stop", "tool_calls", "function_call", "length"})
+# content_filter and length get this far so that proxy/nonanswers.py can count why they are not stored.
+STORABLE_FINISH = frozenset({"stop", "tool_calls", "function_call", "length", "content_filter"})
 # Chunk fields that are not part of the answer: per-chunk padding, and the fields every hit renders anew.
 CHUNK_ONLY = frozenset({"choices", "usage", "object", "obfuscation"})
 # Choice fields assembled on their own; any other (Azure's content_filter_results…) is kept as last sent.

@@ -13,7 +13,7 @@ from .settings import Settings
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "content-length"})
 # Headers that only Deja reads.
-OWN_HEADERS = frozenset({"x-cache-namespace", "x-cache-debug"})
+OWN_HEADERS = frozenset({"x-cache-namespace", "x-cache-debug", "x-cache-threshold"})
 
 
 def translate_error(exc: httpx.TransportError) -> DejaError:

@@ -3,7 +3,9 @@
 The upstream answers "answer #<call number> to: <last user message>", so a test can tell which upstream call an
 answer came from. Magic words in the last user message: FAIL500 (500 error), CALL_TOOL (a tool call when tools
 are given), BREAK (a stream that stops before [DONE]), SLOW (waits `slow_seconds` first), DRIP (streams a
-chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`).
+chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`); answers that are not answers:
+REFUSE (a `refusal`), EMPTY (empty content), FILTERED (finish_reason content_filter), TRUNCATE (length).
+`fail_next = N` makes the next N chat calls fail with a 500 whatever they ask.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class FakeUpstream:
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.slow_seconds = 3.0
+        self.fail_next = 0
         self.release = asyncio.Event()
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
@@ -91,7 +94,8 @@ class FakeUpstream:
         text = last_user_text(body)
         if "HOLD" in text:
             await self.release.wait()
-        if "FAIL500" in text:
+        failing, self.fail_next = self.fail_next > 0, max(0, self.fail_next - 1)
+        if "FAIL500" in text or failing:
             return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error", "param": None,
                                            "code": None}}, status_code=500)
         if "SLOW" in text:
@@ -102,11 +106,17 @@ class FakeUpstream:
             tool_calls = [{"id": f"call_{self.calls}", "type": "function",
                            "function": {"name": body["tools"][0]["function"]["name"],
                                         "arguments": json.dumps({"n": self.calls})}}]
-        finish = "tool_calls" if tool_calls else "stop"
+        finish = ("tool_calls" if tool_calls else "content_filter" if "FILTERED" in text
+                  else "length" if "TRUNCATE" in text else "stop")
+        if "EMPTY" in text:
+            answer = ""
+        refusal = "I can't help with that." if "REFUSE" in text else None
         base = {"id": f"chatcmpl-{self.calls}", "created": int(time.time()), "model": body.get("model")}
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         if not body.get("stream"):
-            message = {"role": "assistant", "content": None if tool_calls else answer}
+            message = {"role": "assistant", "content": None if tool_calls or refusal else answer}
+            if refusal:
+                message["refusal"] = refusal
             if tool_calls:
                 message["tool_calls"] = tool_calls
             return JSONResponse({**base, "object": "chat.completion", "usage": usage,
@@ -124,6 +134,8 @@ class FakeUpstream:
                 yield chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
                                              "function": {"name": call["function"]["name"], "arguments": ""}}]})
                 yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": call["function"]["arguments"]}}]})
+            elif refusal:
+                yield chunk({"refusal": refusal})
             else:
                 for start in range(0, len(answer), 5):
                     yield chunk({"content": answer[start:start + 5]})

@@ -110,3 +110,43 @@ def test_deja_eval_command_reports_json(tmp_path, model_dir):
     assert report["total"]["served"] == 1 and report["total"]["traps_served"] == 0
     assert set(report["categories"]) == {"paraphrase", "trap"}
     assert report["pairs"][0]["similarity"] >= 0.96
+
+
+@pytest.mark.anyio
+async def test_explain_lists_each_wrong_decision_with_its_similarity_and_rule():
+    pairs = [
+        ev.Pair("p1", "reset my password", "Reset my PASSWORD?", True, "paraphrase"),  # served: not listed
+        ev.Pair("p2", "is the pool open on sunday", "is the pool not open on sunday", True, "paraphrase"),
+        ev.Pair("t1", "did the dog bite the man", "did the man bite the dog", False, "swap"),  # same words
+        ev.Pair("p3", "bake bread", "boiling point of water", True, "paraphrase"),
+    ]
+    outcomes = await ev.run_eval(pairs, HashEmbedder(), POLICY, floor=0.5, progress=False)
+    decisions = {o.pair.id: kind for kind, o in ev.wrong_decisions(outcomes, POLICY)}
+    assert decisions == {"p2": "missed", "t1": "served trap", "p3": "missed"}
+    rows = {line.split(" | ")[1]: line for line in ev.explain_lines(outcomes, POLICY) if line.startswith("| ")}
+    assert "guard: negation" in rows["p2"]
+    assert "no rule fired (threshold 0.9)" in rows["t1"]
+    assert "below every threshold" in rows["p3"] and float(rows["p3"].split(" | ")[3]) < 0.5
+    similarity = float(rows["p2"].split(" | ")[3])
+    assert 0.5 <= similarity < 1.0
+
+
+@pytest.mark.anyio
+async def test_pairs_sharing_a_stored_question_each_count_as_served():
+    pairs = [ev.Pair("1", "reset my password", "Reset my password?", True, "x"),
+             ev.Pair("2", "reset my password", "reset my PASSWORD", True, "x")]
+    outcomes = await ev.run_eval(pairs, HashEmbedder(), POLICY, floor=0.5, progress=False)
+    assert [o.right for o in outcomes] == [True, True]
+    assert ev.score(outcomes, POLICY).served == 2
+
+
+def test_report_names_time_sensitive_questions():
+    from proxy.evaluate import Outcome, Pair, report_json, report_lines, volatile_reason
+
+    assert volatile_reason([{"role": "user", "content": "Who won last night's game?"}]) == "relative_day"
+    outcomes = [Outcome(Pair("0", "Weather in Oslo?", "What's the weather in Oslo today?", True, "all"), 0.9),
+                Outcome(Pair("1", "Capital of Peru?", "What is the capital of Peru?", True, "all"), 0.9)]
+    policy = Policy(volatile_ttl=600)
+    text = "\n".join(report_lines("x", outcomes, policy, [0.9], "pairs"))
+    assert "Time-sensitive questions asked (stored for volatile_ttl 600 s): 1/2 — relative_day 1" in text
+    assert [p["volatile"] for p in report_json(outcomes, policy, [0.9])["pairs"]] == ["relative_day", None]
