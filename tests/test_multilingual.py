@@ -14,7 +14,9 @@ from proxy.cache import SemanticCache
 from proxy.embeddings import EmbeddingError, PackagedFile
 from proxy.multilingual import E5Embedder, latin_language, reads
 from proxy.policies import Policy
+from proxy.requests import parse_cache_control
 from proxy.stores.sqlite import SqliteStore
+from proxy.terms import request_terms
 
 from .fakes import FakeUpstream, ThreadedServer
 from .test_cache import answer, request
@@ -157,3 +159,11 @@ def test_serve_never_answers_another_question_in_any_language(fake, tmp_path, mo
         assert skipped >= 5  # Amharic and Tibetan lookups: the traps, the repeats and the last question
     finally:
         assert deja.stop()[0] == 0
+
+
+def test_a_stricter_threshold_header_also_raises_the_multilingual_bar() -> None:
+    asked, control = request("如何重置我的密码？"), parse_cache_control(None)
+    terms = request_terms(asked, POLICY, {"x-cache-threshold": "0.97"}, control)
+    assert terms.policy.multilingual_threshold == 0.97
+    lenient = request_terms(asked, POLICY, {"x-cache-threshold": "0.5"}, control)
+    assert lenient.policy.multilingual_threshold == POLICY.multilingual_threshold
