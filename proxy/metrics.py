@@ -14,7 +14,6 @@ Each app owns its `CollectorRegistry` (tests build many apps in one process). Wh
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import time
 from collections import deque
@@ -26,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .pricing import PriceTable
 from .settings import ModelPrice
 
 if TYPE_CHECKING:
@@ -35,25 +35,6 @@ if TYPE_CHECKING:
 ErrorKind = str  # "embedding" | "store" | "upstream"
 ERROR_KINDS = ("embedding", "store", "upstream")
 STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH", "STALE")
-# USD per 1M tokens (input, output), OpenAI's list prices in 2025. Globs: the longest matching pattern wins, so
-# `gpt-4o-mini-2024-07-18` takes `gpt-4o-mini*`, not `gpt-4o*`. Settings.prices adds to and overrides these.
-DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "gpt-5*": ModelPrice(1.25, 10.0),
-    "gpt-5-mini*": ModelPrice(0.25, 2.0),
-    "gpt-5-nano*": ModelPrice(0.05, 0.40),
-    "gpt-4.1*": ModelPrice(2.0, 8.0),
-    "gpt-4.1-mini*": ModelPrice(0.40, 1.60),
-    "gpt-4.1-nano*": ModelPrice(0.10, 0.40),
-    "gpt-4o*": ModelPrice(2.50, 10.0),
-    "gpt-4o-mini*": ModelPrice(0.15, 0.60),
-    "gpt-4-turbo*": ModelPrice(10.0, 30.0),
-    "gpt-3.5-turbo*": ModelPrice(0.50, 1.50),
-    "o1*": ModelPrice(15.0, 60.0),
-    "o1-mini*": ModelPrice(1.10, 4.40),
-    "o3*": ModelPrice(2.0, 8.0),
-    "o3-mini*": ModelPrice(1.10, 4.40),
-    "o4-mini*": ModelPrice(1.10, 4.40),
-}
 # Model names come from clients: past this many distinct names, new ones are labelled "other".
 MAX_MODEL_LABELS = 50
 # Per-partition series on /metrics: the largest partitions only (totals cover all of them).
@@ -64,25 +45,6 @@ LATENCY_SAMPLES = 2000
 RECENT_HITS = 50
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-
-
-class PriceTable:
-    def __init__(self, prices: Mapping[str, ModelPrice] | None = None) -> None:
-        self.prices = {**DEFAULT_PRICES, **(prices or {})}
-
-    def price_for(self, model: str) -> ModelPrice | None:
-        if model in self.prices:
-            return self.prices[model]
-        matches = [p for p in self.prices if fnmatch.fnmatchcase(model, p)]
-        if not matches:
-            return None
-        return self.prices[max(matches, key=lambda p: (sum(ch not in "*?[]" for ch in p), p))]
-
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        price = self.price_for(model)
-        if price is None:
-            return None
-        return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
 
 
 def percentiles(samples: Iterator[float] | list[float]) -> dict[str, float | int | None]:

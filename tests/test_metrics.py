@@ -6,7 +6,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.metrics import Metrics, PriceTable
+from proxy.metrics import Metrics
+from proxy.pricing import PriceTable
 from proxy.settings import ModelPrice, load_settings
 
 from .fakes import BrokenEmbedder
