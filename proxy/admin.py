@@ -21,7 +21,8 @@ from starlette.routing import Route
 
 from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_error_body
 from .importer import import_lines, split_lines
-from .routes import parse_json, read_body, services_of
+from .incoming import parse_json, read_body, services_of
+from .render import answer_text
 from .stores.base import Entry, EntryFilter, export_line
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -96,19 +97,6 @@ def parse_filter(values: Mapping[str, Any], allowed: tuple[str, ...], now: float
         created_before = now - _number("older_than", older_than, integer=False, low=0)
     return EntryFilter(model=strings["model"], namespace=strings["namespace"], tenant=strings["tenant"],
                        partition=strings["partition"], text=strings["q"], created_before=created_before)
-
-
-def answer_text(response: dict[str, Any]) -> str:
-    try:
-        message = response["choices"][0]["message"]
-    except (KeyError, IndexError, TypeError):
-        return ""
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(message, dict) and message.get("tool_calls"):
-        return json.dumps(message["tool_calls"], ensure_ascii=False)
-    return ""
 
 
 def summary(record: Entry) -> dict[str, Any]:

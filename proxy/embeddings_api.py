@@ -25,10 +25,10 @@ from starlette.responses import JSONResponse, Response
 from .cache import Hit
 from .endpoints import Target
 from .errors import BadRequestError
+from .incoming import parse_json, read_body, services_of
 from .policies import Policy
-from .render import zero_counts
+from .render import cache_headers, zero_counts
 from .requests import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
-from .routes import cache_headers, parse_json, read_body, services_of
 from .services import Services
 from .upstream import read_all, response_headers
 
