@@ -123,6 +123,7 @@ class ResponseTee:
             elif kind == "response.completed":
                 self.response = payload.get("response")
                 self.done = True
+        self.failed = self.failed or self.reader.overflowed
         return data
 
     def result(self) -> dict[str, Any] | None:
