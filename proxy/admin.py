@@ -23,6 +23,7 @@ from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_er
 from .importer import import_lines, split_lines
 from .incoming import parse_json, read_body, services_of
 from .render import answer_text
+from .stats import snapshot
 from .stores.base import Entry, EntryFilter, export_line
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -125,7 +126,7 @@ async def stats(request: Request) -> Response:
     models = await store.model_totals()
     top = await store.top_entries(TOP_ENTRIES)
     return JSONResponse({
-        **services.metrics.snapshot(),
+        **snapshot(services.metrics),
         "entries": sum(n for _, n, _ in models),
         "entry_hits": sum(h for _, _, h in models),
         "partitions": sum(1 for n, _ in sizes.values() if n),
