@@ -22,12 +22,12 @@ from typing import Any, Literal
 import numpy as np
 
 from .batcher import EmbeddingBatcher
+from .canonical import CacheRequest
 from .embeddings import Embedder
 from .flights import FlightTable
 from .guard import find_conflict
 from .hot import HotRecords
 from .policies import Policy
-from .requests import CacheRequest
 from .stores.base import Entry, EntryFilter, Store
 from .terms import usable
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import render
-from .requests import CacheRequest, build_chat_request, validate_body
+from .canonical import CacheRequest, build_chat_request, validate_body
 from .sse import EventReader, StreamAssembler, encode_event, storable
 
 

@@ -23,12 +23,12 @@ from typing import Any
 from tqdm import tqdm
 
 from .cache import SemanticCache
+from .canonical import build_chat_request, validate_body
 from .completions_api import storable as completion_storable
 from .embeddings_api import is_embedding
 from .errors import DejaError
 from .nonanswers import skip_reason
 from .policies import PolicySet
-from .requests import build_chat_request, validate_body
 from .responses_api import storable as response_storable
 from .sse import storable
 from .stores.base import Entry

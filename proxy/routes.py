@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import render
 from .cache import Hit, SemanticCache
+from .canonical import CacheRequest, parse_cache_control
 from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target
 from .errors import DejaError, UpstreamUnreachableError, openai_error_body
@@ -23,7 +24,6 @@ from .incoming import parse_json, read_body, services_of
 from .metrics import Metrics
 from .nonanswers import worth_storing
 from .policies import Policy
-from .requests import CacheRequest, parse_cache_control
 from .services import Services
 from .sse import encode_event
 from .terms import Terms, is_stale, request_terms, terms_headers
