@@ -19,6 +19,7 @@ from .canonical import CacheRequest, parse_cache_control
 from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target
 from .errors import DejaError, UpstreamUnreachableError, openai_error_body
+from .fastjson import JSONBytesResponse
 from .flights import Answer, Flight, UpstreamReply
 from .incoming import parse_json, read_body, services_of
 from .metrics import Metrics
@@ -145,7 +146,7 @@ def render_answer(chat: CacheRequest, stored: dict[str, Any], endpoint: Endpoint
     if chat.stream:
         return StreamingResponse(endpoint.shape.stream(answer, chat.include_usage),
                                  media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-    return JSONResponse(answer, headers=headers)
+    return JSONBytesResponse(answer, headers=headers)
 
 
 async def forward_chat(request: Request, raw: bytes, services: Services, chat: CacheRequest, policy: Policy,

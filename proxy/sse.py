@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .fastjson import dumps
+
 DONE = b"data: [DONE]\n\n"
 LINE_END = re.compile(rb"\r\n|\r|\n")
 # One event's data held while it arrives; a longer one is passed on but never assembled (answers are smaller).
@@ -25,7 +27,7 @@ CHOICE_FIELDS = frozenset({"index", "delta", "message", "text", "logprobs", "fin
 
 def encode_event(obj: Any, name: str | None = None) -> bytes:
     head = f"event: {name}\n".encode() if name else b""
-    return head + b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    return head + b"data: " + dumps(obj) + b"\n\n"
 
 
 @dataclass(frozen=True)
