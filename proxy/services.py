@@ -11,7 +11,6 @@ import httpx
 
 from .cache import SemanticCache
 from .embeddings import Embedder, load_embedder
-from .guard import load_tables
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .policies import PolicySet, load_policies
 from .revalidate import Revalidator
@@ -44,7 +43,6 @@ class Services:
         policies = policies or load_policies(settings.policies_dir)
         if embedder is None:
             embedder = await asyncio.to_thread(load_embedder, settings.embedding, data_dir)
-        await asyncio.to_thread(load_tables)
         metrics = Metrics(settings.prices)
         embedder = TimedEmbedder(embedder, metrics)
         store = await open_store(settings, data_dir, embedder)

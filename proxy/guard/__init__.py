@@ -12,10 +12,9 @@ turns) exactly, the only design that kept conversation traps near zero (bench/QU
 from __future__ import annotations
 
 from .features import features
-from .lexicon import load_tables
 from .rules import RULE_NAMES, RULES, Pair
 
-__all__ = ["RULE_NAMES", "features", "find_conflict", "load_tables"]
+__all__ = ["RULE_NAMES", "features", "find_conflict"]
 
 
 def find_conflict(cached: str, incoming: str) -> str | None:

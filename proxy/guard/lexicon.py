@@ -96,12 +96,6 @@ _LEMMA_ENDINGS = (("iest", "y"), ("ies", "y"), ("ied", "y"), ("est", ""), ("er",
                   ("ed", ""), ("ed", "e"), ("es", ""), ("s", ""))
 
 
-def load_tables() -> None:
-    """Read the WordNet table now (at start-up, ~0.4 s) instead of in the first lookup that needs it, which would
-    hold up the event loop that long."""
-    _wordnet()
-
-
 def _lemmas(phrase: str) -> set[str]:
     word = phrase.replace(" ", "_")
     found = {word}
