@@ -21,13 +21,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .canonical import CacheRequest
 from .embedding_router import EmbedderRouter
 from .embeddings import Embedder
 from .flights import FlightTable
 from .guard import find_conflict
 from .hot import HotRecords
 from .policies import Policy
-from .requests import CacheRequest
 from .stores.base import Entry, EntryFilter, Store
 from .terms import usable
 
