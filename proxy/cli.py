@@ -145,13 +145,12 @@ def check_store(settings: Settings) -> str | None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    import asyncio
     import dataclasses
     import json
-    from pathlib import Path
 
     from . import evaluate as ev
     from .embeddings import load_embedder
+    from .multilingual import load_multilingual
     from .policies import load_policies
 
     settings = load_settings(args.config, data_dir=args.data_dir)
@@ -160,6 +159,8 @@ def evaluate(args: argparse.Namespace) -> int:
         policy = dataclasses.replace(policy, threshold=args.threshold)
     if args.long_threshold is not None:
         policy = dataclasses.replace(policy, long_threshold=args.long_threshold)
+    if args.multilingual_threshold is not None:
+        policy = dataclasses.replace(policy, multilingual_threshold=args.multilingual_threshold)
     fields = ev.Fields(args.a_field, args.b_field, args.label_field, args.category_field, args.id_field)
     low, high, step = (float(x) for x in args.sweep.split(":"))
     thresholds = ev.thresholds_between(low, high, step)
@@ -168,7 +169,8 @@ def evaluate(args: argparse.Namespace) -> int:
         pairs += ev.read_pairs(Path(file), fields, args.split)
     embedder = load_embedder(settings.embedding, Path(settings.data_dir))
     outcomes = asyncio.run(ev.run_eval(pairs, embedder, policy, mode=args.mode, floor=min(thresholds),
-                                       model=args.model, progress=not args.json))
+                                       model=args.model, progress=not args.json,
+                                       extra_embedders=load_multilingual(settings.embedding)))
     name = ", ".join(Path(f).name for f in args.files) + ("" if args.split == "all" else f" ({args.split} half)")
     if args.json:
         print(json.dumps(ev.report_json(outcomes, policy, thresholds), indent=1))
@@ -225,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--policies", dest="policies_dir")
     e.add_argument("--threshold", type=float, help="override the policy's threshold")
     e.add_argument("--long-threshold", type=float, help="override the policy's long_threshold")
+    e.add_argument("--multilingual-threshold", type=float, help="override the policy's multilingual_threshold")
     e.add_argument("--sweep", default="0.80:0.99:0.01", help="LOW:HIGH:STEP thresholds for the sweep table")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.add_argument("--explain", action="store_true", help="list each wrong decision (served trap, missed "
@@ -239,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_import(args: argparse.Namespace) -> int:
     from .admin_cli import remote_import
-    from .importer import ImportReport, ProgressBar, import_lines, read_lines
+    from .importer import ImportReport, import_lines, progress_bar, read_lines, show_report
     from .policies import load_policies
     from .services import Services
 
@@ -259,16 +262,17 @@ def run_import(args: argparse.Namespace) -> int:
 
         async def run() -> ImportReport:
             services = await Services.open(settings, policies=policies)
-            bar = ProgressBar(path.stat().st_size)
+            bar = progress_bar(path.stat().st_size)
             try:
                 return await import_lines(services.cache, policies, read_lines(path, bar), tenant_key=key,
                                           shared=args.shared, model=args.model, namespace=args.namespace,
-                                          progress=bar)
+                                          progress=lambda report: show_report(bar, report))
             finally:
+                bar.close()
                 await services.close()
 
         report = asyncio.run(run())
-    print(f"\n{report.imported} imported, {report.skipped} skipped, {report.failed} failed "
+    print(f"{report.imported} imported, {report.skipped} skipped, {report.failed} failed "
           f"of {report.lines} lines", file=sys.stderr)
     for error in report.errors:
         print(f"  {error}", file=sys.stderr)
@@ -286,13 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings, args.workers)
         if args.command == "import":
             return run_import(args)
-        if args.command == "eval":
-            return evaluate(args)
+        return evaluate(args)  # argparse admits no other command
     except ConfigError as exc:
         print(f"deja: {exc}", file=sys.stderr)
         return 2
-    return 2
-
 
 if __name__ == "__main__":
     sys.exit(main())

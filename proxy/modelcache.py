@@ -23,10 +23,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .admin import answer_text
+from .canonical import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
 from .errors import DejaError
-from .requests import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
-from .routes import read_body, services_of
+from .incoming import read_body, services_of
+from .render import answer_text
 from .services import Services
 from .stores.base import EntryFilter
 

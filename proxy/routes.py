@@ -15,14 +15,16 @@ from starlette.types import Receive, Scope, Send
 
 from . import render
 from .cache import Hit, SemanticCache
+from .canonical import CacheRequest, parse_cache_control
 from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target
-from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
+from .errors import DejaError, UpstreamUnreachableError, openai_error_body
+from .fastjson import JSONBytesResponse
 from .flights import Answer, Flight, UpstreamReply
+from .incoming import parse_json, read_body, services_of
 from .metrics import Metrics
 from .nonanswers import worth_storing
 from .policies import Policy
-from .requests import CacheRequest, parse_cache_control
 from .services import Services
 from .sse import encode_event
 from .terms import Terms, is_stale, request_terms, terms_headers
@@ -32,47 +34,6 @@ from .variety import variety_lookup
 log = logging.getLogger("deja.routes")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_json(raw: bytes) -> Any:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequestError(f"The request body is not valid UTF-8 (byte {exc.start}).") from exc
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise BadRequestError(f"We could not parse the JSON body of your request: {exc}.",
-                              code="invalid_json") from exc
-
-
-def cache_headers(status: str, hit: Hit | None = None, now: float | None = None) -> dict[str, str]:
-    headers = {"X-Cache-Status": status}
-    if hit is not None and now is not None:
-        headers["X-Cache-Match"] = hit.match
-        headers["Age"] = str(max(0, int(now - hit.record.created_at)))
-        headers["X-Cache-Key"] = str(hit.record.id)
-        if hit.similarity is not None:
-            headers["X-Cache-Similarity"] = f"{hit.similarity:.4f}"
-    return headers
 
 
 async def chat_completions(request: Request) -> Response:
@@ -95,6 +56,7 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
         services.metrics.time_sensitive.labels(terms.volatile).inc()
     cache = services.cache
     vector = None
+    skipped = None
     debug = None
     if policy.mode == "off" or control.no_store or endpoint.bypass(body) is not None or not terms.cacheable:
         status = "BYPASS"
@@ -121,6 +83,9 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
                 services.metrics.observe_hit(chat.model, lookup.hit, chat.question, "STALE" if stale else "HIT")
                 return serve_hit(chat, lookup.hit, endpoint, policy, terms, "STALE" if stale else "HIT")
             vector = lookup.vector
+            if lookup.skipped is not None:
+                services.metrics.semantic_skipped.labels(lookup.skipped).inc()
+                skipped = lookup.skipped
             if debug_wanted(request.headers, services.settings.debug_header, services.admin_token):
                 debug = describe_miss(lookup)
     services.metrics.observe_request(chat.model, status)
@@ -143,6 +108,8 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
     try:
         response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight,
                                       endpoint=endpoint, target=target, client_body=client_body, terms=terms)
+        if skipped is not None:
+            response.headers["X-Cache-Semantic"] = f"skipped-{skipped}"
         if debug is not None:
             response.headers[DEBUG_HEADER] = debug
         return response
@@ -177,7 +144,7 @@ def serve_coalesced(chat: CacheRequest, outcome: Answer | UpstreamReply, endpoin
 def serve_hit(chat: CacheRequest, hit: Hit, endpoint: Endpoint, policy: Policy, terms: Terms,
               status: str = "HIT") -> Response:
     now = time.time()
-    headers = {**cache_headers(status, hit, now), **terms_headers(terms, status, hit.record, now)}
+    headers = {**render.cache_headers(status, hit, now), **terms_headers(terms, status, hit.record, now)}
     return render_answer(chat, hit.record.response, endpoint, policy, headers)
 
 
@@ -190,7 +157,7 @@ def render_answer(chat: CacheRequest, stored: dict[str, Any], endpoint: Endpoint
     if chat.stream:
         return StreamingResponse(endpoint.shape.stream(answer, chat.include_usage),
                                  media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-    return JSONResponse(answer, headers=headers)
+    return JSONBytesResponse(answer, headers=headers)
 
 
 async def forward_chat(request: Request, raw: bytes, services: Services, chat: CacheRequest, policy: Policy,
@@ -219,7 +186,7 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
     services.metrics.observe_upstream(chat.model, time.perf_counter() - started)
     if upstream.status_code >= 500:
         services.metrics.count_error("upstream")
-    headers = {**response_headers(upstream, decoded=True), **cache_headers(status),
+    headers = {**response_headers(upstream, decoded=True), **render.cache_headers(status),
                **(terms_headers(terms, status, None, 0) if terms is not None else {})}
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if upstream.status_code == 200 and chat.stream and is_sse:

@@ -15,10 +15,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .canonical import CacheControl, CacheRequest
 from .errors import BadRequestError
 from .freshness import time_sensitivity
 from .policies import Policy
-from .requests import CacheControl, CacheRequest
 from .stores.base import Entry
 
 THRESHOLD_HEADER = "x-cache-threshold"
@@ -65,7 +65,8 @@ def request_terms(chat: CacheRequest, policy: Policy, headers: Mapping[str, str]
     threshold = parse_threshold(headers.get(THRESHOLD_HEADER))
     if threshold is not None:
         policy = dataclasses.replace(policy, threshold=max(policy.threshold, threshold),
-                                     long_threshold=max(policy.long_threshold, threshold))
+                                     long_threshold=max(policy.long_threshold, threshold),
+                                     multilingual_threshold=max(policy.multilingual_threshold, threshold))
     max_age = control.max_age
     requested_stale = parse_max_stale(headers.get("cache-control"))
     max_stale = policy.stale_while_revalidate if requested_stale is None else requested_stale

@@ -55,10 +55,10 @@ async def test_a_small_partition_among_large_ones_still_finds_its_neighbours(pos
             # Only the HNSW index may answer (DDL is transactional: rolled back below).
             await conn.execute("DROP INDEX entries_vectors; ANALYZE entries; "
                                "SET LOCAL enable_seqscan = off")
-            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + store.search_sql, query, "small", 8))
-            found = await conn.fetch(store.search_sql, query, "small", 8)
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + store.search_sql(), query, "small", 8))
+            found = await conn.fetch(store.search_sql(), query, "small", 8)
             await conn.execute("SET LOCAL hnsw.iterative_scan = off")
-            without = await conn.fetch(store.search_sql, query, "small", 8)
+            without = await conn.fetch(store.search_sql(), query, "small", 8)
             await transaction.rollback()
         assert store._index in plan
         assert sorted(r["id"] for r in found) == sorted(e.id for e in small)

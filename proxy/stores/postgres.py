@@ -22,7 +22,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -98,6 +98,10 @@ def _entry(row: asyncpg.Record) -> Entry:
                  hits=row["hits"])
 
 
+def _quote(embedder: str) -> str:
+    return embedder.replace("'", "''")
+
+
 def _index_name(embedder: str) -> str:
     return "entries_hnsw_" + hashlib.sha256(embedder.encode()).hexdigest()[:16]
 
@@ -151,13 +155,16 @@ class PostgresStore:
     kind: StoreKind = "postgresql"
     shared = True
 
-    def __init__(self, url: str, embedder: str, dim: int, *, pool_size: int = 8) -> None:
+    def __init__(self, url: str, embedder: str, dim: int, extra: Sequence[tuple[str, int]] = (), *,
+                 pool_size: int = 8) -> None:
         from . import mask_url
 
         self.url = url
         self.location = mask_url(url)
         self.embedder = embedder
         self.dim = dim
+        # Every embedding model's dimension (the main one and `extra`, e.g. the multilingual one): one index each.
+        self.dims = {embedder: dim, **dict(extra)}
         self.pool_size = pool_size
         # Tells this replica's notifications from the others'.
         self.replica = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -179,9 +186,10 @@ class PostgresStore:
             await _migrate(conn, self.url)
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-                await conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS {self._index} ON entries USING hnsw "
-                    f"((embedding::vector({self.dim})) vector_cosine_ops) WHERE embedder = '{self._quoted()}'")
+                for name, dim in self.dims.items():
+                    await conn.execute(
+                        f"CREATE INDEX IF NOT EXISTS {_index_name(name)} ON entries USING hnsw "
+                        f"((embedding::vector({dim})) vector_cosine_ops) WHERE embedder = '{_quote(name)}'")
         except DB_ERRORS as exc:
             raise StoreStartError(f"cannot prepare the PostgreSQL store {self.location}: {exc}") from exc
         finally:
@@ -199,7 +207,7 @@ class PostgresStore:
                        asyncio.create_task(self._keep_sizes(), name="deja-store-sizes")]
 
     def _quoted(self) -> str:
-        return self.embedder.replace("'", "''")
+        return _quote(self.embedder)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -286,22 +294,25 @@ class PostgresStore:
         rows = await self.pool.fetch(f"SELECT {COLUMNS} FROM entries WHERE id = ANY($1::bigint[])", wanted)
         return {row["id"]: _entry(row) for row in rows}
 
-    def searchable(self, partition: str) -> bool:
-        return True  # another replica may have stored the partition's first entry
+    def searchable(self, partition: str, embedder: str | None = None) -> bool:
+        return (embedder or self.embedder) in self.dims  # another replica may have stored the first entry
 
-    def search_now(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]] | None:
+    def search_now(self, partition: str, vector: np.ndarray, k: int,
+                   embedder: str | None = None) -> list[tuple[int, float]] | None:
         return None
 
-    @property
-    def search_sql(self) -> str:
+    def search_sql(self, embedder: str | None = None) -> str:
         """Nearest entries of one partition ($2) to $1, at most $3. The partition is inside the query, so the
         HNSW scan (iterative, see SEARCH_SETTINGS) goes on until it has found that partition's neighbours."""
-        return (f"SELECT id, 1 - (embedding::vector({self.dim}) <=> $1) AS similarity FROM entries "
-                f"WHERE embedder = '{self._quoted()}' AND partition = $2 "
-                f"ORDER BY embedding::vector({self.dim}) <=> $1 LIMIT $3")
+        name = embedder or self.embedder
+        dim = self.dims[name]
+        return (f"SELECT id, 1 - (embedding::vector({dim}) <=> $1) AS similarity FROM entries "
+                f"WHERE embedder = '{_quote(name)}' AND partition = $2 "
+                f"ORDER BY embedding::vector({dim}) <=> $1 LIMIT $3")
 
-    async def search(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        rows = await self.pool.fetch(self.search_sql, np.asarray(vector, dtype=np.float32), partition, k)
+    async def search(self, partition: str, vector: np.ndarray, k: int,
+                     embedder: str | None = None) -> list[tuple[int, float]]:
+        rows = await self.pool.fetch(self.search_sql(embedder), np.asarray(vector, dtype=np.float32), partition, k)
         return [(row["id"], float(row["similarity"])) for row in rows]
 
     # -- writes ---------------------------------------------------------------------------------------------
