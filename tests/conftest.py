@@ -121,11 +121,13 @@ def opened(store_url: str | None):
     """Open a started SemanticCache over the test's store (each test runs against both: see store_url)."""
 
     @contextlib.asynccontextmanager
-    async def build(data: Path, embedder: Embedder | None = None, clock: Any = None) -> AsyncIterator[SemanticCache]:
+    async def build(data: Path, embedder: Embedder | None = None, *extra: Embedder,
+                    clock: Any = None) -> AsyncIterator[SemanticCache]:
         embedder = embedder or HashEmbedder()
-        store = make_store(StoreSettings(url=store_url), data, embedder.name, embedder.dim)
+        store = make_store(StoreSettings(url=store_url), data, embedder.name, embedder.dim,
+                           [(e.name, e.dim) for e in extra])
         await store.open()
-        cache = SemanticCache(store, embedder, save_interval=3600)
+        cache = SemanticCache(store, embedder, save_interval=3600, extra_embedders=extra)
         if clock:
             cache.clock = clock
         await cache.start()

@@ -3,9 +3,7 @@ was measured on, and text no model reads is matched exactly only."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,7 +13,6 @@ from proxy.canonical import parse_cache_control
 from proxy.embeddings import EmbeddingError, PackagedFile
 from proxy.multilingual import E5Embedder, latin_language, reads
 from proxy.policies import Policy
-from proxy.stores.sqlite import SqliteStore
 from proxy.terms import request_terms
 
 from .fakes import FakeUpstream, ThreadedServer
@@ -73,19 +70,6 @@ def test_e5_model_file_is_checked_against_its_pinned_digest(monkeypatch) -> None
         E5Embedder()
 
 
-@contextlib.asynccontextmanager
-async def opened(data: Path, embedder, *extra):
-    store = SqliteStore(data, embedder.name, embedder.dim, [(e.name, e.dim) for e in extra])
-    await store.open()
-    cache = SemanticCache(store, embedder, save_interval=3600, extra_embedders=extra)
-    await cache.start()
-    try:
-        yield cache
-    finally:
-        await cache.close()
-        await store.close()
-
-
 async def put(cache: SemanticCache, text: str) -> None:
     cache.submit(request(text), POLICY, answer(f"about {text}"))
     await cache.drain()
@@ -97,7 +81,7 @@ async def served(cache: SemanticCache, text: str) -> str | None:
 
 
 @pytest.mark.anyio
-async def test_unreadable_questions_match_exactly_only(tmp_path, real_embedder) -> None:
+async def test_unreadable_questions_match_exactly_only(tmp_path, real_embedder, opened) -> None:
     async with opened(tmp_path, real_embedder) as cache:
         for text in [NOT_ENGLISH["zh"], NO_MODEL["am"]]:
             await put(cache, text)
@@ -110,7 +94,8 @@ async def test_unreadable_questions_match_exactly_only(tmp_path, real_embedder) 
 
 
 @pytest.mark.anyio
-async def test_each_model_has_its_own_index_and_reloads_it(tmp_path, real_embedder, e5) -> None:
+@pytest.mark.embedded_only
+async def test_each_model_has_its_own_index_and_reloads_it(tmp_path, real_embedder, e5, opened) -> None:
     async with opened(tmp_path, real_embedder, e5) as cache:
         await put(cache, "如何重置我的密码？")
         await put(cache, "What is the capital of France?")
