@@ -13,7 +13,6 @@ The file is streamed; every BATCH lines are embedded in one call and stored in o
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -23,6 +22,7 @@ from typing import Any, TextIO
 
 from .cache import SemanticCache
 from .errors import DejaError
+from .limits import DEFAULT_MAX_JSON_DEPTH, loads_bounded
 from .policies import PolicySet
 from .requests import build_chat_request, validate_body
 from .sse import storable
@@ -71,9 +71,11 @@ class LineParser:
 
     def parse(self, line: str) -> _Pending | None:
         try:
-            obj = json.loads(line)
+            obj = loads_bounded(line, DEFAULT_MAX_JSON_DEPTH)
         except ValueError as exc:
             raise ImportLineError(f"not JSON: {exc}") from exc
+        except DejaError as exc:
+            raise ImportLineError(exc.message) from exc
         if not isinstance(obj, dict):
             raise ImportLineError("expected a JSON object")
         return self._export(obj) if EXPORT_FIELDS <= obj.keys() else self._simple(obj)

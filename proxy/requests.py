@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequestError
+from .limits import ascii_int
 
 # Request fields that never change the answer; every other field is part of the partition key.
 BOOKKEEPING_FIELDS = frozenset({
@@ -145,11 +146,13 @@ class ChatRequest:
 
 
 def build_chat_request(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str | None,
-                       share_across_keys: bool) -> ChatRequest:
+                       share_across_keys: bool, tenant: str | None = None) -> ChatRequest:
+    """`tenant`: fixed by the caller instead of derived from the headers (ModelCache's own partition)."""
     namespace = headers.get("x-cache-namespace", "")
     if len(namespace) > MAX_NAMESPACE_LENGTH:
         raise BadRequestError(f"X-Cache-Namespace is longer than {MAX_NAMESPACE_LENGTH} characters")
-    tenant = sha256_hex("shared") if share_across_keys else tenant_of(headers, fallback_key)
+    if tenant is None:
+        tenant = sha256_hex("shared") if share_across_keys else tenant_of(headers, fallback_key)
     model = body["model"]
     params = {k: v for k, v in body.items() if k not in BOOKKEEPING_FIELDS}
     partition = sha256_hex("partition", tenant, canonical_json(params), namespace)
@@ -198,6 +201,6 @@ def parse_cache_control(value: str | None) -> CacheControl:
             no_store = True
         elif name == "no-cache":
             no_cache = True
-        elif name == "max-age" and arg.strip().strip('"').isdigit():
-            max_age = int(arg.strip().strip('"'))
+        elif name == "max-age" and (seconds := ascii_int(arg.strip().strip('"'))) is not None:
+            max_age = seconds
     return CacheControl(no_store, no_cache, max_age)

@@ -16,11 +16,12 @@ from starlette.types import Receive, Scope, Send
 from .cache import Hit, SemanticCache
 from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
 from .flights import Answer, Flight, UpstreamReply
+from .limits import DEFAULT_MAX_JSON_DEPTH, check_messages, loads_bounded
 from .policies import Policy
 from .requests import ChatRequest, build_chat_request, parse_cache_control, validate_body
 from .services import Services
 from .sse import StreamAssembler, encode_event, replay_stream, storable
-from .upstream import response_headers, translate_error
+from .upstream import response_headers, translate_error, upstream_path
 
 log = logging.getLogger("deja.routes")
 
@@ -45,13 +46,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequestError(f"The request body is not valid UTF-8 (byte {exc.start}).") from exc
     try:
-        return json.loads(text)
+        return loads_bounded(text, max_depth)
     except ValueError as exc:
         raise BadRequestError(f"We could not parse the JSON body of your request: {exc}.",
                               code="invalid_json") from exc
@@ -71,7 +72,8 @@ def cache_headers(status: str, hit: Hit | None = None, now: float | None = None)
 async def chat_completions(request: Request) -> Response:
     services = services_of(request)
     raw = await read_body(request, services.settings.max_body_bytes)
-    body = validate_body(parse_json(raw))
+    body = validate_body(parse_json(raw, services.settings.max_json_depth))
+    check_messages(body, services.settings.max_messages)
     policy = services.policies.policy_for(body["model"])
     control = parse_cache_control(request.headers.get("cache-control"))
     chat = build_chat_request(body, request.headers, fallback_key=services.settings.upstream_api_key,
@@ -230,7 +232,7 @@ async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat
 async def passthrough(request: Request) -> Response:
     """Any other /v1/* call: forwarded unchanged, both bodies streamed."""
     services = services_of(request)
-    path = request.url.path.removeprefix("/v1")
+    path = upstream_path(request.scope["path"].removeprefix("/v1"))  # decoded, before any URL parsing
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
     upstream = await services.upstream.send(request.method, path, request.url.query, request.headers,
                                             request.stream() if has_body else b"", decoded=False)
@@ -245,7 +247,7 @@ async def passthrough(request: Request) -> Response:
             await upstream.aclose()
 
     return StreamingResponse(body(), status_code=upstream.status_code,
-                             headers=response_headers(upstream, decoded=False))
+                             headers={**response_headers(upstream, decoded=False), "X-Cache-Status": "BYPASS"})
 
 
 async def healthz(request: Request) -> Response:
