@@ -55,7 +55,7 @@ def serve(settings: Settings) -> int:
     policies = load_policies(settings.policies_dir)  # a bad policy stops start-up before anything listens
     config = uvicorn.Config(create_app(settings, policies=policies), host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=30)
+                            timeout_graceful_shutdown=30, h11_max_incomplete_event_size=settings.max_header_bytes)
     server = DejaServer(config)
     server.run()
     return 0 if server.started else 1

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from .settings import ModelPrice
@@ -59,6 +59,7 @@ PARTITION_LABEL_CHARS = 16
 SERIES_MINUTES = 120
 LATENCY_SAMPLES = 2000
 RECENT_HITS = 50
+RECENT_TEXT_CHARS = 500
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -135,6 +136,9 @@ class Metrics:
         for kind in ERROR_KINDS:
             self.errors.labels(kind)
         self._models: set[str] = set()
+        # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
+        self.max_label_chars = 64
+        self.label_globs: list[str] = []
         # The same numbers for /admin/stats, since start.
         self.status_counts = dict.fromkeys(STATUSES, 0)
         self.match_counts = {"exact": 0, "semantic": 0}
@@ -156,8 +160,14 @@ class Metrics:
         return generate_latest(self.registry)
 
     def model_label(self, model: str) -> str:
+        """The model's own name while it is short and one of the first MAX_MODEL_LABELS names (that match a
+        specific policy, where there are any), else "other": every series stays bounded whatever clients send."""
         if model in self._models:
             return model
+        if len(model) > self.max_label_chars:
+            return "other"
+        if self.label_globs and not any(fnmatch.fnmatchcase(model, glob) for glob in self.label_globs):
+            return "other"
         if len(self._models) < MAX_MODEL_LABELS:
             self._models.add(model)
             return model
@@ -195,7 +205,7 @@ class Metrics:
             self.unpriced_tokens.labels(label).inc(prompt + completion)
             self.saved["unpriced_tokens"] += prompt + completion
             if prompt + completion:
-                self.unpriced_models.add(model)
+                self.unpriced_models.add(label)
         else:
             self.cost_saved.labels(label).inc(cost)
             self.saved["cost_usd"] += cost
@@ -204,9 +214,9 @@ class Metrics:
         bucket["tokens_saved"] += prompt + completion
         bucket["cost_saved_usd"] += cost or 0.0
         self.recent_hits.appendleft({
-            "at": self.clock(), "entry_id": hit.record.id, "model": model, "match": hit.match,
+            "at": self.clock(), "entry_id": hit.record.id, "model": label, "match": hit.match,
             "similarity": None if hit.similarity is None else round(hit.similarity, 4),
-            "asked": asked, "matched": hit.record.question,
+            "asked": asked[:RECENT_TEXT_CHARS], "matched": hit.record.question[:RECENT_TEXT_CHARS],
         })
 
     def observe_lookup(self, seconds: float) -> None:
@@ -281,6 +291,12 @@ class CacheCollector(Collector):
                                 value=sum(1 for c, _ in sizes.values() if c))
         yield GaugeMetricFamily("deja_writeback_queue_depth", "Jobs waiting for the write-back worker",
                                 value=self.cache.queue_depth)
+        dropped = CounterMetricFamily("deja_writeback_dropped", "Answers served but not cached: no room left in "
+                                      "write-back (queue_full) or larger than max_answer_bytes (too_large)",
+                                      labels=["reason"])
+        for reason, count in self.cache.budget.dropped.items():
+            dropped.add_metric([reason], count)
+        yield dropped
 
 
 class TimedEmbedder:

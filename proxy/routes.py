@@ -14,8 +14,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from .cache import Hit, SemanticCache
-from .errors import BadRequestError, DejaError, PayloadTooLargeError, UpstreamUnreachableError, openai_error_body
-from .flights import Answer, Flight, UpstreamReply
+from .errors import (
+    BadRequestError,
+    DejaError,
+    PayloadTooLargeError,
+    UpstreamTimeoutError,
+    UpstreamUnreachableError,
+    openai_error_body,
+)
+from .flights import Answer, Failure, Flight, UpstreamReply
 from .limits import DEFAULT_MAX_JSON_DEPTH, check_messages, loads_bounded
 from .policies import Policy
 from .requests import ChatRequest, build_chat_request, parse_cache_control, validate_body
@@ -107,6 +114,8 @@ async def chat_completions(request: Request) -> Response:
         flight, leads = cache.flights.join(chat.exact_key)
         if not leads:
             outcome = await flight.wait()
+            if isinstance(outcome, Failure):
+                raise outcome.raised()
             if outcome is not None:
                 cache.flights.coalesced += 1
                 return serve_coalesced(chat, outcome)
@@ -115,6 +124,10 @@ async def chat_completions(request: Request) -> Response:
     try:
         response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight)
         return response
+    except (UpstreamUnreachableError, UpstreamTimeoutError) as exc:
+        if flight is not None:
+            flight.land(Failure(exc))
+        raise
     finally:
         # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.
         if flight is not None and not isinstance(response, FlightStreamingResponse):

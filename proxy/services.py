@@ -41,12 +41,16 @@ class Services:
         if embedder is None:
             embedder = await asyncio.to_thread(load_embedder, settings.embedding, data_dir)
         metrics = Metrics(settings.prices)
+        metrics.max_label_chars = settings.max_model_label_chars
+        metrics.label_globs = [p.match for p in policies.policies if p.match != "*"]
         embedder = TimedEmbedder(embedder, metrics)
         store = RecordStore(data_dir / "deja.sqlite3")
         await store.open()
         cache = SemanticCache(store, embedder, data_dir / "indexes", queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
-                              batch_window=settings.embedding.batch_window_ms / 1000)
+                              batch_window=settings.embedding.batch_window_ms / 1000,
+                              queue_bytes=settings.writeback_queue_bytes, max_answer_bytes=settings.max_answer_bytes,
+                              guard_max_chars=settings.guard_max_chars)
         await cache.start()
         metrics.bind(cache)
         counter = WriteBackErrorCounter(metrics)
