@@ -59,6 +59,8 @@ PARTITION_LABEL_CHARS = 16
 SERIES_MINUTES = 120
 LATENCY_SAMPLES = 2000
 RECENT_HITS = 50
+HEALTH_WINDOW = 60.0
+HEALTH_REASON_CHARS = 200
 RECENT_TEXT_CHARS = 500
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -143,6 +145,8 @@ class Metrics:
         self.status_counts = dict.fromkeys(STATUSES, 0)
         self.match_counts = {"exact": 0, "semantic": 0}
         self.error_counts = dict.fromkeys(ERROR_KINDS, 0)
+        # kind -> (when, what) of the latest error: /healthz reports "degraded" while one is recent.
+        self.last_errors: dict[ErrorKind, tuple[float, str]] = {}
         self.saved = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "unpriced_tokens": 0}
         self.unpriced_models: set[str] = set()
         self.latency: dict[str, deque[float]] = {k: deque(maxlen=LATENCY_SAMPLES)
@@ -239,6 +243,15 @@ class Metrics:
             mark_error(exc, kind)
         self.errors.labels(kind).inc()
         self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else "failed"
+        self.last_errors[kind] = (self.clock(), what[:HEALTH_REASON_CHARS])
+
+    def degraded_reasons(self) -> list[str]:
+        """Deja's own parts (not the upstream) that failed within the last HEALTH_WINDOW seconds."""
+        now = self.clock()
+        return [f"{kind} failing ({what}; {int(now - at)} s ago)"
+                for kind, (at, what) in sorted(self.last_errors.items())
+                if kind in ("embedding", "store") and now - at < HEALTH_WINDOW]
 
     # -- /admin/stats ---------------------------------------------------------------------------------------------
 

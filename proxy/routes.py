@@ -265,7 +265,9 @@ async def passthrough(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     services = services_of(request)
-    return JSONResponse({"status": "ok", "embedding_model": services.cache.embedder.name,
+    reasons = services.metrics.degraded_reasons()  # still 200: it serves, uncached where it must
+    return JSONResponse({"status": "degraded" if reasons else "ok", **({"reasons": reasons} if reasons else {}),
+                         "embedding_model": services.cache.embedder.name,
                          "write_back_queue": services.cache.queue_depth})
 
 
