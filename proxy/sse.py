@@ -59,7 +59,12 @@ class StreamAssembler:
         self.choices: dict[int, dict[str, Any]] = {}
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        # SSE lines end in CRLF, LF or CR: make them all LF. A trailing CR may be half of a CRLF, so it waits.
+        buffer = self._buffer + data
+        held = buffer.endswith(b"\r")
+        self._buffer = (buffer[:-1] if held else buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if held:
+            self._buffer += b"\r"
         while True:
             cut = self._buffer.find(b"\n\n")
             if cut < 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..fakes import BrokenEmbedder
 from .harness import Deja, wait_for
 
 pytestmark = pytest.mark.model
@@ -129,3 +130,20 @@ def test_corrupted_index_file_is_rebuilt_not_a_crash(fake, tmp_path, model_dir):
         assert again.stop() == 0
     with sqlite3.connect(deja.data_dir / "deja.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.anyio
+async def test_embedding_raising_fails_open_and_health_says_degraded(make_proxy, tmp_path):
+    """In-process: a real `deja serve` offers no way to break its model while it runs."""
+    async with make_proxy(data_dir=tmp_path / "d") as healthy:
+        await healthy.chat("seed an index")
+        assert (await healthy.client.get("/healthz")).json()["status"] == "ok"
+    async with make_proxy(data_dir=tmp_path / "d", embedder=BrokenEmbedder()) as proxy:
+        assert (await proxy.client.get("/healthz")).json()["status"] == "ok"
+        got = await proxy.chat("a new question")
+        assert got.status_code == 200 and got.headers["x-cache-status"] == "BYPASS"
+        health = (await proxy.client.get("/healthz")).json()
+        assert health["status"] == "degraded"
+        assert health["reasons"] == [health["reasons"][0]] and "embedding failing" in health["reasons"][0]
+        assert "embedding model exploded" in health["reasons"][0]
+        assert (await proxy.chat("seed an index")).headers["x-cache-status"] == "HIT"  # exact needs no model
