@@ -95,9 +95,11 @@ def test_image_serves_a_hit_stops_cleanly_and_keeps_its_entries(image, upstream_
     try:
         assert first.chat("What is the capital of France?").headers["x-cache-status"] == "MISS"
         deadline = time.time() + 15
-        while first.chat("What is the capital city of France?").headers["x-cache-status"] != "HIT":
+        while first.chat("What is the capital of France?").headers["x-cache-status"] != "HIT":
             assert time.time() < deadline, "no hit after the miss"
             time.sleep(0.2)
+        paraphrase = first.chat("What is the capital city of France?")
+        assert paraphrase.headers["x-cache-status"] == "HIT" and paraphrase.headers["x-cache-match"] == "semantic"
         assert first.stop() == 0
     finally:
         first.remove()
