@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from proxy.embeddings import load_embedder
-from proxy.index import IndexSet, VectorIndex
 from proxy.requests import build_chat_request
 from proxy.settings import EmbeddingSettings
-from proxy.store import INSERT_SQL, RecordStore
+from proxy.stores.index import IndexSet, VectorIndex
+from proxy.stores.sqlite import INSERT_SQL, RecordStore
 
 from .workload import API_KEY, MODEL, workload
 
@@ -78,10 +78,12 @@ def populate(data_dir: Path, n: int, models: Path) -> dict:
         db.commit()
         index.add(ids, vectors)
         print(f"  {ids[-1]:,} / {n:,} entries ({time.monotonic() - started:.0f} s)", flush=True)
+    (generation,) = db.execute("SELECT generation FROM partition_stats WHERE partition = ? AND embedder = ?",
+                               (partition, embedder.name)).fetchone()
     db.close()
     indexes = IndexSet(data_dir / "indexes", embedder.name, embedder.dim)
     indexes.indexes[partition] = index
-    indexes.save(partition, n, n)
+    indexes.save(partition, n, n, generation)
     asyncio.run(_schema(data_dir))  # a store opened once has its partition counts (see store.BACKFILL_STATS)
     return {"entries": n, "seconds": round(time.monotonic() - started, 1)}
 

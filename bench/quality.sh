@@ -25,4 +25,5 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
     run "$EVAL/mock_data.json" --mode corpus --a-field origin --b-field similar --split $half --sweep 0.80:0.96:0.02
   done
 } > "$OUT"
+python -m bench.freshness --write "$OUT" >/dev/null
 echo "wrote $OUT"

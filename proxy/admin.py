@@ -23,7 +23,7 @@ from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_er
 from .importer import import_lines, split_lines
 from .limits import ascii_int
 from .routes import parse_json, read_body, services_of
-from .store import EntryFilter, Record, export_line
+from .stores.base import Entry, EntryFilter, export_line
 
 Handler = Callable[[Request], Awaitable[Response]]
 DEFAULT_LIMIT = 50
@@ -113,7 +113,7 @@ def answer_text(response: dict[str, Any]) -> str:
     return ""
 
 
-def summary(record: Record) -> dict[str, Any]:
+def summary(record: Entry) -> dict[str, Any]:
     answer = answer_text(record.response)
     return {"id": record.id, "model": record.model, "namespace": record.namespace, "tenant": record.tenant,
             "partition": record.partition, "question": record.question,

@@ -22,7 +22,8 @@ import httpx
 from .admin import DEFAULT_LIMIT, summary
 from .importer import ImportReport, ProgressBar
 from .settings import ADMIN_TOKEN_ENV
-from .store import EntryFilter, RecordStore, export_line
+from .stores.base import EntryFilter, export_line
+from .stores.sqlite import RecordStore
 
 COMMANDS = ("stats", "entries", "delete", "purge", "export")
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -229,7 +230,7 @@ class LocalAdmin:
 
     def delete(self, ids: list[int]) -> int:
         async def work(store: RecordStore) -> int:
-            return len(await store.delete_ids(ids))
+            return len(await store.remove_ids(ids))
         return int(asyncio.run(self._with_store(work)))
 
     def purge(self, values: dict[str, Any]) -> int:
@@ -239,7 +240,7 @@ class LocalAdmin:
             raise CommandError("refusing to purge every entry without --all")
 
         async def work(store: RecordStore) -> int:
-            return len(await store.delete_matching(selection))
+            return len(await store.remove_matching(selection))
         return int(asyncio.run(self._with_store(work)))
 
     def export(self, values: dict[str, Any], out: TextIO) -> int:

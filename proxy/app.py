@@ -16,11 +16,16 @@ from starlette.routing import Route
 
 from .access import KeyGate
 from .admin import admin_routes
+from .azure import azure_routes
+from .completions_api import completions
 from .dashboard import dashboard_routes
 from .embeddings import Embedder
+from .embeddings_api import embeddings
 from .errors import DejaError, openai_error_body
 from .modelcache import modelcache
 from .policies import PolicySet
+from .responses_api import responses
+from .route_counts import counted, passthrough_route
 from .routes import chat_completions, healthz, metrics, passthrough
 from .services import Services
 from .settings import Settings
@@ -67,8 +72,13 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/{path:path}", passthrough, methods=ALL_METHODS),
+        Route("/v1/chat/completions", counted("chat/completions", chat_completions), methods=["POST"]),
+        # Other cached endpoints and the Azure OpenAI routes (issue 14).
+        Route("/v1/responses", counted("responses", responses), methods=["POST"]),
+        Route("/v1/completions", counted("completions", completions), methods=["POST"]),
+        Route("/v1/embeddings", counted("embeddings", embeddings), methods=["POST"]),
+        *azure_routes(),
+        Route("/v1/{path:path}", counted(passthrough_route, passthrough), methods=ALL_METHODS),
         # Operating it (issue 5): Prometheus, the admin API, ModelCache's API, the dashboard.
         Route("/metrics", metrics, methods=["GET"]),
         Route("/modelcache", modelcache, methods=["POST"]),

@@ -3,8 +3,10 @@
 lookup: exact key (in memory, then SQLite; no embedding) -> embed the question (micro-batched with concurrent
         lookups) and search the partition's index on the embedding thread -> records (in memory, then SQLite) ->
         the first candidate that passes every check is the hit.
-store:  through a bounded queue, after the response has gone out; one worker owns every write, so SQLite and the
-        indexes change in step, and shutdown drains it.
+store:  through a bounded queue, after the response has gone out; one worker owns every write, so the store
+        changes one transaction at a time, and shutdown drains it.
+The cache does not know which store it talks to (stores/base.py: the embedded SQLite + hnswlib one, or PostgreSQL
+shared by several replicas); the store tells it which entries left, so the hot records forget them.
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,11 +27,11 @@ from .embeddings import Embedder
 from .flights import FlightTable
 from .guard import find_conflict
 from .hot import HotRecords
-from .index import INITIAL_CAPACITY, IndexSet, VectorIndex
 from .limits import answer_size
 from .policies import Policy
-from .requests import ChatRequest
-from .store import EntryFilter, NewRecord, Record, RecordStore
+from .requests import CacheRequest
+from .stores.base import Entry, EntryFilter, Store
+from .terms import usable
 from .writeback import AnswerBudget, PendingHits
 
 log = logging.getLogger("deja.cache")
@@ -39,10 +40,6 @@ MatchType = Literal["exact", "semantic"]
 # Neighbours examined per lookup: the nearest one can fail a check (context, freshness) while the next passes.
 CANDIDATES = 8
 EXPIRY_SWEEP_SECONDS = 60.0
-# An index is rebuilt from SQLite once this share of its slots holds deleted vectors (and at least COMPACT_MIN):
-# hnswlib only marks deletions, so evicted entries would otherwise cost memory and search time forever.
-COMPACT_FRACTION = 0.3
-COMPACT_MIN = 1000
 # Jobs the write-back worker takes per round (their questions are embedded together).
 WRITE_ROUND = 256
 # Below this many characters (both questions) the guard runs inline: a thread hop would cost more.
@@ -53,9 +50,18 @@ FLUSH_HITS = object()
 
 @dataclass(frozen=True)
 class Hit:
-    record: Record
+    record: Entry
     match: MatchType
     similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why the nearest candidate did not answer: a guard rule, "context", "stale" or "threshold"."""
+
+    entry_id: int
+    similarity: float
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -63,11 +69,13 @@ class Lookup:
     hit: Hit | None
     # The question's embedding, when the lookup made one: a miss reuses it when its answer is stored.
     vector: np.ndarray | None = None
+    # On a semantic miss: the nearest candidate and what kept it out (X-Cache-Debug, deja eval --explain).
+    nearest: Rejection | None = None
 
 
 @dataclass(frozen=True)
 class StoreJob:
-    request: ChatRequest
+    request: CacheRequest
     policy: Policy
     response: dict[str, Any]
     vector: np.ndarray | None
@@ -92,47 +100,38 @@ class WriterJob:
 
 
 class SemanticCache:
-    def __init__(self, store: RecordStore, embedder: Embedder, index_dir: Path, *, queue_size: int = 1024,
+    def __init__(self, store: Store, embedder: Embedder, *, queue_size: int = 1024,
                  save_interval: float = 30.0, clock: Callable[[], float] = time.time, max_batch: int = 32,
                  batch_window: float = 0.002, hot_records: int = 10_000, queue_bytes: int = 256 << 20,
                  max_answer_bytes: int = 4 << 20, guard_max_chars: int = 8000) -> None:
         self.store = store
         self.embedder = embedder
-        self.indexes = IndexSet(index_dir, embedder.name, embedder.dim)
         self.clock = clock
         self.save_interval = save_interval
         self.hot = HotRecords(hot_records)
         self.flights = FlightTable()
+        # Candidates above the threshold turned away, by reason (guard rule, "context", "stale"): /metrics.
+        self.rejections: Counter[str] = Counter()
         self._lookups = 0  # in flight: how many questions the batcher may wait for
         self.batcher = EmbeddingBatcher(embedder, max_batch=max_batch, window=batch_window,
                                         expected=lambda: self._lookups)
-        # Index writes, saves and compaction: one writer thread (hnswlib must not add while it rebuilds).
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-index")
+        # Candidates that belonged to another partition than the request's (never served): should stay 0.
+        self.foreign_candidates = 0
         # Unbounded itself: answers are bounded by `budget`, hits merged in `pending_hits` (writeback.py).
         self._queue: asyncio.Queue[StoreJob | object | WriterJob] = asyncio.Queue()
         self.budget = AnswerBudget(queue_size, queue_bytes, max_answer_bytes)
         self.pending_hits = PendingHits()
         self.guard_max_chars = guard_max_chars
         self._worker: asyncio.Task[None] | None = None
-        self._counts: dict[str, int] = {}
+        # Seconds expired entries are kept for stale-while-revalidate: the longest window of any policy.
+        self.stale_keep = 0
 
     # -- start and stop -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load every index of the current embedding model, rebuilding from SQLite those that disagree."""
-        for info in await self.store.partitions(self.indexes.embedder):
-            if not self.indexes.try_load(info.partition, info.count, info.max_id):
-                await self._rebuild(info.partition)
-                self.indexes.save(info.partition, info.count, info.max_id)
-        self._counts = await self.store.partition_counts()
+        """Start the write-back worker over an opened store."""
+        self.store.listen(self._removed)
         self._worker = asyncio.create_task(self._run_writer(), name="deja-writeback")
-
-    async def _rebuild(self, partition: str) -> None:
-        self.indexes.indexes.pop(partition, None)
-        index = self.indexes.get_or_create(partition)
-        async for ids, vectors in self.store.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
-            await self._in_executor(index.add, ids, vectors)
-        log.info("rebuilt index for partition %s… from the store (%d entries)", partition[:12], index.live)
 
     async def close(self) -> None:
         """Store everything queued, save changed indexes, stop the worker."""
@@ -141,23 +140,30 @@ class SemanticCache:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
-        await self._save_dirty()
-        self._executor.shutdown(wait=True)
+        await self.store.checkpoint()
         self.batcher.close()
+
+    def _removed(self, ids: list[int] | None) -> None:
+        if ids is None:
+            self.hot.clear()
+        else:
+            for entry_id in ids:
+                self.hot.drop(entry_id)
 
     # -- lookup ---------------------------------------------------------------------------------------------------
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         return await self.batcher.embed_many(texts)
 
-    async def lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def lookup(self, request: CacheRequest, policy: Policy, max_age: int | None, max_stale: int = 0) -> Lookup:
+        """`max_stale`: entries up to this many seconds past their TTL may answer too (served as STALE)."""
         self._lookups += 1
         try:
-            return await self._lookup(request, policy, max_age)
+            return await self._lookup(request, policy, max_age, max_stale)
         finally:
             self._lookups -= 1
 
-    async def _lookup(self, request: ChatRequest, policy: Policy, max_age: int | None) -> Lookup:
+    async def _lookup(self, request: CacheRequest, policy: Policy, max_age: int | None, max_stale: int) -> Lookup:
         now = self.clock()
         record = self.hot.by_key(request.exact_key)
         if record is None:
@@ -165,29 +171,37 @@ class SemanticCache:
             record = await self.store.get_exact(request.exact_key)
             if record is not None:
                 self.hot.put(record, epoch)
-        if record is not None and record.fresh(now, max_age):
+        if record is not None and usable(record, now, max_age, max_stale) and self._own(request, record):
             return Lookup(Hit(record, "exact"))
         if policy.mode != "semantic" or not request.semantic_ok or len(request.question) > self.guard_max_chars:
             return Lookup(None)
-        index = self.indexes.get(request.partition)
-        if index is None or index.live == 0:
+        partition = request.partition
+        if not self.store.searchable(partition):
             return Lookup(None)  # nothing to compare with: the question is embedded at write-back instead
-        vector, candidates = await self.batcher.embed(request.question,
-                                                      lambda v: (v, index.search(v, CANDIDATES)))
+        vector, found = await self.batcher.embed(request.question,
+                                                 lambda v: (v, self.store.search_now(partition, v, CANDIDATES)))
+        candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES)
         threshold = policy.threshold_for(request.question)
+        nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
         candidates = [(i, s) for i, s in candidates if s >= threshold]
         records = await self._records(i for i, _ in candidates)
         for entry_id, similarity in candidates:
             candidate = records.get(entry_id)
-            if candidate is not None and await self._accepts_off_loop(request, candidate, now, max_age):
+            if candidate is None or not self._own(request, candidate):
+                continue
+            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale)
+            if reason is None:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
                     return Lookup(Hit(candidate, "exact"), vector)
                 return Lookup(Hit(candidate, "semantic", min(similarity, 1.0)), vector)
-        return Lookup(None, vector)
+            self.rejections[reason] += 1
+            if nearest is not None and nearest.entry_id == entry_id:
+                nearest = Rejection(entry_id, nearest.similarity, reason)
+        return Lookup(None, vector, nearest)
 
-    async def _records(self, ids: Any) -> dict[int, Record]:
-        found: dict[int, Record] = {}
+    async def _records(self, ids: Any) -> dict[int, Entry]:
+        found: dict[int, Entry] = {}
         missing = []
         for entry_id in ids:
             record = self.hot.by_id(entry_id)
@@ -202,23 +216,36 @@ class SemanticCache:
                 self.hot.put(record, epoch)
         return found
 
-    @staticmethod
-    def accepts(request: ChatRequest, candidate: Record, now: float, max_age: int | None) -> bool:
-        """Every check a similar-enough candidate must pass besides its similarity: the same conversation, still
-        fresh, and no difference the guard sees as answer-changing (numbers, negation, entities…)."""
-        return (candidate.context_digest == request.context_digest and candidate.fresh(now, max_age)
-                and find_conflict(candidate.question, request.question) is None)
+    def _own(self, request: CacheRequest, candidate: Entry) -> bool:
+        """Defence in depth: a store or index fault must never serve another partition's answer."""
+        if candidate.partition == request.partition:
+            return True
+        self.foreign_candidates += 1
+        log.error("entry %d of another partition came up for a lookup; not served", candidate.id)
+        return False
 
-    async def _accepts_off_loop(self, request: ChatRequest, candidate: Record, now: float,
-                                max_age: int | None) -> bool:
+    @staticmethod
+    def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
+                  max_stale: int = 0) -> str | None:
+        """The check a similar-enough candidate fails, or None when it may answer: the same conversation
+        ("context"), still fresh ("stale"; `max_stale` seconds past its TTL still count), and no difference the
+        guard sees as answer-changing (the rule's name)."""
+        if candidate.context_digest != request.context_digest:
+            return "context"
+        if not usable(candidate, now, max_age, max_stale):
+            return "stale"
+        return find_conflict(candidate.question, request.question)
+
+    async def _rejection_off_loop(self, request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
+                                  max_stale: int) -> str | None:
         """The guard's cost grows with the texts: long pairs are vetted on a thread, so the loop keeps serving."""
         if len(candidate.question) + len(request.question) <= GUARD_INLINE_CHARS:
-            return self.accepts(request, candidate, now, max_age)
-        return await asyncio.to_thread(self.accepts, request, candidate, now, max_age)
+            return self.rejection(request, candidate, now, max_age, max_stale)
+        return await asyncio.to_thread(self.rejection, request, candidate, now, max_age, max_stale)
 
     # -- write-back -----------------------------------------------------------------------------------------------
 
-    def submit(self, request: ChatRequest, policy: Policy, response: dict[str, Any],
+    def submit(self, request: CacheRequest, policy: Policy, response: dict[str, Any],
                vector: np.ndarray | None = None) -> bool:
         """Queue an answer for storing; False (counted in budget.dropped, and a warning) when it does not fit."""
         size = answer_size(request.question + request.context_text, response)
@@ -233,7 +260,7 @@ class SemanticCache:
         if self.pending_hits.add(entry_id, self.clock()):
             self._put(FLUSH_HITS)
 
-    async def store_batch(self, records: list[NewRecord], keep: dict[str, int]) -> int:
+    async def store_batch(self, records: list[Entry], keep: dict[str, int]) -> int:
         """Store records (vectors included) through the writer, in one transaction; waits until stored.
         `keep` bounds each partition as its policy's max_entries."""
         return int(await self.in_writer(lambda: self._store_batch(records, keep)))
@@ -284,7 +311,7 @@ class SemanticCache:
                     await self.maintain(now)
                 if now - last_save >= self.save_interval:
                     last_save = now
-                    await self._save_dirty()
+                    await self.store.checkpoint()
             except Exception:
                 log.exception("index maintenance failed; it is retried on the next interval")
 
@@ -326,93 +353,24 @@ class SemanticCache:
         if policy.mode == "semantic" and request.semantic_ok and vector is None:
             vector = (await self.embed([request.question]))[0]
         now = self.clock()
-        new = NewRecord(
+        new = Entry(
             exact_key=request.exact_key, partition=request.partition, tenant=request.tenant, model=request.model,
             namespace=request.namespace, context_digest=request.context_digest, context_text=request.context_text,
             question=request.question, response=job.response,
-            embedder=self.indexes.embedder if vector is not None else None, vector=vector,
+            embedder=self.embedder.name if vector is not None else None, vector=vector,
             created_at=now, expires_at=now + policy.ttl if policy.ttl else None,
         )
-        # The row is committed only once its vector is indexed: an entry becomes findable exactly and by meaning
-        # at the same moment.
-        entry_id, replaced = await self.store.insert(new, commit=False)
-        try:
-            if vector is not None:
-                index = self.indexes.get_or_create(request.partition)
-                await self._in_executor(index.add, [entry_id], vector.reshape(1, -1))
-                self.indexes.dirty.add(request.partition)
-        except BaseException:
-            await self.store.writer.rollback()
-            raise
-        await self.store.writer.commit()
-        if replaced is not None:
-            self._forget(replaced.id, replaced.partition, replaced.embedder)
-        self.hot.put(new.record(entry_id))
-        self._counts[request.partition] = self._counts.get(request.partition, 0) + 1
-        if policy.max_entries and self._counts[request.partition] > policy.max_entries:
-            for doomed, embedder in await self.store.evict_lru(request.partition, policy.max_entries):
-                self._forget(doomed, request.partition, embedder)
+        # Findable exactly and by meaning at the same moment, once committed; remembered here only then.
+        for stored in await self.store.put([new], {request.partition: policy.max_entries}):
+            self.hot.put(stored)
 
-    async def _store_batch(self, records: list[NewRecord], keep: dict[str, int]) -> int:
-        stored = await self.store.insert_many(records)
-        vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {}
-        for new, (entry_id, replaced) in zip(records, stored, strict=True):
-            if replaced is not None:
-                self._forget(replaced.id, replaced.partition, replaced.embedder)
-            self._counts[new.partition] = self._counts.get(new.partition, 0) + 1
-            if new.vector is not None:
-                ids, vs = vectors.setdefault(new.partition, ([], []))
-                ids.append(entry_id)
-                vs.append(new.vector)
-        for partition, (ids, vs) in vectors.items():
-            index = self.indexes.get_or_create(partition)
-            await self._in_executor(index.add, ids, np.stack(vs).astype(np.float32))
-            self.indexes.dirty.add(partition)
-        for partition, limit in keep.items():
-            if limit and self._counts.get(partition, 0) > limit:
-                for doomed, embedder in await self.store.evict_lru(partition, limit):
-                    self._forget(doomed, partition, embedder)
-        return len(stored)
-
-    def _forget(self, entry_id: int, partition: str, embedder: str | None) -> None:
-        """An entry left the store: keep the in-memory count, the hot records and the index in step."""
-        self.hot.drop(entry_id)
-        self._counts[partition] = max(0, self._counts.get(partition, 1) - 1)
-        index = self.indexes.get(partition)
-        if embedder == self.indexes.embedder and index is not None:
-            index.remove(entry_id)
-            self.indexes.dirty.add(partition)
+    async def _store_batch(self, records: list[Entry], keep: dict[str, int]) -> int:
+        await self.store.put(records, keep)
+        return len(records)
 
     async def maintain(self, now: float | None = None) -> None:
-        """Delete expired entries, then compact the indexes that hold too many deleted vectors."""
-        await self._expire(self.clock() if now is None else now)
-        for partition, index in list(self.indexes.indexes.items()):
-            if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
-                await self.compact(partition)
-
-    async def _expire(self, now: float) -> None:
-        for entry_id, partition, embedder in await self.store.delete_expired(now):
-            self._forget(entry_id, partition, embedder)
-
-    async def compact(self, partition: str) -> None:
-        """Rebuild a partition's index from the vectors in SQLite, off the event loop, and swap it in whole:
-        lookups use the old index until then. Runs on the writer, so no entry is added meanwhile."""
-        old = self.indexes.get(partition)
-        fresh = VectorIndex(self.indexes.dim, max(INITIAL_CAPACITY, (old.live if old else 0) + 1))
-        async for ids, vectors in self.store.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
-            await self._in_executor(fresh.add, ids, vectors)
-        self.indexes.indexes[partition] = fresh
-        self.indexes.dirty.add(partition)
-        log.info("compacted index of partition %s… (%d deleted vectors dropped, %d live)", partition[:12],
-                 old.deleted if old else 0, fresh.live)
-
-    async def _save_dirty(self) -> None:
-        for partition in list(self.indexes.dirty):
-            info = await self.store.partition_info(partition, self.indexes.embedder)
-            await self._in_executor(self.indexes.save, partition, info.count, info.max_id)
-
-    async def _in_executor(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        """Delete expired entries (kept `stale_keep` seconds longer) and tidy the store (index compaction)."""
+        await self.store.maintain((self.clock() if now is None else now) - self.stale_keep)
 
     # -- admin: deletions, direct inserts, sizes ------------------------------------------------------------------
     # Deletions and ModelCache inserts run *in* the write-back worker, queued behind what is already waiting: one
@@ -430,28 +388,16 @@ class SemanticCache:
     async def delete_entries(self, ids: Iterable[int]) -> int:
         """Delete entries by id, from the store and their indexes; returns how many existed."""
         wanted = list(ids)
-        return await self._delete_in_writer(lambda: self.store.delete_ids(wanted))
+        return int(await self.in_writer(lambda: self.store.delete_ids(wanted)))
 
     async def purge(self, selection: EntryFilter) -> int:
         """Delete every entry `selection` matches, from the store and the indexes; returns how many."""
-        return await self._delete_in_writer(lambda: self.store.delete_matching(selection))
+        return int(await self.in_writer(lambda: self.store.delete_matching(selection)))
 
-    async def _delete_in_writer(self, delete: Callable[[], Awaitable[list[tuple[int, str, str | None]]]]) -> int:
-        async def work() -> int:
-            doomed = await delete()
-            for entry_id, partition, embedder in doomed:
-                self._forget(entry_id, partition, embedder)
-            return len(doomed)
-
-        return int(await self.in_writer(work))
-
-    async def store_now(self, request: ChatRequest, policy: Policy, response: dict[str, Any]) -> None:
+    async def store_now(self, request: CacheRequest, policy: Policy, response: dict[str, Any]) -> None:
         """Store an answer and return once it is stored (and findable): the ModelCache insert."""
         await self.in_writer(lambda: self._store(StoreJob(request, policy, response, None)))
 
     def partition_sizes(self) -> dict[str, tuple[int, int]]:
         """(stored entries, live index vectors) per partition, from memory: cheap enough for every scrape."""
-        sizes = {partition: (count, 0) for partition, count in self._counts.items()}
-        for partition, index in self.indexes.indexes.items():
-            sizes[partition] = (sizes.get(partition, (0, 0))[0], index.live)
-        return sizes
+        return self.store.sizes()

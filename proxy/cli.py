@@ -53,12 +53,29 @@ def serve(settings: Settings) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per upstream call is noise
     policies = load_policies(settings.policies_dir)  # a bad policy stops start-up before anything listens
+    failure = check_store(settings)
+    if failure is not None:
+        print(f"deja: {failure}", file=sys.stderr)
+        return 1
     config = uvicorn.Config(create_app(settings, policies=policies), host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=30, h11_max_incomplete_event_size=settings.max_header_bytes)
     server = DejaServer(config)
     server.run()
     return 0 if server.started else 1
+
+
+def check_store(settings: Settings) -> str | None:
+    """Why the store cannot be opened (one line), or None; with store.fail_open the proxy starts regardless."""
+    from .stores import probe_store
+    from .stores.base import StoreStartError
+
+    try:
+        asyncio.run(probe_store(settings.store, Path(settings.data_dir)))
+    except StoreStartError as exc:
+        if not settings.store.fail_open:
+            return str(exc)
+    return None
 
 
 def evaluate(args: argparse.Namespace) -> int:

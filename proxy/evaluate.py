@@ -15,7 +15,7 @@ import hashlib
 import json
 import tarfile
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from .cache import SemanticCache
 from .embeddings import Embedder
+from .freshness import time_sensitivity
 from .policies import Policy
-from .requests import build_chat_request, validate_body
-from .store import RecordStore
+from .requests import build_chat_request, text_of, validate_body
+from .stores.sqlite import SqliteStore
 
 EvalMode = Literal["pairs", "corpus"]
 Split = Literal["all", "tune", "holdout"]
@@ -117,10 +118,9 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
     probe = dataclasses.replace(policy, mode="semantic", threshold=floor, long_threshold=floor, ttl=0,
                                 max_entries=0)
     with tempfile.TemporaryDirectory(prefix="deja-eval-") as tmp:
-        store = RecordStore(Path(tmp) / "eval.sqlite3")
+        store = SqliteStore(Path(tmp), embedder.name, embedder.dim)
         await store.open()
-        cache = SemanticCache(store, embedder, Path(tmp) / "indexes", queue_size=len(pairs) + 1,
-                              save_interval=3600)
+        cache = SemanticCache(store, embedder, queue_size=len(pairs) + 1, save_interval=3600)
         await cache.start()
         try:
             stored_as: dict[str, str] = {}
@@ -149,6 +149,11 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
         finally:
             await cache.close()
             await store.close()
+
+
+def volatile_reason(side: Any) -> str | None:
+    """Why the asked question counts as time-sensitive (the proxy would store it for volatile_ttl), or None."""
+    return time_sensitivity(text_of(messages_of(side)[-1].get("content")))
 
 
 def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) -> bool:
@@ -230,6 +235,11 @@ def report_lines(name: str, outcomes: list[Outcome], policy: Policy, thresholds:
         yield f"| **all** | {len(outcomes)} | {total.served}/{total.should_hit} ({total.served_rate:.1%}) | " \
               f"{total.traps_served}/{total.traps} ({total.trap_rate:.1%}) |"
     yield ""
+    volatile = Counter(r for r in (volatile_reason(o.pair.b) for o in outcomes) if r)
+    if volatile:
+        yield f"Time-sensitive questions asked (stored for volatile_ttl {policy.volatile_ttl} s): " \
+              f"{sum(volatile.values())}/{len(outcomes)} — " + ", ".join(f"{k} {v}" for k, v in volatile.most_common())
+        yield ""
     yield "| threshold | should-hit served | " + ("wrong answers |" if mode == "corpus" else "traps served |")
     yield "|---|---|---|"
     for t, s in sweep(outcomes, policy, thresholds):
@@ -248,7 +258,8 @@ def report_json(outcomes: list[Outcome], policy: Policy, thresholds: list[float]
         "categories": {k: as_dict(v) for k, v in by_category(outcomes, policy).items()},
         "sweep": [{"threshold": t, **as_dict(s)} for t, s in sweep(outcomes, policy, thresholds)],
         "pairs": [{"id": o.pair.id, "category": o.pair.category, "same_answer": o.pair.same,
-                   "similarity": o.similarity, "right": o.right, "served": served_at(o, policy)}
+                   "similarity": o.similarity, "right": o.right, "served": served_at(o, policy),
+                   "volatile": volatile_reason(o.pair.b)}
                   for o in outcomes],
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .store import Record
+from .stores.base import Entry
 
 DEFAULT_CAPACITY = 10_000
 
@@ -19,24 +19,24 @@ DEFAULT_CAPACITY = 10_000
 class HotRecords:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
-        self._by_key: OrderedDict[str, Record] = OrderedDict()
+        self._by_key: OrderedDict[str, Entry] = OrderedDict()
         self._key_of: dict[int, str] = {}
         self.epoch = 0  # bumped by every drop
 
     def __len__(self) -> int:
         return len(self._by_key)
 
-    def by_key(self, exact_key: str) -> Record | None:
+    def by_key(self, exact_key: str) -> Entry | None:
         record = self._by_key.get(exact_key)
         if record is not None:
             self._by_key.move_to_end(exact_key)
         return record
 
-    def by_id(self, entry_id: int) -> Record | None:
+    def by_id(self, entry_id: int) -> Entry | None:
         key = self._key_of.get(entry_id)
         return None if key is None else self.by_key(key)
 
-    def put(self, record: Record, epoch: int | None = None) -> None:
+    def put(self, record: Entry, epoch: int | None = None) -> None:
         """Remember `record`; with `epoch` (read before fetching it), only if nothing was dropped since."""
         if self.capacity <= 0 or (epoch is not None and epoch != self.epoch):
             return

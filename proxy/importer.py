@@ -21,12 +21,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .cache import SemanticCache
+from .completions_api import storable as completion_storable
+from .embeddings_api import is_embedding
 from .errors import DejaError
 from .limits import DEFAULT_MAX_JSON_DEPTH, loads_bounded
+from .nonanswers import skip_reason
 from .policies import PolicySet
 from .requests import build_chat_request, validate_body
+from .responses_api import storable as response_storable
 from .sse import storable
-from .store import NewRecord
+from .stores.base import Entry
 
 BATCH = 256
 # One JSONL line at most (an export line holds one chat.completion); longer lines are reported, not read in.
@@ -50,7 +54,7 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class _Pending:
-    record: NewRecord
+    record: Entry
     embed: bool
     keep: int
 
@@ -105,6 +109,8 @@ class LineParser:
         policy = self.policies.policy_for(model)
         if policy.mode == "off":
             return None
+        if (reason := skip_reason(response, allow_truncated=policy.cache_truncated)) is not None:
+            raise ImportLineError(f"'response' is not an answer to keep ({reason})")
         headers = {"authorization": f"Bearer {self.tenant_key}"} if self.tenant_key else {}
         namespace = obj.get("namespace", self.namespace)
         if namespace:
@@ -115,7 +121,7 @@ class LineParser:
         except DejaError as exc:
             raise ImportLineError(exc.message) from exc
         embed = policy.mode == "semantic" and chat.semantic_ok
-        return _Pending(NewRecord(
+        return _Pending(Entry(
             exact_key=chat.exact_key, partition=chat.partition, tenant=chat.tenant, model=model,
             namespace=chat.namespace, context_digest=chat.context_digest, context_text=chat.context_text,
             question=chat.question, response=response, embedder=None, vector=None, created_at=self.now,
@@ -124,7 +130,7 @@ class LineParser:
     def _export(self, obj: dict[str, Any]) -> _Pending | None:
         try:
             expires_at = obj.get("expires_at")
-            record = NewRecord(
+            record = Entry(
                 exact_key=str(obj["exact_key"]), partition=str(obj["partition"]), tenant=str(obj["tenant"]),
                 model=str(obj["model"]), namespace=str(obj.get("namespace") or ""),
                 context_digest=str(obj["context_digest"]), context_text=str(obj.get("context_text") or ""),
@@ -133,12 +139,19 @@ class LineParser:
                 expires_at=None if expires_at is None else float(expires_at), hits=int(obj.get("hits") or 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ImportLineError(f"bad export line: {exc!r}") from exc
-        if not storable(record.response):
-            raise ImportLineError("'response' is not a complete chat.completion")
+        if not exported_answer(record.response):
+            raise ImportLineError("'response' is not a complete answer of a cached endpoint")
         if record.expires_at is not None and record.expires_at <= self.now:
             return None
         policy = self.policies.policy_for(record.model)
-        return _Pending(record, policy.mode == "semantic" and bool(record.question), policy.max_entries)
+        by_meaning = policy.mode == "semantic" and bool(record.question) and not is_embedding(record.response)
+        return _Pending(record, by_meaning, policy.max_entries)
+
+
+def exported_answer(response: Any) -> bool:
+    """What an exported entry may hold: a chat, legacy or Responses API answer, or one embedding."""
+    return storable(response) or completion_storable(response) or response_storable(response) or is_embedding(
+        response)
 
 
 async def split_lines(chunks: AsyncIterable[bytes], max_line: int = MAX_LINE_BYTES
@@ -217,7 +230,7 @@ async def _flush(cache: SemanticCache, pending: list[_Pending]) -> int:
     for p in pending:
         vector = by_item.get(id(p))
         records.append(p.record if vector is None else replace(p.record, vector=vector,
-                                                                embedder=cache.indexes.embedder))
+                                                                embedder=cache.embedder.name))
         keep[p.record.partition] = p.keep
     return await cache.store_batch(records, keep)
 

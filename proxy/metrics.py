@@ -1,12 +1,15 @@
 """Metrics: Prometheus series for `GET /metrics`, and the recent-activity window behind `/admin/stats`.
 
 Each app owns its `CollectorRegistry` (tests build many apps in one process). What is measured and where:
-  requests   routes (and /modelcache queries): by model, cache status and match type
+  requests   routes (and /modelcache queries): by model, cache status and match type; every answer of the proxy
+             routes, pass-through included, by route, X-Cache-Status and HTTP status (route_counts.py)
   latency    lookup (routes), embedding (TimedEmbedder wraps the embedder), upstream (time to response headers)
   savings    each hit adds the cached completion's `usage`; cost from the price table, or counted as unpriced
   size       entries and index vectors per partition, write-back queue depth: read from the cache at scrape time
   errors     embedding (TimedEmbedder), store (a failed lookup not caused by embedding, a failed write-back),
              upstream (unreachable, timeout, broken stream, 5xx answer)
+  freshness  time-sensitive questions by reason (routes), answers not stored by reason (nonanswers), stale
+             refreshes by outcome (revalidate), variety buckets served or filled (variety)
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 
 ErrorKind = str  # "embedding" | "store" | "upstream"
 ERROR_KINDS = ("embedding", "store", "upstream")
-STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH")
+STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH", "STALE")
 # USD per 1M tokens (input, output), OpenAI's list prices in 2025. Globs: the longest matching pattern wins, so
 # `gpt-4o-mini-2024-07-18` takes `gpt-4o-mini*`, not `gpt-4o*`. Settings.prices adds to and overrides these.
 DEFAULT_PRICES: dict[str, ModelPrice] = {
@@ -133,10 +136,21 @@ class Metrics:
         self.unpriced_tokens = Counter("deja_tokens_saved_unpriced",
                                        "Tokens saved for models without a price (no cost is estimated)",
                                        ["model"], registry=r)
+        self.routes = Counter("deja_route_requests", "Requests per route (cached endpoint or passed-through API), "
+                              "X-Cache-Status and HTTP status", ["route", "status", "code"], registry=r)
         self.errors = Counter("deja_errors", "Errors by kind; the request was still answered if it could be",
                               ["kind"], registry=r)
         for kind in ERROR_KINDS:
             self.errors.labels(kind)
+        # Freshness (proxy/freshness.py, nonanswers.py, revalidate.py, variety.py): reasons and outcomes.
+        self.time_sensitive = Counter("deja_time_sensitive", "Questions found time-sensitive (volatile_ttl), by reason",
+                                      ["reason"], registry=r)
+        self.not_stored = Counter("deja_not_stored", "Upstream answers not stored because they are not answers",
+                                  ["reason"], registry=r)
+        self.stale_refreshes = Counter("deja_stale_refreshes", "Background refreshes of stale entries, by outcome",
+                                       ["outcome"], registry=r)
+        self.variety = Counter("deja_variety", "Requests of variety partitions: served from the bucket or filling it",
+                               ["event"], registry=r)
         self._models: set[str] = set()
         # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
         self.max_label_chars = 64
@@ -192,13 +206,22 @@ class Metrics:
         if status in ("HIT", "MISS"):
             bucket["requests"] += 1
 
-    def observe_hit(self, model: str, hit: Hit, asked: str) -> None:
-        self.observe_request(model, "HIT", hit.match)
+    def observe_hit(self, model: str, hit: Hit, asked: str, status: str = "HIT") -> None:
+        self.observe_request(model, status, hit.match)
         self.match_counts[hit.match] = self.match_counts.get(hit.match, 0) + 1
-        usage = hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None
+        self._bucket()["hits"] += 1
+        self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)
+        self.recent_hits.appendleft({
+            "at": self.clock(), "entry_id": hit.record.id, "model": self.model_label(model), "match": hit.match,
+            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
+            "asked": asked[:RECENT_TEXT_CHARS], "matched": hit.record.question[:RECENT_TEXT_CHARS],
+        })
+
+    def observe_saved(self, model: str, usage: Any) -> None:
+        """Tokens (and their cost) a cached answer saved: its stored usage, in chat or Responses API names."""
         usage = usage if isinstance(usage, dict) else {}
-        prompt = _int(usage.get("prompt_tokens"))
-        completion = _int(usage.get("completion_tokens"))
+        prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
+        completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
         label = self.model_label(model)
         self.tokens_saved.labels(label, "prompt").inc(prompt)
         self.tokens_saved.labels(label, "completion").inc(completion)
@@ -214,14 +237,11 @@ class Metrics:
             self.cost_saved.labels(label).inc(cost)
             self.saved["cost_usd"] += cost
         bucket = self._bucket()
-        bucket["hits"] += 1
         bucket["tokens_saved"] += prompt + completion
         bucket["cost_saved_usd"] += cost or 0.0
-        self.recent_hits.appendleft({
-            "at": self.clock(), "entry_id": hit.record.id, "model": label, "match": hit.match,
-            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
-            "asked": asked[:RECENT_TEXT_CHARS], "matched": hit.record.question[:RECENT_TEXT_CHARS],
-        })
+
+    def observe_route(self, route: str, status: str, code: int) -> None:
+        self.routes.labels(route, status, str(code)).inc()
 
     def observe_lookup(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
@@ -307,9 +327,20 @@ class CacheCollector(Collector):
         dropped = CounterMetricFamily("deja_writeback_dropped", "Answers served but not cached: no room left in "
                                       "write-back (queue_full) or larger than max_answer_bytes (too_large)",
                                       labels=["reason"])
-        for reason, count in self.cache.budget.dropped.items():
-            dropped.add_metric([reason], count)
+        for why, count in self.cache.budget.dropped.items():
+            dropped.add_metric([why], count)
         yield dropped
+        store = GaugeMetricFamily("deja_store_info", "The store in use (entry counts are the whole store's; "
+                                  "request counters this process's)", labels=["kind", "shared"])
+        store.add_metric([self.cache.store.kind, str(self.cache.store.shared).lower()], 1)
+        yield store
+        yield CounterMetricFamily("deja_foreign_candidates", "Candidates of another partition than the request's, "
+                                  "refused (defence in depth: should stay 0)", value=self.cache.foreign_candidates)
+        rejections = CounterMetricFamily("deja_candidates_rejected", "Candidates above the similarity threshold "
+                                         "turned away, by guard rule (or context, stale)", labels=["reason"])
+        for reason, count in sorted(self.cache.rejections.items()):
+            rejections.add_metric([reason], count)
+        yield rejections
 
 
 class TimedEmbedder:

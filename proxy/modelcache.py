@@ -30,10 +30,10 @@ from starlette.responses import JSONResponse, Response
 
 from .admin import answer_text, token_matches
 from .errors import DejaError, UnauthorizedError, openai_error_body
-from .requests import ChatRequest, build_chat_request, sha256_hex, tenant_of, validate_body
+from .requests import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
 from .routes import read_body, services_of
 from .services import Services
-from .store import EntryFilter
+from .stores.base import EntryFilter
 
 log = logging.getLogger("deja.modelcache")
 
@@ -108,7 +108,7 @@ def model_of(body: Mapping[str, Any]) -> str:
     return model
 
 
-def chat_request(services: Services, model: str, messages: Any, caller: Caller, where: str) -> ChatRequest:
+def chat_request(services: Services, model: str, messages: Any, caller: Caller, where: str) -> CacheRequest:
     policy = services.policies.policy_for(model)
     try:
         body = validate_body({"model": model, "messages": messages})

@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
+from .render import HitUsage
 from .settings import build_dataclass
 
 Mode = Literal["off", "exact", "semantic"]
@@ -34,6 +35,21 @@ class Policy:
     share_across_keys: bool = False
     # Entries kept per partition (tenant, model, parameters, namespace); the least recently used go first.
     max_entries: int = 100_000
+    # Token counts a hit reports in `usage`: the stored answer's ("original": what the answer is, which agents use
+    # to track their context) or zeros ("zero": what this call cost upstream).
+    hit_usage: HitUsage = "original"
+    # Seconds an answer to a time-sensitive question ("weather today", "latest version") may answer; 0: never
+    # cached. Detected by proxy/freshness.py.
+    volatile_ttl: int = 900
+    # Seconds after its TTL an entry is still served (X-Cache-Status: STALE) while one background request
+    # refreshes it; 0: off.
+    stale_while_revalidate: int = 0
+    # Store answers cut off by max_tokens (finish_reason "length").
+    cache_truncated: bool = False
+    # Answers kept per question for requests with temperature > 0 or n > 1 (0: one, as for any request); a hit
+    # picks one at random. Until the bucket is full, variety_fill of the requests go upstream to fill it.
+    variety: int = 0
+    variety_fill: float = 0.5
     name: str = "default"
 
     def threshold_for(self, text: str) -> float:
@@ -55,9 +71,11 @@ def parse_policy(data: object, where: str) -> Policy:
         value = getattr(policy, key)
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"{where}: {key}: expected a cosine similarity in (0, 1], got {value}")
-    for key in ("long_after", "ttl", "max_entries"):
+    for key in ("long_after", "ttl", "max_entries", "volatile_ttl", "stale_while_revalidate", "variety"):
         if getattr(policy, key) < 0:
             raise ConfigError(f"{where}: {key}: expected a number >= 0, got {getattr(policy, key)}")
+    if not 0.0 <= policy.variety_fill <= 1.0:
+        raise ConfigError(f"{where}: variety_fill: expected a share in [0, 1], got {policy.variety_fill}")
     return policy
 
 

@@ -87,13 +87,21 @@ def _non_text_parts(content: Any) -> list[Any]:
     return []
 
 
-def validate_body(body: Any) -> dict[str, Any]:
-    """Reject what the upstream would reject anyway, with the same OpenAI error shape, before any cache work."""
+def require_model(body: Any) -> dict[str, Any]:
+    """A JSON object naming a model and, if it says whether to stream, saying it with a boolean."""
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequestError("you must provide a model parameter", param="model", code="missing_model")
+    if not isinstance(body.get("stream", False), bool):
+        raise BadRequestError("'stream' must be a boolean", param="stream")
+    return body
+
+
+def validate_body(body: Any) -> dict[str, Any]:
+    """Reject what the upstream would reject anyway, with the same OpenAI error shape, before any cache work."""
+    require_model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequestError("'messages' must be a non-empty array of message objects", param="messages")
@@ -114,8 +122,6 @@ def validate_body(body: Any) -> dict[str, Any]:
         elif content is not None and not isinstance(content, str):
             raise BadRequestError(f"{where}.content must be a string, an array of parts or null",
                                   param=f"{where}.content")
-    if not isinstance(body.get("stream", False), bool):
-        raise BadRequestError("'stream' must be a boolean", param="stream")
     return body
 
 
@@ -129,7 +135,10 @@ def tenant_of(headers: Mapping[str, str], fallback_key: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class ChatRequest:
+class CacheRequest:
+    """A request in the form the cache keys it, whatever the endpoint (chat, legacy completions, Responses API,
+    one embeddings input): the partition, the context and the question."""
+
     body: dict[str, Any]
     model: str
     stream: bool
@@ -145,30 +154,27 @@ class ChatRequest:
     semantic_ok: bool
 
 
-def build_chat_request(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str | None,
-                       share_across_keys: bool, tenant: str | None = None) -> ChatRequest:
-    """`tenant`: fixed by the caller instead of derived from the headers (ModelCache's own partition)."""
+def namespace_of(headers: Mapping[str, str]) -> str:
     namespace = headers.get("x-cache-namespace", "")
     if len(namespace) > MAX_NAMESPACE_LENGTH:
         raise BadRequestError(f"X-Cache-Namespace is longer than {MAX_NAMESPACE_LENGTH} characters")
+    return namespace
+
+
+def build_cache_request(body: dict[str, Any], headers: Mapping[str, str], *, params: dict[str, Any],
+                        context: Any, context_text: str, question: str, semantic_ok: bool,
+                        fallback_key: str | None, share_across_keys: bool, tenant: str | None = None) -> CacheRequest:
+    """`params`: every answer-changing field but the conversation; `context`: what comes before the question;
+    `tenant`: fixed by the caller instead of derived from the headers (ModelCache's own partition)."""
+    namespace = namespace_of(headers)
     if tenant is None:
         tenant = sha256_hex("shared") if share_across_keys else tenant_of(headers, fallback_key)
-    model = body["model"]
-    params = {k: v for k, v in body.items() if k not in BOOKKEEPING_FIELDS}
     partition = sha256_hex("partition", tenant, canonical_json(params), namespace)
-
-    messages = [_normalise_message(m) for m in body["messages"]]
-    *earlier, final = messages
-    final_rest = {k: v for k, v in final.items() if k != "content"}
-    context = [*earlier, {**final_rest, "non_text": _non_text_parts(final.get("content"))}]
     context_digest = sha256_hex("context", canonical_json(context))
-    question = normalise_text(text_of(final.get("content")))
-    exact_key = sha256_hex("exact", partition, context_digest, question)
-    context_text = "\n".join(f"{m['role']}: {text_of(m.get('content'))}" for m in earlier)
     stream_options = body.get("stream_options")
-    return ChatRequest(
+    return CacheRequest(
         body=body,
-        model=model,
+        model=body["model"],
         stream=bool(body.get("stream", False)),
         include_usage=isinstance(stream_options, dict) and bool(stream_options.get("include_usage")),
         tenant=tenant,
@@ -177,9 +183,23 @@ def build_chat_request(body: dict[str, Any], headers: Mapping[str, str], *, fall
         context_digest=context_digest,
         context_text=context_text,
         question=question,
-        exact_key=exact_key,
-        semantic_ok=final.get("role") == "user" and bool(question),
+        exact_key=sha256_hex("exact", partition, context_digest, question),
+        semantic_ok=semantic_ok,
     )
+
+
+def build_chat_request(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str | None,
+                       share_across_keys: bool, tenant: str | None = None) -> CacheRequest:
+    params = {k: v for k, v in body.items() if k not in BOOKKEEPING_FIELDS}
+    messages = [_normalise_message(m) for m in body["messages"]]
+    *earlier, final = messages
+    final_rest = {k: v for k, v in final.items() if k != "content"}
+    context = [*earlier, {**final_rest, "non_text": _non_text_parts(final.get("content"))}]
+    question = normalise_text(text_of(final.get("content")))
+    context_text = "\n".join(f"{m['role']}: {text_of(m.get('content'))}" for m in earlier)
+    return build_cache_request(body, headers, params=params, context=context, context_text=context_text,
+                               question=question, semantic_ok=final.get("role") == "user" and bool(question),
+                               fallback_key=fallback_key, share_across_keys=share_across_keys, tenant=tenant)
 
 
 @dataclass(frozen=True)

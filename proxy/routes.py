@@ -13,7 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from . import render
 from .cache import Hit, SemanticCache
+from .debug import DEBUG_HEADER, debug_wanted, describe_miss
+from .endpoints import CHAT, Endpoint, StreamTee, Target
 from .errors import (
     BadRequestError,
     DejaError,
@@ -24,11 +27,15 @@ from .errors import (
 )
 from .flights import Answer, Failure, Flight, UpstreamReply
 from .limits import DEFAULT_MAX_JSON_DEPTH, check_messages, loads_bounded
+from .metrics import Metrics
+from .nonanswers import worth_storing
 from .policies import Policy
-from .requests import ChatRequest, build_chat_request, parse_cache_control, validate_body
+from .requests import CacheRequest, parse_cache_control
 from .services import Services
-from .sse import StreamAssembler, encode_event, replay_stream, storable
-from .upstream import response_headers, translate_error, upstream_path
+from .sse import encode_event
+from .terms import Terms, is_stale, request_terms, terms_headers
+from .upstream import read_all, response_headers, translate_error, upstream_path
+from .variety import variety_lookup
 
 log = logging.getLogger("deja.routes")
 
@@ -77,17 +84,28 @@ def cache_headers(status: str, hit: Hit | None = None, now: float | None = None)
 
 
 async def chat_completions(request: Request) -> Response:
+    return await cached_call(request, CHAT, Target(CHAT.path))
+
+
+async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> Response:
+    """One request to a cached endpoint: key it, serve a hit, or forward it (coalesced) and store the answer."""
     services = services_of(request)
     raw = await read_body(request, services.settings.max_body_bytes)
-    body = validate_body(parse_json(raw, services.settings.max_json_depth))
+    client_body = parse_json(raw, services.settings.max_json_depth)
+    body = endpoint.validate(target.keyed(client_body))
     check_messages(body, services.settings.max_messages)
     policy = services.policies.policy_for(body["model"])
     control = parse_cache_control(request.headers.get("cache-control"))
-    chat = build_chat_request(body, request.headers, fallback_key=services.settings.upstream_api_key,
-                              share_across_keys=policy.share_across_keys)
+    chat = endpoint.build(body, request.headers, fallback_key=services.settings.upstream_api_key,
+                          share_across_keys=policy.share_across_keys)
+    terms = request_terms(chat, policy, request.headers, control)
+    policy = terms.policy
+    if terms.volatile:
+        services.metrics.time_sensitive.labels(terms.volatile).inc()
     cache = services.cache
     vector = None
-    if policy.mode == "off" or control.no_store:
+    debug = None
+    if policy.mode == "off" or control.no_store or endpoint.bypass(body) is not None or not terms.cacheable:
         status = "BYPASS"
     elif control.no_cache:
         status = "REFRESH"
@@ -95,7 +113,8 @@ async def chat_completions(request: Request) -> Response:
         status = "MISS"
         started = time.perf_counter()
         try:
-            lookup = await cache.lookup(chat, policy, control.max_age)
+            chat, found = await variety_lookup(cache, chat, terms, services.metrics)
+            lookup = found or await cache.lookup(chat, policy, terms.max_age, terms.max_stale)
         except Exception as exc:
             log.exception("cache lookup failed; forwarding uncached")
             services.metrics.count_error("store", exc)  # skipped when the embedder counted it already
@@ -104,9 +123,15 @@ async def chat_completions(request: Request) -> Response:
             services.metrics.observe_lookup(time.perf_counter() - started)
             if lookup.hit is not None:
                 cache.record_hit(lookup.hit.record.id)
-                services.metrics.observe_hit(chat.model, lookup.hit, chat.question)
-                return serve_hit(chat, lookup.hit)
+                stale = is_stale(lookup.hit.record, cache.clock())
+                if stale and policy.stale_while_revalidate:
+                    services.revalidator.refresh(services, lookup.hit.record, chat, policy, request.headers,
+                                                 endpoint, target, client_body)
+                services.metrics.observe_hit(chat.model, lookup.hit, chat.question, "STALE" if stale else "HIT")
+                return serve_hit(chat, lookup.hit, endpoint, policy, terms, "STALE" if stale else "HIT")
             vector = lookup.vector
+            if debug_wanted(request.headers, services.settings.debug_header, services.admin_token):
+                debug = describe_miss(lookup)
     services.metrics.observe_request(chat.model, status)
     store = status in ("MISS", "REFRESH")
     flight = None
@@ -118,11 +143,14 @@ async def chat_completions(request: Request) -> Response:
                 raise outcome.raised()
             if outcome is not None:
                 cache.flights.coalesced += 1
-                return serve_coalesced(chat, outcome)
+                return serve_coalesced(chat, outcome, endpoint, policy, terms)
             flight = None  # the leader got no answer: ask the upstream ourselves
     response = None
     try:
-        response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight)
+        response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight,
+                                      endpoint=endpoint, target=target, client_body=client_body, terms=terms)
+        if debug is not None:
+            response.headers[DEBUG_HEADER] = debug
         return response
     except (UpstreamUnreachableError, UpstreamTimeoutError) as exc:
         if flight is not None:
@@ -148,58 +176,80 @@ class FlightStreamingResponse(StreamingResponse):
             self.flight.land(None)
 
 
-def serve_coalesced(chat: ChatRequest, outcome: Answer | UpstreamReply) -> Response:
-    headers = {"X-Cache-Status": "MISS", "X-Cache-Coalesced": "true"}
+def serve_coalesced(chat: CacheRequest, outcome: Answer | UpstreamReply, endpoint: Endpoint,
+                    policy: Policy, terms: Terms) -> Response:
+    headers = {"X-Cache-Status": "MISS", "X-Cache-Coalesced": "true", **terms_headers(terms, "MISS", None, 0)}
     if isinstance(outcome, UpstreamReply):
         return Response(outcome.content, status_code=outcome.status_code, headers={**outcome.headers, **headers})
+    return render_answer(chat, outcome.completion, endpoint, policy, headers)
+
+
+def serve_hit(chat: CacheRequest, hit: Hit, endpoint: Endpoint, policy: Policy, terms: Terms,
+              status: str = "HIT") -> Response:
+    now = time.time()
+    headers = {**cache_headers(status, hit, now), **terms_headers(terms, status, hit.record, now)}
+    return render_answer(chat, hit.record.response, endpoint, policy, headers)
+
+
+def render_answer(chat: CacheRequest, stored: dict[str, Any], endpoint: Endpoint, policy: Policy,
+                  headers: dict[str, str]) -> Response:
+    """A stored answer as a new one (own id and created time), in the shape the client asked for."""
+    answer = render.fresh(endpoint.shape, stored, policy.hit_usage)
+    if isinstance(stored.get("id"), str):
+        headers = {**headers, "X-Cache-Original-Id": stored["id"]}
     if chat.stream:
-        return StreamingResponse(replay_stream(outcome.completion, chat.include_usage),
+        return StreamingResponse(endpoint.shape.stream(answer, chat.include_usage),
                                  media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-    return JSONResponse(outcome.completion, headers=headers)
+    return JSONResponse(answer, headers=headers)
 
 
-def serve_hit(chat: ChatRequest, hit: Hit) -> Response:
-    headers = cache_headers("HIT", hit, time.time())
-    if chat.stream:
-        return StreamingResponse(replay_stream(hit.record.response, chat.include_usage),
-                                 media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-    return JSONResponse(hit.record.response, headers=headers)
-
-
-async def forward_chat(request: Request, raw: bytes, services: Services, chat: ChatRequest, policy: Policy,
-                       status: str, store: bool, vector: Any, flight: Flight | None = None) -> Response:
+async def forward_chat(request: Request, raw: bytes, services: Services, chat: CacheRequest, policy: Policy,
+                       status: str, store: bool, vector: Any, flight: Flight | None = None, *,
+                       endpoint: Endpoint = CHAT, target: Target | None = None, client_body: Any = None,
+                       terms: Terms | None = None) -> Response:
+    target = target or Target(endpoint.path)
+    # Answers to be stored are asked with usage, so every hit can report it; the client gets what it asked for.
+    rewritten = endpoint.upstream_body(client_body) if store and target.asks_usage and isinstance(
+        client_body, dict) else None
     started = time.perf_counter()
     try:
-        upstream = await services.upstream.send(request.method, "/chat/completions", request.url.query,
-                                                request.headers, raw, decoded=True)
+        upstream = await services.upstream.send(request.method, target.path, request.url.query,
+                                                target.headers or request.headers,
+                                                raw if rewritten is None else rewritten, decoded=True,
+                                                base=target.base)
+        if rewritten is not None and upstream.status_code == 400 and b"stream_options" in await read_all(upstream):
+            # An upstream that does not know stream_options: ask again exactly as the client did.
+            rewritten = None
+            upstream = await services.upstream.send(request.method, target.path, request.url.query,
+                                                    target.headers or request.headers, raw, decoded=True,
+                                                    base=target.base)
     except DejaError:
         services.metrics.count_error("upstream")
         raise
     services.metrics.observe_upstream(chat.model, time.perf_counter() - started)
     if upstream.status_code >= 500:
         services.metrics.count_error("upstream")
-    headers = {**response_headers(upstream, decoded=True), **cache_headers(status)}
+    headers = {**response_headers(upstream, decoded=True), **cache_headers(status),
+               **(terms_headers(terms, status, None, 0) if terms is not None else {})}
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if upstream.status_code == 200 and chat.stream and is_sse:
         body = tee_stream(upstream, services.cache if store else None, chat, policy, vector, flight,
-                          on_error=lambda: services.metrics.count_error("upstream"))
+                          on_error=lambda: services.metrics.count_error("upstream"),
+                          tee=endpoint.tee(rewritten is not None), rewrites=rewritten is not None,
+                          metrics=services.metrics)
         if flight is not None:
             return FlightStreamingResponse(body, status_code=200, headers=headers, flight=flight)
         return StreamingResponse(body, status_code=200, headers=headers)
-    try:
-        content = await upstream.aread()
-    except httpx.TransportError as exc:
-        raise translate_error(exc) from exc
-    finally:
-        await upstream.aclose()
+    content = await read_all(upstream)
     if upstream.status_code == 200 and not chat.stream:
         try:
             completion = json.loads(content)
         except ValueError:
             completion = None
-        if storable(completion):
+        if endpoint.storable(completion):
             # Only queued here: the worker stores it while the response goes out.
-            queued = store and services.cache.submit(chat, policy, completion, vector)
+            queued = (store and worth_storing(completion, policy, services.metrics)
+                      and services.cache.submit(chat, policy, completion, vector))
             if flight is not None:
                 flight.land(Answer(completion), keep=queued)
     elif upstream.status_code != 200 and flight is not None:
@@ -210,26 +260,29 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
     return Response(content, status_code=upstream.status_code, headers=headers)
 
 
-async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat: ChatRequest, policy: Policy,
+async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat: CacheRequest, policy: Policy,
                      vector: Any, flight: Flight | None = None,
-                     on_error: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
-    """Pass upstream chunks through as they come; store the assembled answer (and hand it to the flight's
-    followers) the moment [DONE] arrives, before the last chunk is yielded: a client hanging up after [DONE]
-    cancels this generator."""
-    assembler = StreamAssembler()
+                     on_error: Callable[[], None] | None = None, *, tee: StreamTee | None = None,
+                     rewrites: bool = False, metrics: Metrics | None = None) -> AsyncIterator[bytes]:
+    """Pass upstream chunks through as they come (rewritten by `tee` when `rewrites`); store the assembled answer
+    (and hand it to the flight's followers) the moment the stream is complete, before the last chunk is yielded:
+    a client hanging up after [DONE] cancels this generator."""
+    assembler = tee or CHAT.tee(False)
     finished = cache is None and flight is None
     try:
         async for chunk in upstream.aiter_bytes():
-            if not finished:
-                assembler.feed(chunk)
-                if assembler.done:
+            if not finished or rewrites:
+                chunk = assembler.feed(chunk)
+                if assembler.done and not finished:
                     finished = True
-                    completion = assembler.completion()
+                    completion = assembler.result()
                     if completion is not None:
-                        queued = cache is not None and cache.submit(chat, policy, completion, vector)
+                        queued = (cache is not None and worth_storing(completion, policy, metrics)
+                                  and cache.submit(chat, policy, completion, vector))
                         if flight is not None:
                             flight.land(Answer(completion), keep=queued)
-            yield chunk
+            if chunk:
+                yield chunk
     except Exception as exc:
         # Headers are gone already: end the stream with an error event; nothing is stored.
         error = translate_error(exc) if isinstance(exc, httpx.TransportError) else UpstreamUnreachableError(

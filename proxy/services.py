@@ -13,8 +13,10 @@ from .cache import SemanticCache
 from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .policies import PolicySet, load_policies
+from .revalidate import Revalidator
 from .settings import Settings
-from .store import RecordStore
+from .stores import UnavailableStore, make_store, mask_url, store_kind
+from .stores.base import Store, StoreStartError
 from .upstream import UpstreamClient
 
 log = logging.getLogger("deja")
@@ -31,6 +33,7 @@ class Services:
     error_counter: logging.Handler | None = None
     # DEJA_ADMIN_TOKEN as it was at start-up: /admin and /dashboard exist only when it is set.
     admin_token: str | None = None
+    revalidator: Revalidator = field(default_factory=Revalidator)
 
     @classmethod
     async def open(cls, settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,
@@ -44,14 +47,18 @@ class Services:
         metrics.max_label_chars = settings.max_model_label_chars
         metrics.label_globs = [p.match for p in policies.policies if p.match != "*"]
         embedder = TimedEmbedder(embedder, metrics)
-        store = RecordStore(data_dir / "deja.sqlite3")
-        await store.open()
-        cache = SemanticCache(store, embedder, data_dir / "indexes", queue_size=settings.writeback_queue_size,
+        store = await open_store(settings, data_dir, embedder)
+        cache = SemanticCache(store, embedder, queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
                               batch_window=settings.embedding.batch_window_ms / 1000,
                               queue_bytes=settings.writeback_queue_bytes, max_answer_bytes=settings.max_answer_bytes,
                               guard_max_chars=settings.guard_max_chars)
-        await cache.start()
+        cache.stale_keep = max(p.stale_while_revalidate for p in policies.policies)
+        try:
+            await cache.start()
+        except BaseException:
+            await store.close()
+            raise
         metrics.bind(cache)
         counter = WriteBackErrorCounter(metrics)
         logging.getLogger("deja.cache").addHandler(counter)
@@ -61,9 +68,33 @@ class Services:
     async def close(self) -> None:
         """Drain write-back first: answers already sent must be stored before the store closes."""
         try:
+            await self.revalidator.wait()
             await self.cache.close()
         finally:
             if self.error_counter is not None:
                 logging.getLogger("deja.cache").removeHandler(self.error_counter)
             await self.cache.store.close()
             await self.upstream.close()
+
+
+async def open_store(settings: Settings, data_dir: Path, embedder: Embedder) -> Store:
+    """The configured store, opened; with `store.fail_open`, a store that cannot be opened is replaced by one that
+    caches nothing (Deja then forwards every request and /healthz says why)."""
+    store = make_store(settings.store, data_dir, embedder.name, embedder.dim)
+    try:
+        await store.open()
+    except StoreStartError as exc:
+        if not settings.store.fail_open:
+            raise
+        log.error("%s; serving uncached (store.fail_open)", exc)
+        return UnavailableStore(store.kind, store.location, str(exc))
+    return store
+
+
+def describe_store(settings: Settings) -> str:
+    """The store as the start-up line names it (a URL's password masked)."""
+    url = settings.store.url
+    if store_kind(url) == "sqlite":
+        return f"sqlite {Path(settings.data_dir) / 'deja.sqlite3'}"
+    assert url is not None
+    return f"postgresql {mask_url(url)}"

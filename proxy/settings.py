@@ -22,6 +22,7 @@ from .errors import ConfigError
 LogLevel = Literal["debug", "info", "warning", "error"]
 UPSTREAM_KEY_ENV = "DEJA_UPSTREAM_API_KEY"
 ADMIN_TOKEN_ENV = "DEJA_ADMIN_TOKEN"
+STORE_URL_ENV = "DEJA_STORE_URL"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,18 @@ class EmbeddingSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    # Where entries live (--store, DEJA_STORE_URL): null or "sqlite:" = the embedded store in data_dir;
+    # "postgresql://user:pass@host:port/db" = PostgreSQL + pgvector, shared by several replicas. Keep the password
+    # in DEJA_STORE_URL or PGPASSWORD rather than in this file.
+    url: str | None = None
+    # true: when the store cannot be opened at start-up, serve as a plain proxy (/healthz says degraded).
+    fail_open: bool = False
+    # Connections per process to PostgreSQL.
+    pool_size: int = 8
+
+
+@dataclass(frozen=True)
 class ModelPrice:
     # USD per 1M prompt (input) tokens and per 1M completion (output) tokens.
     input: float
@@ -51,6 +64,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     upstream: str = "https://api.openai.com/v1"
+    # The Azure OpenAI resource (https://NAME.openai.azure.com) behind the /openai/deployments/… routes;
+    # None: the upstream's scheme and host.
+    azure_upstream: str | None = None
     data_dir: str = "./deja-data"
     policies_dir: str | None = None
     # Request bodies larger than this get a 413 before anything else happens.
@@ -79,10 +95,14 @@ class Settings:
     index_save_interval: float = 30.0
     log_level: LogLevel = "info"
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     # Prices for "cost saved" (metrics, /admin/stats): model glob -> {input, output} in USD per 1M tokens, merged
     # over built-in defaults for common OpenAI models (proxy/metrics.py); the longest matching glob wins. Tokens
     # of a model without a price are counted as unpriced, never given an invented cost.
     prices: dict[str, ModelPrice] = field(default_factory=dict)
+    # X-Cache-Debug on every MISS (nearest candidate, similarity, rejecting rule); otherwise only for requests
+    # that send the admin token in X-Cache-Debug.
+    debug_header: bool = False
 
     @property
     def upstream_api_key(self) -> str | None:
@@ -173,7 +193,12 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping at the top level")
         data = loaded
+    # The store URL: --store, else DEJA_STORE_URL, else the file.
+    store_url = overrides.pop("store_url", None) or os.environ.get(STORE_URL_ENV)
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if store_url:
+        store = data.get("store")
+        data["store"] = {**(store if isinstance(store, dict) else {}), "url": store_url}
     settings: Settings = build_dataclass(Settings, data, str(path) if path else "settings")
     if settings.port < 0 or settings.port > 65535:
         raise ConfigError(f"{path or 'settings'}: port: expected 0..65535, got {settings.port}")

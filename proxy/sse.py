@@ -1,57 +1,111 @@
-"""Server-sent events for chat completions: replay a cached answer as chunks, assemble a streamed one."""
+"""Server-sent events: split a stream into events (any line ending), assemble a streamed chat answer.
+
+Rendering cached answers as streams lives in render.py.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 DONE = b"data: [DONE]\n\n"
 # Finish reasons after which an answer is complete enough to serve again.
-STORABLE_FINISH = frozenset({"stop", "tool_calls", "function_call", "length"})
-REPLAY_PIECE = 64  # characters of content per replayed chunk
+# content_filter and length get this far so that proxy/nonanswers.py can count why they are not stored.
+STORABLE_FINISH = frozenset({"stop", "tool_calls", "function_call", "length", "content_filter"})
+# Chunk fields that are not part of the answer: per-chunk padding, and the fields every hit renders anew.
+CHUNK_ONLY = frozenset({"choices", "usage", "object", "obfuscation"})
+# Choice fields assembled on their own; any other (Azure's content_filter_results…) is kept as last sent.
+CHOICE_FIELDS = frozenset({"index", "delta", "message", "text", "logprobs", "finish_reason"})
 
 
-def encode_event(obj: Any) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+def encode_event(obj: Any, name: str | None = None) -> bytes:
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
-def replay_stream(completion: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
-    """A stored chat.completion as the chunk stream the upstream would have sent."""
-    base = {"id": completion.get("id", "chatcmpl-deja"), "object": "chat.completion.chunk",
-            "created": completion.get("created", 0), "model": completion.get("model", "")}
-    if completion.get("system_fingerprint"):
-        base["system_fingerprint"] = completion["system_fingerprint"]
+@dataclass(frozen=True)
+class Event:
+    name: str | None
+    data: bytes
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return encode_event({**base, "choices": [{"index": index, "delta": delta, "logprobs": None,
-                                                  "finish_reason": finish}]})
-
-    for choice in completion.get("choices", []):
-        index = choice.get("index", 0)
-        message = choice.get("message") or {}
-        first: dict[str, Any] = {"role": message.get("role", "assistant"), "content": ""}
-        if message.get("refusal") is not None:
-            first["refusal"] = message["refusal"]
-        yield chunk(index, first)
-        content = message.get("content") or ""
-        for start in range(0, len(content), REPLAY_PIECE):
-            yield chunk(index, {"content": content[start:start + REPLAY_PIECE]})
-        for n, call in enumerate(message.get("tool_calls") or []):
-            yield chunk(index, {"tool_calls": [{"index": n, **call}]})
-        if message.get("function_call"):
-            yield chunk(index, {"function_call": message["function_call"]})
-        yield chunk(index, {}, choice.get("finish_reason"))
-    if include_usage and completion.get("usage"):
-        yield encode_event({**base, "choices": [], "usage": completion["usage"]})
-    yield DONE
+    def encode(self) -> bytes:
+        head = f"event: {self.name}\n".encode() if self.name else b""
+        return head + b"".join(b"data: " + line + b"\n" for line in self.data.split(b"\n")) + b"\n"
 
 
-class StreamAssembler:
-    """Reads an upstream SSE stream as it passes to the client and rebuilds the chat.completion it amounts to."""
+class EventReader:
+    """Cuts an SSE byte stream into events as they complete; CRLF, CR and LF all end a line (WHATWG)."""
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._after_cr = False  # the last chunk ended in CR: a LF starting this one belongs to it
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._after_cr and data.startswith(b"\n"):
+            data = data[1:]
+        if data:
+            self._after_cr = data.endswith(b"\r")
+        buffer = self._buffer + data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events = []
+        while (cut := buffer.find(b"\n\n")) >= 0:
+            block, buffer = buffer[:cut], buffer[cut + 2:]
+            name, lines = None, []
+            for line in block.split(b"\n"):
+                if line.startswith(b"data:"):
+                    lines.append(line[5:].removeprefix(b" "))
+                elif line.startswith(b"event:"):
+                    name = line[6:].strip().decode("utf-8", "replace")
+            if lines:
+                events.append(Event(name, b"\n".join(lines)))
+        self._buffer = buffer
+        return events
+
+
+def accumulate(acc: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """Merge one delta into what came before, as the OpenAI SDKs do: strings are joined, objects merged, lists of
+    indexed objects merged by index, other lists extended; `index` and `type` are replaced."""
+    for key, value in delta.items():
+        old = acc.get(key)
+        if old is None or key in ("index", "type"):
+            acc[key] = _fresh(value)
+        elif isinstance(old, str) and isinstance(value, str):
+            acc[key] = old + value
+        elif isinstance(old, dict) and isinstance(value, dict):
+            accumulate(old, value)
+        elif isinstance(old, list) and isinstance(value, list):
+            if value and all(isinstance(v, dict) and "index" in v for v in value):
+                for entry in value:
+                    slot = next((o for o in old if isinstance(o, dict) and o.get("index") == entry["index"]), None)
+                    if slot is None:
+                        old.append(_fresh(entry))
+                    else:
+                        accumulate(slot, entry)
+            else:
+                old.extend(value)
+        elif value is not None:
+            acc[key] = value
+    return acc
+
+
+def _fresh(value: Any) -> Any:
+    """A copy that later deltas can be merged into without changing the chunk they came from."""
+    if isinstance(value, dict):
+        return accumulate({}, value)
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
+
+
+class StreamAssembler:
+    """Reads an upstream SSE stream as it passes to the client and rebuilds the chat.completion it amounts to,
+    every field the chunks carried included (null stays null)."""
+
+    OBJECT = "chat.completion"
+    DEFAULT_ID = "chatcmpl-deja"
+
+    def __init__(self) -> None:
+        self.reader = EventReader()
         self.done = False
         self.failed = False
         self.meta: dict[str, Any] = {}
@@ -59,89 +113,60 @@ class StreamAssembler:
         self.choices: dict[int, dict[str, Any]] = {}
 
     def feed(self, data: bytes) -> None:
-        # SSE lines end in CRLF, LF or CR: make them all LF. A trailing CR may be half of a CRLF, so it waits.
-        buffer = self._buffer + data
-        held = buffer.endswith(b"\r")
-        self._buffer = (buffer[:-1] if held else buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if held:
-            self._buffer += b"\r"
-        while True:
-            cut = self._buffer.find(b"\n\n")
-            if cut < 0:
-                return
-            event, self._buffer = self._buffer[:cut], self._buffer[cut + 2:]
-            payload = b"".join(line[5:].lstrip() for line in event.replace(b"\r", b"").split(b"\n")
-                               if line.startswith(b"data:"))
-            if payload:
-                self._event(payload)
+        for event in self.reader.feed(data):
+            self.feed_event(event.data)
 
-    def _event(self, payload: bytes) -> None:
+    def feed_event(self, payload: bytes) -> Any:
+        """Take in one event's data; returns the decoded chunk (None for [DONE] or what is not JSON)."""
         if payload == b"[DONE]":
             self.done = True
-            return
+            return None
         try:
             chunk = json.loads(payload)
         except ValueError:
             self.failed = True
-            return
+            return None
         if not isinstance(chunk, dict) or "error" in chunk:
             self.failed = True
-            return
-        for key in ("id", "created", "model", "system_fingerprint", "service_tier"):
-            if chunk.get(key) is not None:
-                self.meta[key] = chunk[key]
+            return chunk
+        for key, value in chunk.items():
+            if key not in CHUNK_ONLY and (key not in self.meta or value is not None):
+                self.meta[key] = value
         if chunk.get("usage"):
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or []:
-            self._merge(choice)
+            if isinstance(choice, dict):
+                self._merge(choice)
+        return chunk
 
     def _merge(self, choice: dict[str, Any]) -> None:
-        state = self.choices.setdefault(choice.get("index", 0), {"role": "assistant", "content": None,
-                                                                   "tool_calls": {}, "finish_reason": None})
-        delta = choice.get("delta") or {}
-        if delta.get("role"):
-            state["role"] = delta["role"]
-        for key in ("content", "refusal"):
-            if delta.get(key):
-                state[key] = (state.get(key) or "") + delta[key]
-        for call in delta.get("tool_calls") or []:
-            slot = state["tool_calls"].setdefault(call.get("index", 0), {"function": {"arguments": ""}})
-            for key in ("id", "type"):
-                if call.get(key):
-                    slot[key] = call[key]
-            function = call.get("function") or {}
-            if function.get("name"):
-                slot["function"]["name"] = function["name"]
-            slot["function"]["arguments"] += function.get("arguments") or ""
+        state = self.choices.setdefault(choice.get("index", 0), {"message": {}, "logprobs": None,
+                                                                   "finish_reason": None, "extra": {}})
+        accumulate(state["message"], choice.get("delta") or {})
+        state["extra"].update({k: v for k, v in choice.items() if k not in CHOICE_FIELDS and v is not None})
+        if isinstance(choice.get("logprobs"), dict):
+            state["logprobs"] = accumulate(state["logprobs"] or {}, choice["logprobs"])
         if choice.get("finish_reason"):
             state["finish_reason"] = choice["finish_reason"]
 
     def completion(self) -> dict[str, Any] | None:
-        """The assembled chat.completion, or None unless the stream ended properly ([DONE] + finish reasons)."""
-        if not self.done or self.failed or not self.choices:
+        """The assembled answer, or None unless the stream ended properly ([DONE] + finish reasons)."""
+        if not self.done or self.failed or not self.choices or any(
+                state["finish_reason"] not in STORABLE_FINISH for state in self.choices.values()):
             return None
-        choices = []
-        for index in sorted(self.choices):
-            state = self.choices[index]
-            if state["finish_reason"] not in STORABLE_FINISH:
-                return None
-            message: dict[str, Any] = {"role": state["role"], "content": state["content"]}
-            if state.get("refusal"):
-                message["refusal"] = state["refusal"]
-            if state["tool_calls"]:
-                message["tool_calls"] = [{"type": "function", **state["tool_calls"][i]}
-                                         for i in sorted(state["tool_calls"])]
-            choices.append({"index": index, "message": message, "logprobs": None,
-                            "finish_reason": state["finish_reason"]})
-        completion = {"id": self.meta.get("id", "chatcmpl-deja"), "object": "chat.completion",
-                      "created": self.meta.get("created", 0), "model": self.meta.get("model", ""),
-                      "choices": choices}
-        for key in ("system_fingerprint", "service_tier"):
-            if key in self.meta:
-                completion[key] = self.meta[key]
+        completion = {"id": self.DEFAULT_ID, "created": 0, "model": "", **self.meta, "object": self.OBJECT,
+                      "choices": [self._choice(i, self.choices[i]) for i in sorted(self.choices)]}
         if self.usage:
             completion["usage"] = self.usage
         return completion
+
+    def _choice(self, index: int, state: dict[str, Any]) -> dict[str, Any]:
+        message = {"role": "assistant", "content": None, **state["message"]}
+        if message.get("tool_calls"):
+            message["tool_calls"] = [{"type": "function", **{k: v for k, v in call.items() if k != "index"}}
+                                     for call in sorted(message["tool_calls"], key=lambda c: c.get("index", 0))]
+        return {"index": index, "message": message, "logprobs": state["logprobs"],
+                "finish_reason": state["finish_reason"], **state["extra"]}
 
 
 def storable(completion: Any) -> bool:

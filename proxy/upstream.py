@@ -14,7 +14,7 @@ from .settings import Settings
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "content-length"})
 # Headers that only Deja reads.
-OWN_HEADERS = frozenset({"x-cache-namespace", "x-deja-use-upstream-key"})
+OWN_HEADERS = frozenset({"x-cache-namespace", "x-cache-debug", "x-cache-threshold", "x-deja-use-upstream-key"})
 CREDENTIALS = frozenset({"authorization", "api-key", "x-api-key"})
 # RFC 3986 pchar besides unreserved: what a path segment may hold unescaped.
 SEGMENT_SAFE = "!$&'()*+,;=:@"
@@ -63,9 +63,10 @@ class UpstreamClient:
         return out
 
     async def send(self, method: str, path: str, query: str, headers: Mapping[str, str],
-                   body: bytes | AsyncIterator[bytes], *, decoded: bool) -> httpx.Response:
-        """Send and return once the response headers are in; the caller reads (or streams) and closes it."""
-        url = f"{self.base}{path}" + (f"?{query}" if query else "")
+                   body: bytes | AsyncIterator[bytes], *, decoded: bool, base: str | None = None) -> httpx.Response:
+        """Send and return once the response headers are in; the caller reads (or streams) and closes it.
+        `base` replaces the configured upstream (Azure deployments)."""
+        url = f"{base or self.base}{path}" + (f"?{query}" if query else "")
         out = self.headers_for(headers, decoded=decoded)
         if not isinstance(body, bytes) and "content-length" in headers:
             out["Content-Length"] = headers["content-length"]  # a streamed upload keeps its declared length
@@ -74,6 +75,16 @@ class UpstreamClient:
             return await self.client.send(request, stream=True)
         except httpx.TransportError as exc:
             raise translate_error(exc) from exc
+
+
+async def read_all(upstream: httpx.Response) -> bytes:
+    """The whole body of a response opened with `send`, which is closed afterwards."""
+    try:
+        return await upstream.aread()
+    except httpx.TransportError as exc:
+        raise translate_error(exc) from exc
+    finally:
+        await upstream.aclose()
 
 
 def response_headers(upstream: httpx.Response, *, decoded: bool) -> dict[str, str]:

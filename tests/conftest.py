@@ -49,6 +49,7 @@ class Proxy:
     client: httpx.AsyncClient
     cache: SemanticCache
     upstream: FakeUpstream
+    services: Any = None
 
     async def chat(self, content: str | list[Any], *, model: str = "gpt-4o-mini", key: str = "sk-a",
                    headers: dict[str, str] | None = None, history: list[dict[str, Any]] | None = None,
@@ -80,7 +81,7 @@ def make_proxy(tmp_path: Path, upstream: FakeUpstream):
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://deja.test",
                                          timeout=30) as client:
-                yield Proxy(client, app.state.services.cache, upstream)
+                yield Proxy(client, app.state.services.cache, upstream, app.state.services)
 
     return build
 

@@ -9,7 +9,7 @@ import pytest
 
 from proxy.policies import Policy
 from proxy.requests import build_chat_request
-from proxy.store import EntryFilter
+from proxy.stores.base import EntryFilter
 
 pytestmark = pytest.mark.anyio
 
@@ -172,7 +172,7 @@ async def test_deleting_an_entry_makes_its_question_miss_even_by_meaning(admin):
     entry_id = await entry_id_for(admin, "capital")
     response = await admin.client.delete(f"/admin/entries/{entry_id}", headers=AUTH)
     assert response.json() == {"deleted": 1, "id": entry_id}
-    assert admin.cache.indexes.get(next(iter(admin.cache.indexes.indexes))).live == 0
+    assert admin.cache.store.indexes.get(next(iter(admin.cache.store.indexes.indexes))).live == 0
     exact = await admin.chat("what is the capital of france")
     assert exact.headers["x-cache-status"] == "MISS"
     assert (await admin.client.delete(f"/admin/entries/{entry_id}", headers=AUTH)).status_code == 404

@@ -210,9 +210,10 @@ async def test_upstream_key_is_used_when_client_sends_none(make_proxy, monkeypat
 
 
 async def test_other_v1_paths_are_forwarded_unchanged(proxy):
-    got = await proxy.client.post("/v1/embeddings?x=1", content=b"12345", headers={"Authorization": "Bearer k"})
-    assert got.json() == {"method": "POST", "path": "/v1/embeddings", "query": "x=1", "body_bytes": 5,
+    got = await proxy.client.post("/v1/moderations?x=1", content=b"12345", headers={"Authorization": "Bearer k"})
+    assert got.json() == {"method": "POST", "path": "/v1/moderations", "query": "x=1", "body_bytes": 5,
                           "authorization": "Bearer k"}
+    assert got.headers["x-cache-status"] == "BYPASS"
     assert (await proxy.client.get("/v1/stream")).text == "0\n1\n2\n3\n4\n"
     assert (await proxy.client.delete("/v1/files/f1")).json()["method"] == "DELETE"
 

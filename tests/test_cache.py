@@ -11,7 +11,7 @@ import pytest
 from proxy.cache import SemanticCache
 from proxy.policies import Policy
 from proxy.requests import build_chat_request, validate_body
-from proxy.store import RecordStore
+from proxy.stores.sqlite import SqliteStore
 
 from .fakes import HashEmbedder
 
@@ -35,9 +35,10 @@ def answer(text: str) -> dict:
 
 @contextlib.asynccontextmanager
 async def opened(data: Path, embedder=None, clock=None):
-    store = RecordStore(data / "deja.sqlite3")
+    embedder = embedder or HashEmbedder()
+    store = SqliteStore(data, embedder.name, embedder.dim)
     await store.open()
-    cache = SemanticCache(store, embedder or HashEmbedder(), data / "indexes", save_interval=3600)
+    cache = SemanticCache(store, embedder, save_interval=3600)
     if clock:
         cache.clock = clock
     await cache.start()
@@ -62,7 +63,7 @@ async def test_entries_and_vectors_survive_a_restart(tmp_path):
     async with opened(tmp_path) as cache:
         await put(cache, "how do I rotate my keys")
     async with opened(tmp_path) as cache:
-        assert not cache.indexes.dirty
+        assert not cache.store.indexes.dirty
         assert await served(cache, "How do I ROTATE my keys?") == "about how do I rotate my keys"
 
 
@@ -103,7 +104,7 @@ async def test_least_recently_used_entries_are_evicted_from_store_and_index(tmp_
         assert await served(cache, "beta two", small) is None
         assert await served(cache, "Two beta", small) is None  # gone from the index too
         assert await served(cache, "alpha one", small) == "about alpha one"
-        assert cache.indexes.get(request("x").partition).live == 2
+        assert cache.store.indexes.get(request("x").partition).live == 2
 
 
 async def test_expired_entries_are_swept_from_store_and_index(tmp_path):
@@ -111,9 +112,9 @@ async def test_expired_entries_are_swept_from_store_and_index(tmp_path):
     async with opened(tmp_path, clock=lambda: now[0]) as cache:
         await put(cache, "short lived", Policy(threshold=0.95, ttl=10))
         now[0] += 11
-        await cache._expire(now[0])
+        await cache.maintain(now[0])
         assert await cache.store.get_exact(request("short lived").exact_key) is None
-        assert cache.indexes.get(request("x").partition).live == 0
+        assert cache.store.indexes.get(request("x").partition).live == 0
 
 
 async def test_refresh_replaces_the_entry_and_its_vector(tmp_path):
@@ -122,21 +123,21 @@ async def test_refresh_replaces_the_entry_and_its_vector(tmp_path):
         cache.submit(request("news today"), POLICY, answer("fresh news"))
         await cache.drain()
         assert await served(cache, "Today news") == "fresh news"
-        assert cache.indexes.get(request("x").partition).live == 1
+        assert cache.store.indexes.get(request("x").partition).live == 1
 
 
 async def test_partitions_are_separate_indexes(tmp_path):
     async with opened(tmp_path) as cache:
         await put(cache, "shared words here", model="a")
         await put(cache, "shared words here", model="b")
-        assert len(cache.indexes.indexes) == 2
+        assert len(cache.store.indexes.indexes) == 2
         assert await served(cache, "Here shared words", model="c") is None
 
 
 async def test_full_queue_drops_instead_of_blocking(tmp_path):
-    store = RecordStore(tmp_path / "deja.sqlite3")
+    store = SqliteStore(tmp_path, HashEmbedder.name, HashEmbedder.dim)
     await store.open()
-    cache = SemanticCache(store, HashEmbedder(), tmp_path / "indexes", queue_size=1)
+    cache = SemanticCache(store, HashEmbedder(), queue_size=1)
     assert cache.submit(request("a"), POLICY, answer("a"))
     assert not cache.submit(request("b"), POLICY, answer("b"))
     await store.close()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy import cache as cache_module
+from proxy.stores import sqlite as sqlite_store
 
 from .conftest import default_policies
 
@@ -20,7 +20,7 @@ async def count_rows(cache) -> int:
 
 
 def only_index(cache):
-    (index,) = cache.indexes.indexes.values()
+    (index,) = cache.store.indexes.indexes.values()
     return index
 
 
@@ -35,7 +35,7 @@ async def test_lru_eviction_drops_the_least_recently_used_from_store_index_and_m
         await proxy.chat("delta question")  # a fourth entry: beta, least recently used, goes
         assert await count_rows(proxy.cache) == 3
         assert only_index(proxy.cache).live == 3
-        (info,) = await proxy.cache.store.partitions(proxy.cache.indexes.embedder)  # trigger-kept counts agree
+        (info,) = await proxy.cache.store.partitions(proxy.cache.store.indexes.embedder)  # trigger-kept counts agree
         assert info.count == 3
         assert proxy.cache.hot.by_id(beta_id) is None
         calls = proxy.upstream.calls
@@ -57,7 +57,7 @@ async def test_ttl_sweep_deletes_expired_entries_everywhere(make_proxy):
 
 
 async def test_compaction_rebuilds_an_index_full_of_deleted_vectors(make_proxy, tmp_path, monkeypatch):
-    monkeypatch.setattr(cache_module, "COMPACT_MIN", 5)
+    monkeypatch.setattr(sqlite_store, "COMPACT_MIN", 5)
     data_dir = tmp_path / "compact"
     questions = [f"question number {word}" for word in
                  ("one two three four five six seven eight nine ten eleven twelve").split()]

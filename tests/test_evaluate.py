@@ -110,3 +110,15 @@ def test_deja_eval_command_reports_json(tmp_path, model_dir):
     assert report["total"]["served"] == 1 and report["total"]["traps_served"] == 0
     assert set(report["categories"]) == {"paraphrase", "trap"}
     assert report["pairs"][0]["similarity"] >= 0.96
+
+
+def test_report_names_time_sensitive_questions():
+    from proxy.evaluate import Outcome, Pair, report_json, report_lines, volatile_reason
+
+    assert volatile_reason([{"role": "user", "content": "Who won last night's game?"}]) == "relative_day"
+    outcomes = [Outcome(Pair("0", "Weather in Oslo?", "What's the weather in Oslo today?", True, "all"), 0.9),
+                Outcome(Pair("1", "Capital of Peru?", "What is the capital of Peru?", True, "all"), 0.9)]
+    policy = Policy(volatile_ttl=600)
+    text = "\n".join(report_lines("x", outcomes, policy, [0.9], "pairs"))
+    assert "Time-sensitive questions asked (stored for volatile_ttl 600 s): 1/2 — relative_day 1" in text
+    assert [p["volatile"] for p in report_json(outcomes, policy, [0.9])["pairs"]] == ["relative_day", None]

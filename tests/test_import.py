@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from proxy.importer import import_lines
-from proxy.store import export_line
+from proxy.stores.base import export_line
 
 from .conftest import default_policies
 
@@ -76,7 +76,7 @@ async def test_import_honours_max_entries(make_proxy):
         assert report.imported == 25
         async with proxy.cache.store.reader.execute("SELECT COUNT(*) FROM entries") as cur:
             assert (await cur.fetchone())[0] == 10
-        (index,) = proxy.cache.indexes.indexes.values()
+        (index,) = proxy.cache.store.indexes.indexes.values()
         assert index.live == 10
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from proxy.errors import ConfigError
 from proxy.policies import Policy, builtin_policy, load_policies
-from proxy.settings import EmbeddingSettings, Settings, load_settings
+from proxy.settings import EmbeddingSettings, Settings, StoreSettings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +20,7 @@ def test_config_example_documents_every_setting_with_its_default():
     assert load_settings(ROOT / "config.example.yaml") == Settings()
     assert set(example) == {f.name for f in dataclasses.fields(Settings)}
     assert set(example["embedding"]) == {f.name for f in dataclasses.fields(EmbeddingSettings)}
+    assert set(example["store"]) == {f.name for f in dataclasses.fields(StoreSettings)}
 
 
 def test_flags_override_the_file(tmp_path):

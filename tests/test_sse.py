@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from proxy.sse import StreamAssembler, replay_stream, storable
+from proxy.render import chat_stream
+from proxy.sse import StreamAssembler, storable
 
 
 def event(obj) -> bytes:
@@ -74,7 +75,7 @@ def test_replay_round_trips_through_the_assembler():
                   {"index": 1, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": None,
                    "tool_calls": [{"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}},
               ]}
-    replayed = b"".join(replay_stream(stored, include_usage=True))
+    replayed = b"".join(chat_stream(stored, include_usage=True))
     assert replayed.endswith(b"data: [DONE]\n\n") and replayed.count(b"\n\n") > 5
     assembler = StreamAssembler()
     assembler.feed(replayed)
@@ -82,13 +83,24 @@ def test_replay_round_trips_through_the_assembler():
     assert again["choices"][0]["message"]["content"] == "a" * 150
     assert again["choices"][1]["message"]["tool_calls"] == stored["choices"][1]["message"]["tool_calls"]
     assert again["usage"] == stored["usage"]
-    assert b'"usage"' not in b"".join(replay_stream(stored, include_usage=False))
+    assert b'"usage"' not in b"".join(chat_stream(stored, include_usage=False))
 
 
 @pytest.mark.parametrize("completion", [
     None, {"object": "chat.completion", "choices": []},
-    {"object": "chat.completion", "choices": [{"finish_reason": "content_filter"}]},
+    {"object": "chat.completion", "choices": [{"finish_reason": None}]},
     {"object": "list"},
 ])
 def test_incomplete_answers_are_not_storable(completion):
     assert not storable(completion)
+
+
+def test_choice_fields_of_other_providers_survive_a_round_trip():
+    filters = {"hate": {"filtered": False, "severity": "safe"}}
+    stored = {"id": "c9", "object": "chat.completion", "created": 1, "model": "m", "prompt_filter_results": [],
+              "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "content_filter_results": filters,
+                           "message": {"role": "assistant", "content": "ok", "refusal": None}}]}
+    assembler = StreamAssembler()
+    assembler.feed(b"".join(chat_stream(stored, include_usage=False)))
+    again = assembler.completion()
+    assert again["choices"] == stored["choices"] and again["prompt_filter_results"] == []

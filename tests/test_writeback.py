@@ -12,7 +12,7 @@ import pytest
 
 from proxy import cache as cache_module
 from proxy.cache import SemanticCache
-from proxy.store import RecordStore
+from proxy.stores.sqlite import SqliteStore
 
 from .fakes import FakeUpstream, HashEmbedder, ThreadedServer
 from .test_cache import POLICY, answer, request
@@ -21,9 +21,10 @@ pytestmark = pytest.mark.anyio
 
 
 async def opened_cache(tmp_path, embedder=None, **kw) -> SemanticCache:
-    store = RecordStore(tmp_path / "deja.sqlite3")
+    embedder = embedder or HashEmbedder()
+    store = SqliteStore(tmp_path, embedder.name, embedder.dim)
     await store.open()
-    cache = SemanticCache(store, embedder or HashEmbedder(), tmp_path / "indexes", **kw)
+    cache = SemanticCache(store, embedder, **kw)
     await cache.start()
     return cache
 
@@ -68,7 +69,7 @@ async def test_new_partitions_are_embedded_in_one_batch_at_write_back(tmp_path):
             assert cache.submit(request(f"question number {i}", model=f"model-{i}"), POLICY, answer(str(i)))
         await cache.drain()
         assert embedder.calls <= 2
-        assert len(cache.indexes.indexes) == 40
+        assert len(cache.store.indexes.indexes) == 40
     finally:
         await close(cache)
 

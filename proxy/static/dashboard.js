@@ -77,7 +77,7 @@ function renderStats(s) {
   $("meta").textContent = `${s.embedding_model} · up ${Math.round(s.uptime_seconds)}s · queue ${s.writeback_queue}`;
   setValue("stat-requests", s.requests.total, integer(s.requests.total));
   $("stat-requests-sub").textContent =
-    `${integer(s.requests.HIT)} hit · ${integer(s.requests.MISS)} miss · ${integer(s.requests.BYPASS + s.requests.REFRESH)} bypass/refresh`;
+    `${integer(s.requests.HIT)} hit · ${integer(s.requests.STALE || 0)} stale · ${integer(s.requests.MISS)} miss · ${integer(s.requests.BYPASS + s.requests.REFRESH)} bypass/refresh`;
   setValue("stat-hit-rate", s.hit_rate, s.hit_rate === null ? "–" : `${(s.hit_rate * 100).toFixed(1)}%`);
   $("stat-hits-sub").textContent = `${integer(s.matches.exact)} exact · ${integer(s.matches.semantic)} semantic`;
   setValue("stat-tokens-saved", s.tokens_saved.total, integer(s.tokens_saved.total));

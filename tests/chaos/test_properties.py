@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from proxy.guard import find_conflict
+from proxy.render import chat_stream
 from proxy.requests import build_chat_request, validate_body
-from proxy.sse import StreamAssembler, replay_stream
+from proxy.sse import StreamAssembler
 
 settings.register_profile("deja", max_examples=100, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -77,7 +78,7 @@ def completion_of(content: str, finish: str) -> dict[str, Any]:
        st.booleans())
 def test_any_chunking_and_line_ending_assembles_the_same_answer(content, finish, cuts, crlf):
     original = completion_of(content, finish)
-    stream = b"".join(replay_stream(original, include_usage=True))
+    stream = b"".join(chat_stream(original, include_usage=True))
     if crlf:
         stream = stream.replace(b"\n", b"\r\n")
     assembler = StreamAssembler()

@@ -45,8 +45,6 @@ def health(deja: Deja) -> dict:
 STARTUP_FAILURE_SECONDS = 12  # the model loads in ~4 s; the store opens right after
 
 
-@pytest.mark.xfail(strict=True, reason="fixed on issue-11 store refactor (defect 6: a store that fails to open "
-                   "leaves its writer thread running, so start-up never exits)")
 def test_read_only_data_dir_exits_non_zero_with_one_line(fake, tmp_path, model_dir):
     _, url = fake
     with tmpfs(tmp_path / "mnt", "64m") as mnt:
@@ -73,8 +71,6 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-@pytest.mark.xfail(strict=True, reason="fixed on issue-11 store refactor (defect 1: commit outside the try, "
-                   "no partition re-check of candidates)")
 def test_disk_full_never_serves_another_tenants_answer(fake, tmp_path, model_dir):
     _, url = fake
     with tmpfs(tmp_path / "mnt", "24m") as mnt:
@@ -96,8 +92,6 @@ def test_disk_full_never_serves_another_tenants_answer(fake, tmp_path, model_dir
             assert deja.stop() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="fixed on issue-11 store refactor (defect 6: the writer thread is left "
-                   "open, so start-up never exits)")
 def test_corrupted_sqlite_exits_non_zero_with_one_line(fake, tmp_path, model_dir):
     _, url = fake
     data = tmp_path / "data"

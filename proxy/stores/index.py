@@ -2,8 +2,9 @@
 
 Separate indexes are what makes isolation hold by construction: a search only ever sees its own partition.
 hnswlib is not safe for adding while another thread queries, so each index has a lock; labels are the
-store's entry ids. Each index file has a sidecar recording the entries it holds, which start-up compares
-with SQLite to decide between loading the file and rebuilding it from the stored vectors.
+store's entry ids. Each index file has a sidecar recording what it holds (entry count, highest id, the store's
+change generation) and the file's SHA-256: start-up loads the file only if all of them match SQLite and the bytes,
+and rebuilds it from the stored vectors otherwise (hnswlib must never read a damaged file: it can crash on one).
 """
 
 from __future__ import annotations
@@ -68,13 +69,22 @@ class VectorIndex:
                 return
             self.live -= 1
 
+    def remove_many(self, entry_ids: list[int]) -> None:
+        for entry_id in entry_ids:
+            self.remove(entry_id)
+
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Up to k nearest (entry id, cosine similarity), best first."""
         with self._lock:
             k = min(k, self.live)
-            if k <= 0:
+            while k > 0:
+                try:
+                    labels, distances = self._index.knn_query(vector.reshape(1, -1), k=k)
+                    break
+                except RuntimeError:  # fewer reachable vectors than k (many deletions): ask for fewer
+                    k //= 2
+            else:
                 return []
-            labels, distances = self._index.knn_query(vector.reshape(1, -1), k=k)
         return [(int(label), float(1.0 - d)) for label, d in zip(labels[0], distances[0], strict=True)]
 
     def save(self, path: Path) -> None:
@@ -92,8 +102,6 @@ class IndexSet:
         self.embedder = embedder
         self.dim = dim
         self.indexes: dict[str, VectorIndex] = {}
-        # What each index holds (count, max id) as last saved or rebuilt; changed indexes are saved again.
-        self.marks: dict[str, tuple[int, int]] = {}
         self.dirty: set[str] = set()
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -110,35 +118,49 @@ class IndexSet:
             index = self.indexes[partition] = VectorIndex(self.dim)
         return index
 
-    def try_load(self, partition: str, count: int, max_id: int) -> bool:
-        """Load the saved index if its sidecar says it holds exactly what SQLite holds."""
+    def _mark(self, partition: str, count: int, max_id: int, generation: int) -> dict[str, object]:
+        return {"partition": partition, "embedder": self.embedder, "dim": self.dim, "count": count,
+                "max_id": max_id, "generation": generation}
+
+    def try_load(self, partition: str, count: int, max_id: int, generation: int) -> bool:
+        """Load the saved index if its sidecar says it holds exactly what SQLite holds and the file is the one
+        that was saved (its SHA-256 is checked before hnswlib reads a byte of it)."""
         path = self._path(partition)
         sidecar = path.with_suffix(".json")
         try:
             meta = json.loads(sidecar.read_text())
-        except (OSError, ValueError):
+            digest = meta.pop("sha256", None)
+        except (OSError, ValueError, AttributeError):
             return False
-        if meta != {"partition": partition, "embedder": self.embedder, "count": count, "max_id": max_id}:
-            log.warning("index %s disagrees with the store (%s vs %d entries, max id %d): rebuilding",
-                        path.name, meta, count, max_id)
+        expected = self._mark(partition, count, max_id, generation)
+        if meta != expected:
+            log.warning("index %s disagrees with the store (%s vs %s): rebuilding", path.name, meta, expected)
+            return False
+        try:
+            with path.open("rb") as f:
+                actual = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError as exc:
+            log.warning("index %s cannot be read (%s): rebuilding", path.name, exc)
+            return False
+        if actual != digest:
+            log.warning("index %s is damaged (checksum mismatch): rebuilding", path.name)
             return False
         try:
             self.indexes[partition] = VectorIndex.load(path, self.dim, count)
         except (RuntimeError, OSError) as exc:
             log.warning("index %s cannot be loaded (%s): rebuilding", path.name, exc)
             return False
-        self.marks[partition] = (count, max_id)
         return True
 
-    def save(self, partition: str, count: int, max_id: int) -> None:
+    def save(self, partition: str, count: int, max_id: int, generation: int) -> None:
         path = self._path(partition)
         sidecar = path.with_suffix(".json")
         # The sidecar goes first and is removed: a crash mid-save leaves no sidecar, so start-up rebuilds.
         sidecar.unlink(missing_ok=True)
         self.indexes[partition].save(path)
+        with path.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
         tmp = sidecar.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"partition": partition, "embedder": self.embedder, "count": count,
-                                   "max_id": max_id}))
+        tmp.write_text(json.dumps({**self._mark(partition, count, max_id, generation), "sha256": digest}))
         os.replace(tmp, sidecar)
-        self.marks[partition] = (count, max_id)
         self.dirty.discard(partition)

@@ -1,0 +1,28 @@
+"""The "never serve the wrong answer" guard: cheap lexical checks run on every cache candidate that passed cosine.
+
+Cosine on sentence embeddings cannot see one-token edits ("open" vs "closed" scores ~0.95), so after the ANN
+search the proxy asks `find_conflict(cached_question, incoming_question)`; any non-None answer is the name of the
+rule that makes it a miss. The rules (rules.py, word lists in data/) look only at what decides an answer and never
+at phrasing, so typos, filler and synonyms pass.
+
+Conversations are not this package's business: the proxy requires the same context (system prompt and earlier
+turns) exactly, the only design that kept conversation traps near zero (bench/QUALITY.md).
+"""
+
+from __future__ import annotations
+
+from .features import features
+from .rules import RULE_NAMES, RULES, Pair
+
+__all__ = ["RULE_NAMES", "features", "find_conflict"]
+
+
+def find_conflict(cached: str, incoming: str) -> str | None:
+    """Name of the first rule saying the two questions need different answers, or None if none does."""
+    if cached == incoming:
+        return None
+    pair = Pair(cached, incoming)
+    for name, rule in RULES:
+        if rule(pair):
+            return name
+    return None

@@ -1,0 +1,230 @@
+"""What the rules compare: per text, the canonical numbers, calendar names, negation, names and "A to B" arrows;
+per pair, the token diff (contractions spelt out, filler dropped)."""
+
+from __future__ import annotations
+
+import re
+from difflib import SequenceMatcher
+from functools import lru_cache
+from typing import NamedTuple
+
+from .lexicon import (
+    CALENDAR,
+    DIRECTION_CUES,
+    FILLER_WORDS,
+    KNOWN_TERMS,
+    NOT_NAMES,
+    REWRITES,
+    STOPWORDS,
+    SWAP_SYNONYMS,
+    SYNONYMS,
+    UNIT_SUFFIXES,
+    WORD_NUMBERS,
+    singular,
+)
+
+WORD_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
+CASED_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9&]*(?:[-'.][A-Za-z0-9&]+)*")
+SENTENCE_ENDS = frozenset('.!?:;"(')
+TIME_RE = re.compile(r"\b(\d{1,2})(?:[:.](\d{2}))?\s*(am|pm)\b")
+CLOCK_RE = re.compile(r"\b(\d{1,2}):(\d{2})\b")
+NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
+NUMERIC_RE = re.compile(r"\d")
+NEGATION_RE = re.compile(r"\b(?:not|no|never|none|nothing|nobody|nowhere|neither|nor|without|cannot)\b|n't\b")
+_NUMBER_WORDS = "|".join(sorted(WORD_NUMBERS, key=len, reverse=True))
+# Durations in one unit per kind, so "two weeks" is "14 days" and "an hour" is "60 minutes".
+DURATION_RE = re.compile(rf"\b(\d+(?:\.\d+)?|{_NUMBER_WORDS}|an?|one)[\s-]+(weeks?|days?|hours?|hrs?|minutes?|mins?"
+                         r"|months?|years?|yrs?)\b(?![\s-]+old)")
+DURATION_UNITS = {"week": (7, "d"), "day": (1, "d"), "hour": (60, "min"), "hr": (60, "min"), "minute": (1, "min"),
+                  "min": (1, "min"), "month": (1, "mo"), "year": (12, "mo"), "yr": (12, "mo")}
+# "seven in the morning" is 7am, "six in the evening" 6pm.
+SPOKEN_TIME_RE = re.compile(rf"\b(\d{{1,2}}|{_NUMBER_WORDS}|one)\s+(?:o'clock\s+)?in\s+the\s+"
+                            r"(morning|afternoon|evening)\b")
+CONTRACTIONS = (("can't", "can not"), ("cannot", "can not"), ("won't", "will not"), ("n't", " not"), ("'re", " are"),
+                ("'ve", " have"), ("'ll", " will"), ("'d", " would"), ("'m", " am"), ("what's", "what is"),
+                ("it's", "it is"), ("there's", "there is"))
+
+ORDINALS = {w: str(n) for n, w in enumerate("first second third fourth fifth sixth seventh eighth ninth tenth".split(),
+                                              1)}
+MOVING_VERBS = frozenset("convert transfer move moving translate switch switching migrate send travel fly drive put "
+                         "leave leaving port".split())
+MAX_ROLE_TOKENS = 30  # longer texts use "to" and "from" for everything: roles stop meaning parties
+SOURCE_MARKERS = frozenset("from leave leaving left quit quitting".split())
+TARGET_MARKERS = frozenset("to into onto".split())
+
+Tokens = tuple[str, ...]
+
+
+class Features(NamedTuple):
+    words: frozenset[str]
+    content: frozenset[str]
+    numbers: frozenset[str]
+    calendar: frozenset[str]
+    negated: bool
+    entities: frozenset[str]
+    arrows: frozenset[tuple[str, str]]
+    roles: frozenset[tuple[str, str]]
+    ordinals: frozenset[str]
+
+
+def rewrite(lower: str) -> str:
+    for pattern, replacement in REWRITES:
+        lower = pattern.sub(replacement, lower)
+    return lower
+
+
+def _value(word: str) -> float:
+    if word in ("a", "an", "one"):
+        return 1.0
+    return WORD_NUMBERS[word] if word in WORD_NUMBERS else float(word)
+
+
+def _numbers(lower: str) -> tuple[frozenset[str], str]:
+    """Canonical numeric values in `lower`, plus the text with times and durations removed (so "7pm" is not
+    also "7")."""
+    found: set[str] = set()
+
+    def duration_repl(m: re.Match[str]) -> str:
+        unit = m.group(2).rstrip("s")
+        factor, name = DURATION_UNITS[unit]
+        found.add(f"{_value(m.group(1)) * factor:g}{name}")
+        return " "
+
+    def spoken_repl(m: re.Match[str]) -> str:
+        hour = int(_value(m.group(1)))
+        found.add(f"{hour % 12 + (12 if m.group(2) != 'morning' else 0)}:00")
+        return " "
+
+    lower = DURATION_RE.sub(duration_repl, SPOKEN_TIME_RE.sub(spoken_repl, lower))
+
+    def time_repl(m: re.Match[str]) -> str:
+        hour = int(m.group(1)) % 12 + (12 if m.group(3) == "pm" else 0)
+        found.add(f"{hour}:{m.group(2) or '00'}")
+        return " "
+
+    lower = TIME_RE.sub(time_repl, lower)
+
+    def clock_repl(m: re.Match[str]) -> str:
+        found.add(f"{int(m.group(1))}:{m.group(2)}")
+        return " "
+
+    lower = CLOCK_RE.sub(clock_repl, lower)
+    for token in re.findall(r"[a-z0-9.,]*\d[a-z0-9.,]*", lower):
+        token = token.strip(".,")
+        head = NUMBER_RE.match(token)
+        rest = token[head.end() :] if head else token
+        if head and (not rest or rest in UNIT_SUFFIXES):
+            value = float(head.group().replace(",", ""))
+            found.add(f"{value:g}")
+        else:
+            found.add(token)  # an identifier or version ("p60", "v2.1", "2fa"): compared whole
+    total: float | None = None
+    for word in re.findall(r"[a-z]+", lower):
+        number = WORD_NUMBERS.get(word)
+        if number is None:
+            if total is not None:
+                found.add(f"{total:g}")
+                total = None
+        elif number in (100, 1000, 10**6) and total:
+            total *= number
+        else:
+            total = (total or 0) + number
+    if total is not None:
+        found.add(f"{total:g}")
+    return frozenset(found), lower
+
+
+def _entities(text: str) -> frozenset[str]:
+    """Capitalised words that are not sentence-initial, plus known product/platform names in any case."""
+    letters = [c for c in text if c.isalpha()]
+    uppers = sum(c.isupper() for c in letters)
+    shouting = letters and uppers > 0.8 * len(letters)
+    names = set()
+    words = list(CASED_WORD_RE.finditer(text))
+    title_case = words and sum(w.group()[0].isupper() for w in words) > 0.6 * len(words) and len(words) > 3
+    for m in words:
+        word = m.group()
+        parts = {SYNONYMS.get(p, p) for p in map(singular, WORD_RE.findall(word.lower()))}
+        if parts & KNOWN_TERMS:
+            names.update(parts & KNOWN_TERMS)
+            continue
+        if shouting or title_case or not word[0].isupper() or word.lower() in NOT_NAMES:
+            continue
+        before = text[max(0, m.start() - 8) : m.start()].rstrip()
+        if not before or before[-1] in SENTENCE_ENDS:
+            continue
+        names.update(p for p in parts if p not in CALENDAR and p not in STOPWORDS)
+    return frozenset(names)
+
+
+def _arrows(tokens: list[str]) -> frozenset[tuple[str, str]]:
+    """(u, v) for content words u shortly before and v shortly after a "to"/"into", in texts about moving things."""
+    pairs: set[tuple[str, str]] = set()
+    if not DIRECTION_CUES.intersection(tokens):
+        return frozenset()
+    for i, tok in enumerate(tokens):
+        if tok not in ("to", "into", "->", "onto"):
+            continue
+        before = [t for t in tokens[max(0, i - 3) : i] if t not in STOPWORDS and not t[0].isdigit()]
+        after = [t for t in tokens[i + 1 : i + 4] if t not in STOPWORDS and not t[0].isdigit()]
+        pairs.update((u, v) for u in before for v in after)
+    return frozenset(pairs)
+
+
+def _roles(tokens: list[str]) -> frozenset[tuple[str, str]]:
+    """(word, "source" | "target") for content words right after "from"/"leave"/"out of" or "to"/"into"/"onto"
+    ("for" too once a source is named: "leave A for B"), in short texts about moving or switching."""
+    if len(tokens) > MAX_ROLE_TOKENS or not MOVING_VERBS.intersection(tokens):
+        return frozenset()
+    found: set[tuple[str, str]] = set()
+    role: str | None = None
+    seen_source = False
+    for tok in tokens:
+        if tok in SOURCE_MARKERS:
+            role, seen_source = "source", True
+        elif tok in TARGET_MARKERS or (tok == "for" and seen_source):
+            role = "target"
+        elif role and tok not in STOPWORDS and not tok[0].isdigit():
+            found.add((tok, role))
+        elif tok not in ("my", "the", "a", "an", "our", "your", "over", "across"):
+            role = None
+    return frozenset(found)
+
+
+@lru_cache(maxsize=8192)
+def features(text: str) -> Features:
+    lower = rewrite(text.lower().replace("\u2019", "'"))
+    numbers, stripped = _numbers(lower)
+    tokens = [SYNONYMS.get(t, t) for t in map(singular, (SYNONYMS.get(w, w) for w in WORD_RE.findall(stripped)))]
+    words = frozenset(tokens)
+    parts = [singular(p) for t in tokens for p in t.split("-")]  # "check-in" and "check in" compare equal
+    content = frozenset(t for t in parts if t not in STOPWORDS and not t[0].isdigit() and t not in WORD_NUMBERS)
+    calendar = frozenset(CALENDAR[t] for t in tokens if t in CALENDAR)
+    negated = bool(NEGATION_RE.search(lower))
+    return Features(words, content, numbers, calendar, negated, _entities(text.replace("\u2019", "'")), _arrows(tokens),
+                    _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS))
+
+
+@lru_cache(maxsize=8192)
+def tokens(text: str) -> Tokens:
+    """Lowercase words with contractions spelt out and grammatical filler dropped, for sequence diffs."""
+    lower = _numbers(rewrite(text.lower().replace("\u2019", "'")))[1]
+    for short, long in CONTRACTIONS:
+        lower = lower.replace(short, long)
+    # Numbers and times are the number rule's business: here they would only look like swapped words.
+    words = (SYNONYMS.get(singular(w), singular(w)) for w in WORD_RE.findall(lower)
+             if w not in FILLER_WORDS and w not in WORD_NUMBERS and w not in ("am", "pm") and not NUMERIC_RE.search(w))
+    return tuple(SWAP_SYNONYMS.get(w, w) for w in words)
+
+
+@lru_cache(maxsize=4096)  # several rules read the same pair's diff
+def edits(cached: str, incoming: str) -> tuple[Tokens, Tokens, tuple[tuple[str, int, int, int, int], ...]]:
+    """Both token sequences and the opcodes that turn one into the other, "equal" runs left out."""
+    ta, tb = tokens(cached), tokens(incoming)
+    ops = SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes()
+    return ta, tb, tuple(op for op in ops if op[0] != "equal")
+
+
+def diff(cached: str, incoming: str) -> tuple[Tokens, Tokens, tuple[tuple[str, Tokens, Tokens], ...]]:
+    ta, tb, ops = edits(cached, incoming)
+    return ta, tb, tuple((tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops)

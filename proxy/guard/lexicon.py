@@ -1,0 +1,106 @@
+"""The guard's word lists and tables, read once from the YAML files in data/ (edit those, not this module)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+
+def _load(name: str) -> dict[str, Any]:
+    text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"proxy/guard/data/{name}: expected a mapping")
+    return data
+
+
+_WORDS = _load("words.yaml")
+_NUMBERS = _load("numbers.yaml")
+_SYNONYMS = _load("synonyms.yaml")
+
+
+def _set(name: str) -> frozenset[str]:
+    return frozenset(_WORDS[name].split())
+
+
+STOPWORDS = _set("stopwords")
+UNIT_SUFFIXES = _set("unit_suffixes")
+NOT_NAMES = _set("not_names")
+GENERIC_WORDS = _set("generic_words")
+FILLER_WORDS = _set("filler_words")
+GRAMMAR_WORDS = _set("grammar_words")
+PERSONAL_PRONOUNS = _set("personal_pronouns")
+QUALIFYING_PREPOSITIONS = _set("qualifying_prepositions")
+DIRECTION_CUES = _set("direction_cues")
+NEGATING_PREFIXES = tuple(_WORDS["negating_prefixes"].split())
+RESTATING_HEADS = _set("restating_heads")
+REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _load("phrases.yaml")["rewrites"]]
+
+WORD_NUMBERS: dict[str, float] = {w: float(v) for w, v in _NUMBERS["word_numbers"].items()}
+CALENDAR: dict[str, str] = {
+    **{name: name for name in _NUMBERS["calendar_names"].split()},
+    **{str(k): str(v) for k, v in _NUMBERS["calendar_aliases"].items()},
+}
+SYNONYMS: dict[str, str] = {str(k): str(v) for k, v in _SYNONYMS["fold"].items()}
+SWAP_SYNONYMS: dict[str, str] = {
+    word: group.split()[0] for group in _SYNONYMS["swap_groups"] for word in group.split()
+}
+
+
+@lru_cache(maxsize=65536)
+def singular(word: str) -> str:
+    if word in STOPWORDS:
+        return word
+    if word.endswith("'s"):
+        word = word[:-2]
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+POLE_SETS: list[tuple[frozenset[str], ...]] = [
+    tuple(frozenset(map(singular, side.split())) for side in pair.split("/")) for pair in _load("poles.yaml")["poles"]
+]
+CLOSED_CLASS_SETS: dict[str, frozenset[str]] = {
+    name: frozenset(singular(w) for w in words.split()) for name, words in _load("classes.yaml").items()
+}
+KNOWN_TERMS = frozenset(map(singular, _WORDS["known_terms"].split()))
+
+
+@lru_cache(maxsize=1)
+def _wordnet() -> dict[str, frozenset[int]]:
+    """Each word (multi-word lemmas joined by "_") to the WordNet synonym sets it is in (data/wordnet_synonyms.txt)."""
+    groups: dict[str, set[int]] = {}
+    text = resources.files(__package__).joinpath("data", "wordnet_synonyms.txt").read_text(encoding="utf-8")
+    for n, line in enumerate(text.splitlines()):
+        if not line.startswith("#"):
+            for word in line.split():
+                groups.setdefault(word, set()).add(n)
+    return {word: frozenset(ids) for word, ids in groups.items()}
+
+
+# Inflections tried back to a WordNet lemma: "quickest" -> "quick", "activated" -> "activate".
+_LEMMA_ENDINGS = (("iest", "y"), ("ies", "y"), ("ied", "y"), ("est", ""), ("er", ""), ("ing", ""), ("ing", "e"),
+                  ("ed", ""), ("ed", "e"), ("es", ""), ("s", ""))
+
+
+def _lemmas(phrase: str) -> set[str]:
+    word = phrase.replace(" ", "_")
+    found = {word}
+    for ending, replacement in _LEMMA_ENDINGS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            found.add(word[: -len(ending)] + replacement)
+    return found
+
+
+def wordnet_synonyms(x: str, y: str) -> bool:
+    """Whether one WordNet synset, among the most frequent senses of each, holds both phrases."""
+    table = _wordnet()
+    left = set().union(*(table.get(w, frozenset()) for w in _lemmas(x)))
+    return any(left & table.get(w, frozenset()) for w in _lemmas(y))

@@ -1,0 +1,228 @@
+"""The guard's rules: each a function of one candidate pair that says True when the two questions need different
+answers. `RULES` lists them in the order they run; the first that fires names the rejection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from functools import cached_property
+
+from .features import Features, Tokens, diff, edits, features
+from .lexicon import (
+    CLOSED_CLASS_SETS,
+    FILLER_WORDS,
+    GENERIC_WORDS,
+    GRAMMAR_WORDS,
+    NEGATING_PREFIXES,
+    PERSONAL_PRONOUNS,
+    POLE_SETS,
+    QUALIFYING_PREPOSITIONS,
+    RESTATING_HEADS,
+    STOPWORDS,
+    singular,
+    wordnet_synonyms,
+)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A cached question and the incoming one, with their features computed once."""
+
+    cached: str
+    incoming: str
+
+    @cached_property
+    def a(self) -> Features:
+        return features(self.cached)
+
+    @cached_property
+    def b(self) -> Features:
+        return features(self.incoming)
+
+    @cached_property
+    def changes(self) -> tuple[tuple[str, Tokens, Tokens], ...]:
+        return diff(self.cached, self.incoming)[2]
+
+
+Rule = Callable[[Pair], bool]
+
+
+def number(p: Pair) -> bool:
+    """Numbers, times, dates, versions or identifiers differ ("2pm" vs "2am", "v3" vs "v4", 15% vs 50%)."""
+    return p.a.numbers != p.b.numbers
+
+
+def calendar(p: Pair) -> bool:
+    """Both name a day, month or part of the week and the names differ."""
+    return bool(p.a.calendar and p.b.calendar and p.a.calendar != p.b.calendar)
+
+
+def ordinal(p: Pair) -> bool:
+    """Both sides count in order and the positions differ: "my first home" vs "a second property"."""
+    return bool(p.a.ordinals and p.b.ordinals and p.a.ordinals != p.b.ordinals)
+
+
+def _negating_prefix(a: frozenset[str], b: frozenset[str]) -> bool:
+    """ "safe" vs "unsafe", "lock" vs "unlock", "transferable" vs "non-transferable"."""
+    for word in b - a:
+        for prefix in NEGATING_PREFIXES:
+            if word.startswith(prefix) and len(word) - len(prefix) >= 3 and word[len(prefix) :] in a:
+                return True
+    return False
+
+
+def negation(p: Pair) -> bool:
+    """One side is negated and the other is not (not, n't, never, no, without, non-/un-/dis- words)."""
+    # Parity: "non-members" vs "not a member" flips twice and agrees.
+    return bool(p.a.negated ^ p.b.negated ^ _negating_prefix(p.a.words, p.b.words)
+                ^ _negating_prefix(p.b.words, p.a.words))
+
+
+def _takes_pole(words: frozenset[str], pole: frozenset[str], other: frozenset[str]) -> bool:
+    return bool(words & pole) and not words & other
+
+
+def polarity(p: Pair) -> bool:
+    """The sides take opposite poles of a generic antonym pair (open/closed, add/remove, before/after)."""
+    a, b = p.a.words, p.b.words
+    return any((_takes_pole(a, left, right) and _takes_pole(b, right, left))
+               or (_takes_pole(a, right, left) and _takes_pole(b, left, right)) for left, right in POLE_SETS)
+
+
+def _close(word: str, name: str) -> bool:
+    matcher = SequenceMatcher(None, word, name)
+    return matcher.real_quick_ratio() >= 0.8 and matcher.quick_ratio() >= 0.8 and matcher.ratio() >= 0.8
+
+
+def _mentions(name: str, words: frozenset[str]) -> bool:
+    """`name` or a typo of it (one slip in five letters) occurs among `words`."""
+    if name in words:
+        return True
+    return len(name) >= 5 and any(w[0] == name[0] and abs(len(w) - len(name)) <= 2 and _close(w, name) for w in words)
+
+
+def _one_sided_names(a: Features, b: Features) -> bool:
+    return any(not _mentions(e, b.words) for e in a.entities)
+
+
+def entity(p: Pair) -> bool:
+    """Each side names a proper noun or known product/platform the other does not mention."""
+    return _one_sided_names(p.a, p.b) and _one_sided_names(p.b, p.a)
+
+
+def direction(p: Pair) -> bool:
+    """ "A to B" on one side and "B to A" on the other (transfers, conversions, routes)."""
+    return any((v, u) in p.b.arrows for u, v in p.a.arrows)
+
+
+def parties(p: Pair) -> bool:
+    """A party or place is the source on one side and the target on the other: "leave British Gas for Octopus"
+    vs "move from Octopus to British Gas", "from my Premium Bonds into my bank" vs "my bank into Premium Bonds"."""
+    roles_b = dict(p.b.roles)
+    return any(roles_b.get(word, role) != role for word, role in p.a.roles)
+
+
+def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...]) -> bool:
+    """One side inserts a prepositional phrase ("flu" vs "flu in babies") or a member of a closed class
+    (audience, platform, tier…) the other lacks; a bare added noun ("capital" vs "capital city") narrows nothing."""
+    for _, left, right in changes:
+        # Someone else in place of "I"/"my": the question is about another person's case.
+        if (PERSONAL_PRONOUNS & set(left) and any(w not in GRAMMAR_WORDS for w in right)) or (
+                PERSONAL_PRONOUNS & set(right) and any(w not in GRAMMAR_WORDS for w in left)):
+            return True
+        # A span that replaces only grammatical words ("I" -> "contractors") adds as much as an insertion does.
+        if all(w in GRAMMAR_WORDS for w in left):
+            added = right
+        elif all(w in GRAMMAR_WORDS for w in right):
+            added = left
+        else:
+            continue
+        if len(added) > 1 and added[0] in QUALIFYING_PREPOSITIONS:
+            return True
+        if any(singular(w) in members for w in added for members in CLOSED_CLASS_SETS.values()):
+            return True  # "can I work from home" vs "can contractors work from home"
+    return False
+
+
+def scope(p: Pair) -> bool:
+    """Both name a member of the same closed class (audience, platform, tier, animal…) and they differ, or one
+    side only adds a qualifier ("flu" vs "flu in babies", "can contractors…")."""
+    for members in CLOSED_CLASS_SETS.values():
+        ma, mb = p.a.words & members, p.b.words & members
+        if ma - mb and mb - ma:
+            return True
+    small, big = sorted((p.a.content, p.b.content), key=len)
+    return bool(small < big and big - small - GENERIC_WORDS and _adds_qualifier(p.changes))
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s", "er", "ly", "ation", "ment"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _variant(x: str, y: str) -> bool:
+    """The same word in another form or with a slip: "quote"/"quotation", "recieve"/"receive"."""
+    if singular(x) == singular(y) or _stem(x) == _stem(y):
+        return True
+    if min(len(x), len(y)) >= 4 and (x.startswith(y) or y.startswith(x)):
+        return True
+    return x[0] == y[0] and SequenceMatcher(None, x, y).ratio() >= 0.8
+
+
+def substitution(p: Pair) -> bool:
+    """A minimal edit that swaps one short span for another ("home insurance" vs "car insurance", "within" vs
+    "after"): the texts agree on everything else, so the swapped words are what the question is about. Swaps of
+    grammatical words, word forms, typos and listed synonyms are not differences."""
+    ta, _, changes = diff(p.cached, p.incoming)
+    if len(changes) != 1 or changes[0][0] != "replace":
+        return False
+    _, left, right = changes[0]
+    if len(left) > 2 or len(right) > 2 or len(ta) - len(left) < 2:
+        return False
+    left = tuple(w for w in left if w not in GRAMMAR_WORDS)
+    right = tuple(w for w in right if w not in GRAMMAR_WORDS)
+    if not left or not right:
+        return False
+    if len(left) == len(right) and all(_variant(x, y) or wordnet_synonyms(x, y)
+                                       for x, y in zip(left, right, strict=True)):
+        return False
+    if wordnet_synonyms(" ".join(left), " ".join(right)):
+        return False  # "sign up" / "register", "shop" / "store"
+    return "".join(left) != "".join(right)  # "sign up" vs "signup"
+
+
+def modifier(p: Pair) -> bool:
+    """The only edit adds one word next to a shared content word: "gift" vs "gift card", "warranty" vs "extended
+    warranty" name another thing. Nouns that restate their head ("capital city", "insurance policy") pass."""
+    ta, tb, ops = edits(p.cached, p.incoming)
+    if len(ops) != 1 or ops[0][0] not in ("insert", "delete"):
+        return False
+    tag, i1, i2, j1, j2 = ops[0]
+    longer, start, end = (tb, j1, j2) if tag == "insert" else (ta, i1, i2)
+    if end - start != 1:
+        return False
+    word = longer[start]
+    if word in STOPWORDS or word in FILLER_WORDS or word in GENERIC_WORDS or word in GRAMMAR_WORDS \
+            or word in RESTATING_HEADS:
+        return False
+    neighbours = longer[max(0, start - 1) : start] + longer[end : end + 1]
+    return any(n not in STOPWORDS and n not in GRAMMAR_WORDS for n in neighbours)
+
+
+RULES: tuple[tuple[str, Rule], ...] = (
+    ("number", number),
+    ("calendar", calendar),
+    ("ordinal", ordinal),
+    ("negation", negation),
+    ("polarity", polarity),
+    ("entity", entity),
+    ("direction", direction),
+    ("parties", parties),
+    ("scope", scope),
+    ("substitution", substitution),
+    ("modifier", modifier),
+)
+RULE_NAMES = tuple(name for name, _ in RULES)

@@ -1,0 +1,454 @@
+"""The embedded store: entries in SQLite (WAL), one row per entry with its vector, and one hnswlib index per
+partition in memory (saved beside it, stores/index.py).
+
+Keeping each vector beside its entry makes SQLite the single source of truth: a missing, stale or damaged index
+file is rebuilt from here without re-embedding anything. RecordStore is the SQL alone (also what `deja … --data-dir`
+commands use on a stopped proxy); SqliteStore adds the indexes and is the Store SemanticCache talks to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import numpy as np
+
+from .base import Entry, EntryFilter, RemovalListener, StoreKind, StoreStartError
+from .index import INITIAL_CAPACITY, IndexSet, VectorIndex
+
+log = logging.getLogger("deja.store")
+
+SCHEMA_VERSION = 2
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: it is also the vector's label in its index
+    exact_key TEXT NOT NULL UNIQUE,
+    partition TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    model TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    context_digest TEXT NOT NULL,
+    context_text TEXT NOT NULL,
+    question TEXT NOT NULL,
+    response TEXT NOT NULL,                 -- the chat.completion object, JSON
+    embedder TEXT,                          -- the model that made `vector`; NULL: exact matches only
+    vector BLOB,
+    created_at REAL NOT NULL,
+    expires_at REAL,                        -- NULL: until evicted
+    last_hit_at REAL NOT NULL,
+    hits INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS entries_vectors ON entries(partition, embedder);
+CREATE INDEX IF NOT EXISTS entries_lru ON entries(partition, last_hit_at);
+CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Entries, highest id and a change generation per (partition, embedder), kept by triggers: start-up reads this
+-- instead of counting a million rows, and an index file is loaded only if it was saved at the same generation.
+-- embedder '' stands for NULL (exact-only entries).
+CREATE TABLE IF NOT EXISTS partition_stats (
+    partition TEXT NOT NULL,
+    embedder TEXT NOT NULL,
+    entries INTEGER NOT NULL,
+    max_id INTEGER NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (partition, embedder)
+);
+"""
+# Version 1 had no generation; its triggers are replaced (every start: cheap, and always the current ones).
+TRIGGERS = """
+DROP TRIGGER IF EXISTS entries_counted;
+DROP TRIGGER IF EXISTS entries_uncounted;
+CREATE TRIGGER entries_counted AFTER INSERT ON entries BEGIN
+    INSERT INTO partition_stats VALUES (NEW.partition, COALESCE(NEW.embedder, ''), 1, NEW.id, 1)
+    ON CONFLICT (partition, embedder) DO UPDATE SET entries = entries + 1, max_id = MAX(max_id, NEW.id),
+        generation = generation + 1;
+END;
+CREATE TRIGGER entries_uncounted AFTER DELETE ON entries BEGIN
+    UPDATE partition_stats SET entries = entries - 1, generation = generation + 1
+    WHERE partition = OLD.partition AND embedder = COALESCE(OLD.embedder, '');
+END;
+"""
+# A store made before partition_stats existed (or loaded in bulk without the triggers) is counted once.
+BACKFILL_STATS = """
+INSERT INTO partition_stats SELECT partition, COALESCE(embedder, ''), COUNT(*), MAX(id), 0 FROM entries
+WHERE NOT EXISTS (SELECT 1 FROM partition_stats) GROUP BY 1, 2
+"""
+INSERT_SQL = ("INSERT INTO entries (exact_key, partition, tenant, model, namespace, context_digest, context_text, "
+              "question, response, embedder, vector, created_at, expires_at, last_hit_at, hits) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# An index is rebuilt from SQLite once this share of its slots holds deleted vectors (and at least COMPACT_MIN):
+# hnswlib only marks deletions, so evicted entries would otherwise cost memory and search time forever.
+COMPACT_FRACTION = 0.3
+COMPACT_MIN = 1000
+RECORD_COLUMNS = ("id, exact_key, partition, tenant, model, namespace, context_digest, context_text, question, "
+                  "response, embedder, created_at, expires_at, hits")
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    partition: str
+    embedder: str
+    count: int
+    max_id: int
+    generation: int = 0
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(id=row[0], exact_key=row[1], partition=row[2], tenant=row[3], model=row[4], namespace=row[5],
+                 context_digest=row[6], context_text=row[7], question=row[8], response=json.loads(row[9]),
+                 embedder=row[10], created_at=row[11], expires_at=row[12], hits=row[13])
+
+
+def _where(selection: EntryFilter) -> tuple[str, list[Any]]:
+    return selection.conditions(lambda n: "?")
+
+
+# (id, partition, embedder) of an entry that left the store.
+Removed = tuple[int, str, str | None]
+
+
+class RecordStore:
+    """One writer connection and one reader connection: WAL lets lookups run while write-back commits."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        """Raises StoreStartError (connections closed again: their threads must not keep the process alive)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = await aiosqlite.connect(self.path)
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            await self._writer.execute("PRAGMA synchronous=NORMAL")
+            await self._writer.executescript(SCHEMA)
+            async with self._writer.execute("PRAGMA table_info(partition_stats)") as cur:
+                if "generation" not in {row[1] for row in await cur.fetchall()}:
+                    await self._writer.execute("ALTER TABLE partition_stats ADD COLUMN generation INTEGER "
+                                               "NOT NULL DEFAULT 0")
+            await self._writer.executescript(TRIGGERS)
+            await self._writer.execute(BACKFILL_STATS)
+            await self._writer.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                                       (str(SCHEMA_VERSION),))
+            await self._writer.commit()
+            self._reader = await aiosqlite.connect(self.path)
+            await self._reader.execute("PRAGMA query_only=ON")
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise StoreStartError(f"cannot open the embedded store {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        assert self._reader is not None, "RecordStore.open() first"
+        return self._reader
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        assert self._writer is not None, "RecordStore.open() first"
+        return self._writer
+
+    async def get_exact(self, exact_key: str) -> Entry | None:
+        async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
+                                       (exact_key,)) as cur:
+            row = await cur.fetchone()
+        return _entry(row) if row else None
+
+    async def get_many(self, ids: Iterable[int]) -> dict[int, Entry]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE id IN ({marks})", ids) as cur:
+            return {row[0]: _entry(row) for row in await cur.fetchall()}
+
+    async def insert_many(self, news: list[Entry], *, commit: bool = True) -> list[tuple[int, Entry | None]]:
+        """Store each of `news` in one transaction, replacing entries with the same exact key; returns (id, replaced
+        entry) for each. With commit=False the caller commits (or rolls back) on the writer connection."""
+        done = []
+        for new in news:
+            old = None
+            async with self.writer.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
+                                           (new.exact_key,)) as cur:
+                row = await cur.fetchone()
+            if row:
+                old = _entry(row)
+                await self.writer.execute("DELETE FROM entries WHERE id = ?", (old.id,))
+            vector = None if new.vector is None else np.asarray(new.vector, dtype=np.float32).tobytes()
+            cur = await self.writer.execute(INSERT_SQL, (
+                new.exact_key, new.partition, new.tenant, new.model, new.namespace, new.context_digest,
+                new.context_text, new.question, json.dumps(new.response, separators=(",", ":")), new.embedder,
+                vector, new.created_at, new.expires_at, new.created_at, new.hits))
+            assert cur.lastrowid is not None
+            done.append((cur.lastrowid, old))
+        if commit:
+            await self.writer.commit()
+        return done
+
+    async def touch(self, hits: dict[int, tuple[int, float]]) -> None:
+        """Count hits and move entries to the front of the LRU order: {id: (hits, last_hit_at)}."""
+        await self.writer.executemany("UPDATE entries SET hits = hits + ?, last_hit_at = MAX(last_hit_at, ?) "
+                                      "WHERE id = ?", [(n, at, i) for i, (n, at) in hits.items()])
+        await self.writer.commit()
+
+    async def partitions(self, embedder: str) -> list[PartitionInfo]:
+        async with self.reader.execute("SELECT partition, entries, max_id, generation FROM partition_stats "
+                                       "WHERE embedder = ? AND entries > 0", (embedder,)) as cur:
+            return [PartitionInfo(p, embedder, n, m, g) for p, n, m, g in await cur.fetchall()]
+
+    async def iter_vectors(self, partition: str, embedder: str, dim: int,
+                           batch: int = 10_000) -> AsyncIterator[tuple[list[int], np.ndarray]]:
+        last = 0
+        while True:
+            async with self.reader.execute(
+                    "SELECT id, vector FROM entries WHERE partition = ? AND embedder = ? AND id > ? "
+                    "ORDER BY id LIMIT ?", (partition, embedder, last, batch)) as cur:
+                rows = list(await cur.fetchall())
+            if not rows:
+                return
+            ids = [r[0] for r in rows]
+            yield ids, np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+            last = ids[-1]
+
+    async def partition_info(self, partition: str, embedder: str) -> PartitionInfo:
+        async with self.writer.execute("SELECT entries, max_id, generation FROM partition_stats "
+                                       "WHERE partition = ? AND embedder = ?", (partition, embedder)) as cur:
+            row = await cur.fetchone()
+        return PartitionInfo(partition, embedder, *(row or (0, 0, 0)))
+
+    async def partition_counts(self) -> dict[str, int]:
+        async with self.reader.execute("SELECT partition, SUM(entries) FROM partition_stats GROUP BY partition "
+                                       "HAVING SUM(entries) > 0") as cur:
+            return {p: n for p, n in await cur.fetchall()}
+
+    async def _remove_where(self, where: str, args: Iterable[Any]) -> list[Removed]:
+        async with self.writer.execute(f"SELECT id, partition, embedder FROM entries WHERE {where}",
+                                       list(args)) as cur:
+            doomed = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+        if doomed:
+            await self.writer.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i, _, _ in doomed])
+            await self.writer.commit()
+        return doomed
+
+    async def remove_lru(self, partition: str, keep: int) -> list[Removed]:
+        """Delete the least recently used entries of `partition` beyond `keep`."""
+        return await self._remove_where("id IN (SELECT id FROM entries WHERE partition = ? "
+                                        "ORDER BY last_hit_at DESC, id DESC LIMIT -1 OFFSET ?)", (partition, keep))
+
+    async def remove_expired(self, now: float) -> list[Removed]:
+        return await self._remove_where("expires_at <= ?", (now,))
+
+    async def remove_ids(self, ids: Iterable[int]) -> list[Removed]:
+        ids = list(ids)
+        return await self._remove_where(f"id IN ({','.join('?' * len(ids))})", ids) if ids else []
+
+    async def remove_matching(self, selection: EntryFilter) -> list[Removed]:
+        where, args = _where(selection)
+        return await self._remove_where(where, args)
+
+    # -- admin: listing, export ------------------------------------------------------------------------------------
+
+    async def count_entries(self, selection: EntryFilter) -> int:
+        where, args = _where(selection)
+        async with self.reader.execute(f"SELECT COUNT(*) FROM entries WHERE {where}", args) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def list_entries(self, selection: EntryFilter, limit: int, offset: int) -> list[Entry]:
+        """Newest first."""
+        where, args = _where(selection)
+        async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE {where} "
+                                       "ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset]) as cur:
+            return [_entry(row) for row in await cur.fetchall()]
+
+    async def iter_entries(self, selection: EntryFilter, batch: int = 500) -> AsyncIterator[list[Entry]]:
+        """Every matching entry in id order, `batch` rows at a time (keyset pagination: memory stays flat)."""
+        where, args = _where(selection)
+        last = 0
+        while True:
+            async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE {where} AND id > ? "
+                                           "ORDER BY id LIMIT ?", [*args, last, batch]) as cur:
+                rows = list(await cur.fetchall())
+            if not rows:
+                return
+            yield [_entry(row) for row in rows]
+            last = rows[-1][0]
+
+    async def top_entries(self, limit: int) -> list[Entry]:
+        async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE hits > 0 "
+                                       "ORDER BY hits DESC, id DESC LIMIT ?", (limit,)) as cur:
+            return [_entry(row) for row in await cur.fetchall()]
+
+    async def model_totals(self) -> list[tuple[str, int, int]]:
+        """(model, entries, hits served) for every model with entries."""
+        async with self.reader.execute("SELECT model, COUNT(*), COALESCE(SUM(hits), 0) FROM entries "
+                                       "GROUP BY model ORDER BY COUNT(*) DESC") as cur:
+            return [(m, n, h) for m, n, h in await cur.fetchall()]
+
+
+class SqliteStore(RecordStore):
+    """The Store of one process: SQLite rows plus an hnswlib index per partition of the current embedder.
+
+    SemanticCache calls the writing methods from its one write-back worker, so SQLite's transactions and the indexes
+    change in step; index writes, saves and rebuilds run on one thread of their own (hnswlib must not add while it
+    rebuilds), searches on the caller's (the embedding thread), each index behind its lock."""
+
+    kind: StoreKind = "sqlite"
+    shared = False
+
+    def __init__(self, data_dir: Path, embedder: str, dim: int) -> None:
+        super().__init__(data_dir / "deja.sqlite3")
+        self.location = str(self.path)
+        self.indexes = IndexSet(data_dir / "indexes", embedder, dim)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-index")
+        self._counts: dict[str, int] = {}
+        self._listeners: list[RemovalListener] = []
+
+    async def open(self) -> None:
+        """Load every index of the current embedding model, rebuilding from SQLite those that disagree."""
+        await super().open()
+        try:
+            for info in await self.partitions(self.indexes.embedder):
+                if not self.indexes.try_load(info.partition, info.count, info.max_id, info.generation):
+                    await self._rebuild(info.partition)
+                    await self._in_executor(self.indexes.save, info.partition, info.count, info.max_id,
+                                            info.generation)
+            self._counts = await self.partition_counts()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _rebuild(self, partition: str) -> None:
+        self.indexes.indexes.pop(partition, None)
+        index = self.indexes.get_or_create(partition)
+        async for ids, vectors in self.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+            await self._in_executor(index.add, ids, vectors)
+        log.info("rebuilt index for partition %s… from the store (%d entries)", partition[:12], index.live)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self.checkpoint()
+        await super().close()
+        self._executor.shutdown(wait=True)
+
+    def listen(self, listener: RemovalListener) -> None:
+        self._listeners.append(listener)
+
+    def health(self) -> str | None:
+        return None
+
+    # -- lookup ------------------------------------------------------------------------------------------------
+
+    def searchable(self, partition: str) -> bool:
+        index = self.indexes.get(partition)
+        return index is not None and index.live > 0
+
+    def search_now(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]] | None:
+        index = self.indexes.get(partition)
+        return [] if index is None else index.search(vector, k)
+
+    async def search(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        return await asyncio.to_thread(self.search_now, partition, vector, k) or []
+
+    # -- writes ------------------------------------------------------------------------------------------------
+
+    async def put(self, entries: list[Entry], keep: dict[str, int]) -> list[Entry]:
+        added: list[tuple[VectorIndex, list[int]]] = []
+        try:
+            stored = await self.insert_many(entries, commit=False)
+            vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+            for new, (entry_id, _) in zip(entries, stored, strict=True):
+                if new.vector is not None and new.embedder == self.indexes.embedder:
+                    ids, vs = vectors.setdefault(new.partition, ([], []))
+                    ids.append(entry_id)
+                    vs.append(new.vector)
+            for partition, (ids, vs) in vectors.items():
+                index = self.indexes.get_or_create(partition)
+                await self._in_executor(index.add, ids, np.stack(vs).astype(np.float32))
+                added.append((index, ids))
+                self.indexes.dirty.add(partition)
+            await self.writer.commit()
+        except BaseException:
+            # SQLite hands a rolled-back id to the next insert: a vector left under it would answer for that
+            # entry, in whatever partition it lands.
+            for index, ids in added:
+                index.remove_many(ids)
+            await self.writer.rollback()
+            raise
+        self._forget([(old.id, old.partition, old.embedder) for _, old in stored if old is not None])
+        for new in entries:
+            self._counts[new.partition] = self._counts.get(new.partition, 0) + 1
+        evicted: list[Removed] = []
+        for partition, limit in keep.items():
+            if limit and self._counts.get(partition, 0) > limit:
+                evicted += await self.remove_lru(partition, limit)
+        self._forget(evicted)
+        gone = {entry_id for entry_id, _, _ in evicted}
+        return [replace(new, id=entry_id, vector=None) for new, (entry_id, _) in zip(entries, stored, strict=True)
+                if entry_id not in gone]
+
+    async def delete_ids(self, ids: Iterable[int]) -> int:
+        return self._forget(await self.remove_ids(ids))
+
+    async def delete_matching(self, selection: EntryFilter) -> int:
+        return self._forget(await self.remove_matching(selection))
+
+    def _forget(self, removed: list[Removed]) -> int:
+        """Entries left SQLite: keep the counts and the indexes in step, and tell the listeners."""
+        for entry_id, partition, embedder in removed:
+            self._counts[partition] = max(0, self._counts.get(partition, 1) - 1)
+            index = self.indexes.get(partition)
+            if embedder == self.indexes.embedder and index is not None:
+                index.remove(entry_id)
+                self.indexes.dirty.add(partition)
+        if removed:
+            for listener in self._listeners:
+                listener([entry_id for entry_id, _, _ in removed])
+        return len(removed)
+
+    async def maintain(self, now: float) -> None:
+        """Delete expired entries, then compact the indexes that hold too many deleted vectors."""
+        self._forget(await self.remove_expired(now))
+        for partition, index in list(self.indexes.indexes.items()):
+            if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
+                await self.compact(partition)
+
+    async def compact(self, partition: str) -> None:
+        """Rebuild a partition's index from the vectors in SQLite, off the event loop, and swap it in whole:
+        lookups use the old index until then. Runs on the writer, so no entry is added meanwhile."""
+        old = self.indexes.get(partition)
+        fresh = VectorIndex(self.indexes.dim, max(INITIAL_CAPACITY, (old.live if old else 0) + 1))
+        async for ids, vectors in self.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+            await self._in_executor(fresh.add, ids, vectors)
+        self.indexes.indexes[partition] = fresh
+        self.indexes.dirty.add(partition)
+        log.info("compacted index of partition %s… (%d deleted vectors dropped, %d live)", partition[:12],
+                 old.deleted if old else 0, fresh.live)
+
+    async def checkpoint(self) -> None:
+        for partition in list(self.indexes.dirty):
+            info = await self.partition_info(partition, self.indexes.embedder)
+            await self._in_executor(self.indexes.save, partition, info.count, info.max_id, info.generation)
+
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        sizes = {partition: (count, 0) for partition, count in self._counts.items()}
+        for partition, index in self.indexes.indexes.items():
+            sizes[partition] = (sizes.get(partition, (0, 0))[0], index.live)
+        return sizes
+
+    async def _in_executor(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
