@@ -59,14 +59,20 @@ class Container:
                          "--upstream", upstream).stdout.strip()
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", trust_env=False, timeout=30)
         deadline = time.time() + 120
-        while True:
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, docker("logs", self.id, check=False).stdout
+        while not self.ready():
+            running = docker("inspect", "-f", "{{.State.Running}}", self.id).stdout.strip() == "true"
+            if not running or time.time() > deadline:
+                logs = docker("logs", self.id, check=False)
+                self.remove()
+                raise AssertionError(f"the container {'is not ready' if running else 'exited'}:\n"
+                                     f"{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
             time.sleep(0.5)
+
+    def ready(self) -> bool:
+        try:
+            return self.client.get("/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
 
     def chat(self, text: str) -> httpx.Response:
         return self.client.post("/v1/chat/completions", headers={"Authorization": "Bearer sk-docker"},

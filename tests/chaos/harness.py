@@ -4,20 +4,23 @@ SIGTERM or killed with SIGKILL. Logs go to a file: a test reads them, and a chat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 
 from ..test_serve import free_port, wait_for
 
-__all__ = ["Deja", "wait_for"]
+__all__ = ["Deja", "fill", "tmpfs", "wait_for"]
 
 START_SECONDS = 90.0
 
@@ -77,3 +80,33 @@ class Deja:
         self.client.close()
         self.proc.kill()
         self.proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def tmpfs(where: Path, size: str, *, required: bool = True) -> Iterator[Path | None]:
+    """A small filesystem of its own at `where` (for full or read-only disks). Where mounting is not allowed: skip
+    the test with the reason, or (not `required`) yield None."""
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if required:
+            pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'}): needs root or "
+                        "CAP_SYS_ADMIN")
+        yield None
+        return
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write zeros into `directory` until its filesystem is full; returns the file to delete to free it."""
+    filler = directory / "filler"
+    with filler.open("wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
+    return filler

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .harness import Deja
+from .harness import Deja, fill, tmpfs
 
 pytestmark = pytest.mark.model
 
@@ -47,16 +47,26 @@ def send(client: httpx.Client, identity: tuple[Any, ...], text: str) -> tuple[tu
 
 
 def test_thousands_of_concurrent_requests_cross_no_partition(unique_upstream, tmp_path, model_dir):
-    deja = Deja(tmp_path, unique_upstream, model_dir).wait_ready()
+    """In three phases; during the middle one the data dir's disk is full (where a tmpfs can be mounted), so
+    write-backs fail while other tenants keep asking and storing."""
     rng = random.Random(9)
     # A few identities get most of the traffic, so hits (exact and semantic) are frequent.
     plan = [(rng.choice(IDENTITIES[:12]) if rng.random() < 0.7 else rng.choice(IDENTITIES),
              rng.choice(rng.choice(QUESTIONS))) for _ in range(REQUESTS)]
-    try:
-        with ThreadPoolExecutor(16) as pool:
-            results = list(pool.map(lambda job: send(deja.client, *job), plan))
-    finally:
-        assert deja.stop() == 0
+    phases = [plan[i::3] for i in range(3)]
+    results = []
+    with tmpfs(tmp_path / "mnt", "64m", required=False) as mnt:
+        deja = Deja(tmp_path, unique_upstream, model_dir,
+                    data_dir=(mnt or tmp_path) / "data").wait_ready()
+        try:
+            with ThreadPoolExecutor(16) as pool:
+                for phase, jobs in enumerate(phases):
+                    filler = fill(mnt) if phase == 1 and mnt is not None else None
+                    results += pool.map(lambda job: send(deja.client, *job), jobs)
+                    if filler is not None:
+                        filler.unlink()
+        finally:
+            assert deja.stop() == 0
     owner = {content: identity for identity, status, content in results if status == "MISS"}
     served = [(identity, owner.get(content)) for identity, status, content in results
               if status in ("HIT exact", "HIT semantic", "COALESCED")]

@@ -4,34 +4,18 @@ allowed."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ..fakes import BrokenEmbedder
-from .harness import Deja, wait_for
+from .harness import Deja, fill, tmpfs, wait_for
 
 pytestmark = pytest.mark.model
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'mount failed'}): needs root or "
-                    "CAP_SYS_ADMIN")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
 
 
 def remount(where: Path, mode: str) -> None:
@@ -59,16 +43,6 @@ def test_read_only_data_dir_exits_non_zero_with_one_line(fake, tmp_path, model_d
             assert any(line.startswith("deja:") for line in deja.log.splitlines())
         finally:
             remount(mnt, "rw")
-
-
-def fill(directory: Path) -> Path:
-    filler = directory / "filler"
-    with filler.open("wb") as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 65536)
-            f.flush()
-            os.fsync(f.fileno())
-    return filler
 
 
 def test_disk_full_never_serves_another_tenants_answer(fake, tmp_path, model_dir):
