@@ -1,4 +1,4 @@
-"""Calibrate the semantic-cache cut-offs and measure the guard (proxy/guard.py); prints markdown to stdout.
+"""Calibrate the semantic-cache cut-offs and measure the guard (proxy/guard/); prints markdown to stdout.
 
     python bench/calibrate.py [--eval-dir ../shared/eval] [--models /tmp/deja-guard-models] [--cache /tmp/x.npz]
 
@@ -241,11 +241,30 @@ def conv_texts(messages: list[dict], mode: str) -> str:
     raise ValueError(mode)
 
 
-def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[str]) -> dict:
+def aligned_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> list[tuple[float, list[bool]]]:
+    """Issue 12's design: the same roles turn by turn, each earlier turn identical or (cosine >= t and no guard
+    conflict), the last question judged as a question."""
+    texts = sorted({m["content"] for c in convs for side in "ab" for m in c[side]})
+    vectors = dict(zip(texts, emb(texts), strict=True))
+
+    def turns_agree(c: dict, t: float) -> bool:
+        a, b = c["a"][:-1], c["b"][:-1]
+        if len(a) != len(b) or any(x["role"] != y["role"] for x, y in zip(a, b, strict=True)):
+            return False
+        return all(x["content"] == y["content"] or (
+            float(vectors[x["content"]] @ vectors[y["content"]]) >= t
+            and guard.find_conflict(x["content"], y["content"]) is None) for x, y in zip(a, b, strict=True))
+
+    return [(t, [q and turns_agree(c, t) for c, q in zip(convs, qok, strict=True)]) for t in SWEEP]
+
+
+def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out: list[str]) -> dict:
+    """`threshold` None: each last question's bar is the shipped default policy's for its length."""
     qa, qb = emb([c["a"][-1]["content"] for c in convs]), emb([c["b"][-1]["content"] for c in convs])
     qcos = (qa * qb).sum(1)
     qok = [
-        bool(cs >= threshold) and guard.find_conflict(c["a"][-1]["content"], c["b"][-1]["content"]) is None
+        bool(cs >= (DEFAULT.threshold_for(c["b"][-1]["content"]) if threshold is None else threshold))
+        and guard.find_conflict(c["a"][-1]["content"], c["b"][-1]["content"]) is None
         for c, cs in zip(convs, qcos, strict=True)
     ]
     tune = [tuning(c["id"]) for c in convs]
@@ -286,6 +305,7 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[
                 )
                 for t in SWEEP
             ]
+    designs["aligned turns: each earlier turn identical or cosine + guard"] = aligned_turns(convs, emb, qok)
     ca = [conv_texts(c["a"], "combined")[-tail:] for c in convs]
     cb = [conv_texts(c["b"], "combined")[-tail:] for c in convs]
     ccos = (emb(ca) * emb(cb)).sum(1)
@@ -293,7 +313,8 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[
         (t, [q and bool(s >= t) for q, s in zip(qok, ccos, strict=True)]) for t in SWEEP
     ]
 
-    out.append("\n## Conversations: design comparison (question cut-off = fow threshold, guard on question)\n")
+    bar = "the default policy's" if threshold is None else f"{threshold:.2f}"
+    out.append(f"\n## Conversations: design comparison (question cut-off {bar}, guard on question)\n")
     out.append("Each design at its best context threshold on the tuning half (most should-hit with traps ≤ 2%).\n")
     out.append("| design | ctx threshold | tuning hit / trap | held-out hit / trap |")
     out.append("|---|---|---|---|")
@@ -309,6 +330,13 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float, out: list[
         out.append(
             f"| {name} | {t:.2f} | {pct(st['hit'])} / {pct(st['trap'])} | {pct(sh['hit'])} / {pct(sh['trap'])} |"
         )
+    aligned = "aligned turns: each earlier turn identical or cosine + guard"
+    out.append(f"\nThe curve of `{aligned}` (the design issue 12 proposed), tuning half:\n")
+    out.append("| turn cosine ≥ | should-hit served | traps served |")
+    out.append("|---|---|---|")
+    for t, f in designs[aligned]:
+        st = per_half(f, True)
+        out.append(f"| {t:.2f} | {pct(st['hit'])} | {pct(st['trap'])} |")
     name = (
         "exact context"
         if CONTEXT_THRESHOLD >= 1.0
@@ -353,12 +381,19 @@ def main() -> None:
     ap.add_argument("--eval-dir", type=Path, default=REPO.parent / "shared" / "eval")
     ap.add_argument("--models", type=Path, default=Path("/tmp/deja-guard-models"))
     ap.add_argument("--cache", type=Path, default=None, help="optional .npz to keep embeddings between runs")
+    ap.add_argument("--conversations", action="store_true", help="only the conversation design comparison, at "
+                    "the default policy's thresholds (bench/quality.sh)")
     args = ap.parse_args()
     emb = Embeddings(args.models, args.cache)
     fow = args.eval_dir / "fow-cache"
     rows = [json.loads(line) for line in (fow / "pairs.jsonl").open()]
     convs = [json.loads(line) for p in sorted(fow.glob("conv-*/*.jsonl")) for line in p.open()]
     mock = json.loads((args.eval_dir / "mock_data.json").read_text())
+    if args.conversations:
+        out: list[str] = []
+        conv_report(convs, emb, None, out)
+        print("\n".join(out))
+        return
 
     out = ["# Deja guard calibration", "", "Model: all-MiniLM-L6-v2 int8 (fastembed), cosine on unit vectors.", ""]
     cos = (emb([r["a"] for r in rows]) * emb([r["b"] for r in rows])).sum(1)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds bench/QUALITY.md: `deja eval` on both halves of the labelled data in ../shared/eval (read in place,
-# never copied) with the repository's policies/. Usage: bash bench/quality.sh [EVAL_DIR]   (~3 min on 2 cores)
+# never copied) with the repository's policies/, then bench/calibrate.py's conversation designs.
+# Usage: bash bench/quality.sh [EVAL_DIR]   (~8 min on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVAL=${1:-../shared/eval}
@@ -17,13 +18,21 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo "../shared/eval at run time."
   echo
   echo "## fow-cache pairs: one stored question, one asked (600 pairs, 300 traps)"
-  for half in tune holdout; do run "$FOW/pairs.jsonl" --split $half --sweep 0.80:0.96:0.01; done
+  echo "Each run lists its wrong decisions (\`--explain\`): served traps and missed rewordings, with the similarity"
+  echo "and the guard rule or threshold that decided them."
+  for half in tune holdout; do run "$FOW/pairs.jsonl" --split $half --sweep 0.70:0.96:0.02 --explain; done
   echo "## fow-cache conversations: the same last message in another context (240 pairs)"
   for half in tune holdout; do run "$FOW"/conv-parts/*.jsonl "$FOW"/conv-long/*.jsonl --split $half --sweep 0.80:0.96:0.08; done
   echo "## GPTCache mock_data.json, corpus mode: all origins stored, each paraphrase asked (999 pairs)"
   for half in tune holdout; do
-    run "$EVAL/mock_data.json" --mode corpus --a-field origin --b-field similar --split $half --sweep 0.80:0.96:0.02
+    run "$EVAL/mock_data.json" --mode corpus --a-field origin --b-field similar --split $half --sweep 0.70:0.96:0.02
   done
+  echo "## Conversations by meaning: designs compared (exact context ships)"
+  echo
+  echo '```'
+  echo "\$ python bench/calibrate.py --conversations --eval-dir ../shared/eval"
+  echo '```'
+  python bench/calibrate.py --conversations --eval-dir "$EVAL" --models "${DEJA_MODELS:-/tmp/deja-guard-models}"
 } > "$OUT"
 python -m bench.freshness --write "$OUT" >/dev/null
 echo "wrote $OUT"

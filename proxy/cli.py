@@ -108,6 +108,8 @@ def evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(ev.report_json(outcomes, policy, thresholds), indent=1))
     else:
         print("\n".join(ev.report_lines(name, outcomes, policy, thresholds, args.mode)))
+        if args.explain:
+            print("\n".join(ev.explain_lines(outcomes, policy)))
     if args.plot:
         ev.plot(outcomes, policy, thresholds, Path(args.plot), name)
     return 0
@@ -155,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--long-threshold", type=float, help="override the policy's long_threshold")
     e.add_argument("--sweep", default="0.80:0.99:0.01", help="LOW:HIGH:STEP thresholds for the sweep table")
     e.add_argument("--json", action="store_true", help="machine-readable output")
+    e.add_argument("--explain", action="store_true", help="list each wrong decision (served trap, missed "
+                   "rewording) with its similarity and the guard rule or threshold that decided it")
     e.add_argument("--plot", help="write served-vs-traps curves to this PNG (needs matplotlib)")
     e.add_argument("--config")
     e.add_argument("--data-dir", help="where the embedding model is prepared (default: the config's)")

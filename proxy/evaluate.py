@@ -58,6 +58,10 @@ class Outcome:
     pair: Pair
     similarity: float | None  # of the served entry; None: nothing served even at the lowest threshold
     right: bool = True  # corpus mode: the served entry was this pair's own
+    # When nothing was served: the nearest candidate's similarity and what turned it away (guard rule, threshold…)
+    nearest: float | None = None
+    reason: str | None = None
+    served_question: str | None = None  # corpus mode: the stored question whose answer was served
 
 
 def in_split(pair_id: str, split: Split) -> bool:
@@ -137,14 +141,18 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
             outcomes = []
             for n, pair in enumerate(tqdm(pairs, desc="looking up", disable=not progress, unit="pair")):
                 namespace = "corpus" if mode == "corpus" else f"pair-{n}"
-                hit = (await cache.lookup(chat_request(pair.b, namespace, model), probe, None)).hit
+                lookup = await cache.lookup(chat_request(pair.b, namespace, model), probe, None)
+                hit = lookup.hit
                 if hit is None:
-                    outcomes.append(Outcome(pair, None))
+                    near = lookup.nearest
+                    outcomes.append(Outcome(pair, None, nearest=near.similarity if near else None,
+                                            reason=near.reason if near else None))
                     continue
                 similarity = 1.0 if hit.similarity is None else hit.similarity
                 served = hit.record.response["choices"][0]["message"]["content"]
-                own = stored_as[json.dumps(pair.a, sort_keys=True)]
-                outcomes.append(Outcome(pair, similarity, right=served == own))
+                # Pairs mode: each pair's own namespace (two pairs may share an `a` text); corpus: the one entry.
+                own = str(n) if mode == "pairs" else stored_as[json.dumps(pair.a, sort_keys=True)]
+                outcomes.append(Outcome(pair, similarity, right=served == own, served_question=hit.record.question))
             return outcomes
         finally:
             await cache.close()
@@ -247,6 +255,46 @@ def report_lines(name: str, outcomes: list[Outcome], policy: Policy, thresholds:
     yield ""
 
 
+def _clip(side: Any, chars: int = 90) -> str:
+    text = side if isinstance(side, str) else " / ".join(str(m.get("content", "")) for m in messages_of(side))
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
+def wrong_decisions(outcomes: list[Outcome], policy: Policy) -> list[tuple[str, Outcome]]:
+    """Every served trap or wrong answer, then every missed should-hit pair, most similar first in each group."""
+    served_wrong = [o for o in outcomes if served_at(o, policy) and (not o.pair.same or not o.right)]
+    missed = [o for o in outcomes if o.pair.same and not served_at(o, policy)]
+    served_wrong.sort(key=lambda o: -(o.similarity or 0.0))
+    missed.sort(key=lambda o: -(o.similarity if o.similarity is not None else o.nearest or 0.0))
+    return [("served trap" if not o.pair.same else "wrong answer", o) for o in served_wrong] + \
+        [("missed", o) for o in missed]
+
+
+def explain_lines(outcomes: list[Outcome], policy: Policy) -> Iterator[str]:
+    """`deja eval --explain`: each wrong decision with its similarity and the check that decided it."""
+    decisions = wrong_decisions(outcomes, policy)
+    yield f"### Wrong decisions: {len(decisions)}"
+    yield ""
+    yield "| decision | id | category | similarity | why | stored (a) | asked (b) |"
+    yield "|---|---|---|---|---|---|---|"
+    for kind, o in decisions:
+        text = o.pair.b if isinstance(o.pair.b, str) else ""
+        bar = policy.threshold_for(text)
+        similarity: float | None
+        if kind == "missed" and o.similarity is not None:
+            similarity, why = o.similarity, f"below threshold {bar}"
+        elif kind == "missed":
+            similarity = o.nearest
+            why = f"guard: {o.reason}" if o.reason not in (None, "threshold") else "below every threshold"
+        else:
+            similarity, why = o.similarity, f"no rule fired (threshold {bar})"
+        stored = o.served_question if kind == "wrong answer" and o.served_question else o.pair.a
+        shown = "–" if similarity is None else f"{similarity:.4f}"
+        yield f"| {kind} | {o.pair.id} | {o.pair.category} | {shown} | {why} | {_clip(stored)} | {_clip(o.pair.b)} |"
+    yield ""
+
+
 def report_json(outcomes: list[Outcome], policy: Policy, thresholds: list[float]) -> dict[str, Any]:
     def as_dict(s: Score) -> dict[str, Any]:
         return {**dataclasses.asdict(s), "served_rate": s.served_rate, "trap_rate": s.trap_rate,
@@ -259,7 +307,7 @@ def report_json(outcomes: list[Outcome], policy: Policy, thresholds: list[float]
         "sweep": [{"threshold": t, **as_dict(s)} for t, s in sweep(outcomes, policy, thresholds)],
         "pairs": [{"id": o.pair.id, "category": o.pair.category, "same_answer": o.pair.same,
                    "similarity": o.similarity, "right": o.right, "served": served_at(o, policy),
-                   "volatile": volatile_reason(o.pair.b)}
+                   "nearest": o.nearest, "reason": o.reason, "volatile": volatile_reason(o.pair.b)}
                   for o in outcomes],
     }
 

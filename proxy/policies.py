@@ -24,11 +24,11 @@ class Policy:
     mode: Mode = "semantic"
     # Cosine similarity a stored question needs to answer a new one (the guard then vets it); calibrated on the
     # tuning half of the labelled data in bench/QUALITY.md.
-    threshold: float = 0.87
+    threshold: float = 0.76
     # Long questions share more words by construction, so they need a higher bar (as ModelCache does).
-    long_threshold: float = 0.92
+    long_threshold: float = 0.905
     # A final user message longer than this many characters uses long_threshold.
-    long_after: int = 100
+    long_after: int = 50
     # Seconds an entry may answer; 0 keeps it until evicted.
     ttl: int = 7 * 24 * 3600
     # Serve entries across API keys (tenants). Only for data that is the same for everyone.

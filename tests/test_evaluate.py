@@ -112,6 +112,34 @@ def test_deja_eval_command_reports_json(tmp_path, model_dir):
     assert report["pairs"][0]["similarity"] >= 0.96
 
 
+@pytest.mark.anyio
+async def test_explain_lists_each_wrong_decision_with_its_similarity_and_rule():
+    pairs = [
+        ev.Pair("p1", "reset my password", "Reset my PASSWORD?", True, "paraphrase"),  # served: not listed
+        ev.Pair("p2", "is the pool open on sunday", "is the pool not open on sunday", True, "paraphrase"),
+        ev.Pair("t1", "did the dog bite the man", "did the man bite the dog", False, "swap"),  # same words
+        ev.Pair("p3", "bake bread", "boiling point of water", True, "paraphrase"),
+    ]
+    outcomes = await ev.run_eval(pairs, HashEmbedder(), POLICY, floor=0.5, progress=False)
+    decisions = {o.pair.id: kind for kind, o in ev.wrong_decisions(outcomes, POLICY)}
+    assert decisions == {"p2": "missed", "t1": "served trap", "p3": "missed"}
+    rows = {line.split(" | ")[1]: line for line in ev.explain_lines(outcomes, POLICY) if line.startswith("| ")}
+    assert "guard: negation" in rows["p2"]
+    assert "no rule fired (threshold 0.9)" in rows["t1"]
+    assert "below every threshold" in rows["p3"] and float(rows["p3"].split(" | ")[3]) < 0.5
+    similarity = float(rows["p2"].split(" | ")[3])
+    assert 0.5 <= similarity < 1.0
+
+
+@pytest.mark.anyio
+async def test_pairs_sharing_a_stored_question_each_count_as_served():
+    pairs = [ev.Pair("1", "reset my password", "Reset my password?", True, "x"),
+             ev.Pair("2", "reset my password", "reset my PASSWORD", True, "x")]
+    outcomes = await ev.run_eval(pairs, HashEmbedder(), POLICY, floor=0.5, progress=False)
+    assert [o.right for o in outcomes] == [True, True]
+    assert ev.score(outcomes, POLICY).served == 2
+
+
 def test_report_names_time_sensitive_questions():
     from proxy.evaluate import Outcome, Pair, report_json, report_lines, volatile_reason
 

@@ -42,6 +42,9 @@ from proxy.guard import find_conflict
         ("Can I pay within a month?", "Can I pay within a week?", "number"),
         ("Is the pharmacy open at 7 in the morning?", "Is the pharmacy open at 7 in the evening?", "number"),
         ("Is the helpline open Monday to Friday?", "Is the helpline open Saturday and Sunday?", "calendar"),
+        ("Which expenses can I claim back from work?", "Which expenses can't I claim back from work?", "negation"),
+        ("How do I cancel my order?", "I can't cancel my order, what now?", "negation"),  # the same verb
+        ("What's the price for members?", "How much does it cost if I'm not a member?", "negation"),
     ],
 )
 def test_rejects(cached: str, incoming: str, rule: str) -> None:
@@ -85,6 +88,10 @@ def test_rejects(cached: str, incoming: str, rule: str) -> None:
         ("What is the capital of France?", "What is the capital city of France?"),
         ("What's the excess on my contents insurance?", "What is the excess on my contents insurance policy?"),
         ("How do I switch from British Gas to Octopus?", "How do I move to Octopus from British Gas?"),
+        ("How do I reset my Gmail password?", "I can't remember my Gmail password, how do I get back in?"),
+        ("What's the price for non-members?", "How much does it cost if I'm not a member?"),
+        ("The `add_column` method adds a new column to the table at a specified index position.",
+         "A specified index position is used by the `add_column` method to incorporate a new column into the table."),
     ],
 )
 def test_allows_paraphrases(cached: str, incoming: str) -> None:

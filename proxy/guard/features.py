@@ -30,6 +30,9 @@ TIME_RE = re.compile(r"\b(\d{1,2})(?:[:.](\d{2}))?\s*(am|pm)\b")
 CLOCK_RE = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 NUMERIC_RE = re.compile(r"\d")
+# "I can't remember my password": an inability states a problem; what it negates is the verb that follows.
+INABILITY_RE = re.compile(r"\b(?:can't|cannot|can not|couldn't|could not)\s+([a-z]+)")
+SUBJECTS = frozenset("i you we they he she it".split())  # "can't I claim…?" asks about the negation itself
 NEGATION_RE = re.compile(r"\b(?:not|no|never|none|nothing|nobody|nowhere|neither|nor|without|cannot)\b|n't\b")
 _NUMBER_WORDS = "|".join(sorted(WORD_NUMBERS, key=len, reverse=True))
 # Durations in one unit per kind, so "two weeks" is "14 days" and "an hour" is "60 minutes".
@@ -65,6 +68,8 @@ class Features(NamedTuple):
     arrows: frozenset[tuple[str, str]]
     roles: frozenset[tuple[str, str]]
     ordinals: frozenset[str]
+    # The verbs after "can't"/"cannot" when every negation in the text is one of those, else None.
+    inabilities: frozenset[str] | None
 
 
 def rewrite(lower: str) -> str:
@@ -201,8 +206,13 @@ def features(text: str) -> Features:
     content = frozenset(t for t in parts if t not in STOPWORDS and not t[0].isdigit() and t not in WORD_NUMBERS)
     calendar = frozenset(CALENDAR[t] for t in tokens if t in CALENDAR)
     negated = bool(NEGATION_RE.search(lower))
+    inabilities = None
+    if negated and len(NEGATION_RE.findall(lower)) == len(INABILITY_RE.findall(lower)):
+        inabilities = frozenset(singular(m.group(1)) for m in INABILITY_RE.finditer(lower))
+        if inabilities & SUBJECTS:
+            inabilities = None
     return Features(words, content, numbers, calendar, negated, _entities(text.replace("\u2019", "'")), _arrows(tokens),
-                    _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS))
+                    _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS), inabilities)
 
 
 @lru_cache(maxsize=8192)

@@ -12,7 +12,7 @@ import yaml
 
 def _load(name: str) -> dict[str, Any]:
     text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not isinstance(data, dict):
         raise ValueError(f"proxy/guard/data/{name}: expected a mapping")
     return data
@@ -73,16 +73,22 @@ CLOSED_CLASS_SETS: dict[str, frozenset[str]] = {
 KNOWN_TERMS = frozenset(map(singular, _WORDS["known_terms"].split()))
 
 
-@lru_cache(maxsize=1)
-def _wordnet() -> dict[str, frozenset[int]]:
+def _load_wordnet() -> dict[str, list[int]]:
     """Each word (multi-word lemmas joined by "_") to the WordNet synonym sets it is in (data/wordnet_synonyms.txt)."""
-    groups: dict[str, set[int]] = {}
+    groups: dict[str, list[int]] = {}
     text = resources.files(__package__).joinpath("data", "wordnet_synonyms.txt").read_text(encoding="utf-8")
     for n, line in enumerate(text.splitlines()):
         if not line.startswith("#"):
             for word in line.split():
-                groups.setdefault(word, set()).add(n)
-    return {word: frozenset(ids) for word, ids in groups.items()}
+                if word in groups:
+                    groups[word].append(n)
+                else:
+                    groups[word] = [n]
+    return groups
+
+
+# Read at import (start-up), not on the first request that needs it.
+WORDNET = _load_wordnet()
 
 
 # Inflections tried back to a WordNet lemma: "quickest" -> "quick", "activated" -> "activate".
@@ -101,6 +107,5 @@ def _lemmas(phrase: str) -> set[str]:
 
 def wordnet_synonyms(x: str, y: str) -> bool:
     """Whether one WordNet synset, among the most frequent senses of each, holds both phrases."""
-    table = _wordnet()
-    left = set().union(*(table.get(w, frozenset()) for w in _lemmas(x)))
-    return any(left & table.get(w, frozenset()) for w in _lemmas(y))
+    left = {n for w in _lemmas(x) for n in WORDNET.get(w, ())}
+    return any(n in left for w in _lemmas(y) for n in WORDNET.get(w, ()))

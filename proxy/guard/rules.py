@@ -40,10 +40,6 @@ class Pair:
     def b(self) -> Features:
         return features(self.incoming)
 
-    @cached_property
-    def changes(self) -> tuple[tuple[str, Tokens, Tokens], ...]:
-        return diff(self.cached, self.incoming)[2]
-
 
 Rule = Callable[[Pair], bool]
 
@@ -72,11 +68,21 @@ def _negating_prefix(a: frozenset[str], b: frozenset[str]) -> bool:
     return False
 
 
+def _states_a_problem(negated: Features, other: Features) -> bool:
+    """ "I can't remember my password" asks what "how do I reset my password" asks: every negation is an
+    inability whose verb the other side never uses (so "which can't I claim" vs "which can I claim" still differ)."""
+    return bool(negated.inabilities) and not any(_mentions(v, other.words) for v in negated.inabilities or ())
+
+
 def negation(p: Pair) -> bool:
     """One side is negated and the other is not (not, n't, never, no, without, non-/un-/dis- words)."""
+    a, b = p.a, p.b
+    prefixed = _negating_prefix(a.words, b.words) ^ _negating_prefix(b.words, a.words)
+    if not prefixed and a.negated != b.negated:
+        negated, other = (a, b) if a.negated else (b, a)
+        return not _states_a_problem(negated, other)
     # Parity: "non-members" vs "not a member" flips twice and agrees.
-    return bool(p.a.negated ^ p.b.negated ^ _negating_prefix(p.a.words, p.b.words)
-                ^ _negating_prefix(p.b.words, p.a.words))
+    return bool(a.negated ^ b.negated ^ prefixed)
 
 
 def _takes_pole(words: frozenset[str], pole: frozenset[str], other: frozenset[str]) -> bool:
@@ -123,9 +129,10 @@ def parties(p: Pair) -> bool:
     return any(roles_b.get(word, role) != role for word, role in p.a.roles)
 
 
-def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...]) -> bool:
+def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens, tb: Tokens) -> bool:
     """One side inserts a prepositional phrase ("flu" vs "flu in babies") or a member of a closed class
-    (audience, platform, tier…) the other lacks; a bare added noun ("capital" vs "capital city") narrows nothing."""
+    (audience, platform, tier…) the other lacks; a bare added noun ("capital" vs "capital city") narrows nothing,
+    nor does a phrase whose words the other side says elsewhere ("flu in babies" vs "my baby has the flu")."""
     for _, left, right in changes:
         # Someone else in place of "I"/"my": the question is about another person's case.
         if (PERSONAL_PRONOUNS & set(left) and any(w not in GRAMMAR_WORDS for w in right)) or (
@@ -137,6 +144,9 @@ def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...]) -> bool:
         elif all(w in GRAMMAR_WORDS for w in right):
             added = left
         else:
+            continue
+        elsewhere = set(tb if added is left else ta)
+        if all(w in GRAMMAR_WORDS or w in QUALIFYING_PREPOSITIONS or w in elsewhere for w in added):
             continue
         if len(added) > 1 and added[0] in QUALIFYING_PREPOSITIONS:
             return True
@@ -150,10 +160,18 @@ def scope(p: Pair) -> bool:
     side only adds a qualifier ("flu" vs "flu in babies", "can contractors…")."""
     for members in CLOSED_CLASS_SETS.values():
         ma, mb = p.a.words & members, p.b.words & members
-        if ma - mb and mb - ma:
+        if ma - mb and mb - ma and not _same_after_negation(ma - mb, mb - ma):
             return True
     small, big = sorted((p.a.content, p.b.content), key=len)
-    return bool(small < big and big - small - GENERIC_WORDS and _adds_qualifier(p.changes))
+    ta, tb, changes = diff(p.cached, p.incoming)
+    return bool(small < big and big - small - GENERIC_WORDS and _adds_qualifier(changes, ta, tb))
+
+
+def _same_after_negation(left: frozenset[str], right: frozenset[str]) -> bool:
+    """ "non-member" vs "member": the negation rule has already checked that the other side says "not"."""
+    def base(word: str) -> str:
+        return word.removeprefix("non-")
+    return {base(w) for w in left} == {base(w) for w in right}
 
 
 def _stem(word: str) -> str:
