@@ -16,13 +16,13 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from .batcher import EmbeddingBatcher
+from .embedding_router import EmbedderRouter
 from .embeddings import Embedder
 from .flights import FlightTable
 from .guard import find_conflict
@@ -71,6 +71,8 @@ class Lookup:
     vector: np.ndarray | None = None
     # On a semantic miss: the nearest candidate and what kept it out (X-Cache-Debug, deja eval --explain).
     nearest: Rejection | None = None
+    # Why no semantic lookup ran although the policy wanted one: "unreadable" = no embedder covers the text.
+    skipped: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class SemanticCache:
     def __init__(self, store: Store, embedder: Embedder, *, queue_size: int = 1024,
                  save_interval: float = 30.0, clock: Callable[[], float] = time.time, max_batch: int = 32,
                  batch_window: float = 0.002, hot_records: int = 10_000, queue_bytes: int = 256 << 20,
-                 max_answer_bytes: int = 4 << 20, guard_max_chars: int = 8000) -> None:
+                 max_answer_bytes: int = 4 << 20, guard_max_chars: int = 8000,
+                 extra_embedders: Sequence[Embedder] = ()) -> None:
         self.store = store
         self.embedder = embedder
         self.clock = clock
@@ -113,8 +116,10 @@ class SemanticCache:
         # Candidates above the threshold turned away, by reason (guard rule, "context", "stale"): /metrics.
         self.rejections: Counter[str] = Counter()
         self._lookups = 0  # in flight: how many questions the batcher may wait for
-        self.batcher = EmbeddingBatcher(embedder, max_batch=max_batch, window=batch_window,
-                                        expected=lambda: self._lookups)
+        # One lane per embedder (its batcher, its indexes in the store); the first is the default model's.
+        self.router = EmbedderRouter([embedder, *extra_embedders], max_batch=max_batch, window=batch_window,
+                                     expected=lambda: self._lookups)
+        self.batcher = self.router.lanes[0].batcher
         # Candidates that belonged to another partition than the request's (never served): should stay 0.
         self.foreign_candidates = 0
         # Unbounded itself: answers are bounded by `budget`, hits merged in `pending_hits` (writeback.py).
@@ -141,7 +146,7 @@ class SemanticCache:
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
         await self.store.checkpoint()
-        self.batcher.close()
+        self.router.close()
 
     def _removed(self, ids: list[int] | None) -> None:
         if ids is None:
@@ -152,8 +157,21 @@ class SemanticCache:
 
     # -- lookup ---------------------------------------------------------------------------------------------------
 
-    async def embed(self, texts: list[str]) -> np.ndarray:
-        return await self.batcher.embed_many(texts)
+    async def embed(self, texts: list[str]) -> list[tuple[np.ndarray, str] | None]:
+        """Each text's (vector, embedder name) from the lane that reads it; None where no model can."""
+        out: list[tuple[np.ndarray, str] | None] = [None] * len(texts)
+        groups: dict[int, list[int]] = {}
+        lanes = self.router.lanes
+        for n, text in enumerate(texts):
+            lane = self.router.lane_for(text)
+            if lane is not None:
+                groups.setdefault(lanes.index(lane), []).append(n)
+        for number, positions in groups.items():
+            lane = lanes[number]
+            vectors = await lane.batcher.embed_many([texts[n] for n in positions])
+            for n, vector in zip(positions, vectors, strict=True):
+                out[n] = (vector, lane.embedder.name)
+        return out
 
     async def lookup(self, request: CacheRequest, policy: Policy, max_age: int | None, max_stale: int = 0) -> Lookup:
         """`max_stale`: entries up to this many seconds past their TTL may answer too (served as STALE)."""
@@ -176,12 +194,16 @@ class SemanticCache:
         if policy.mode != "semantic" or not request.semantic_ok or len(request.question) > self.guard_max_chars:
             return Lookup(None)
         partition = request.partition
-        if not self.store.searchable(partition):
+        lane = self.router.lane_for(request.question)
+        if lane is None:
+            return Lookup(None, skipped="unreadable")  # never judge what no model can read
+        name = lane.embedder.name
+        if not self.store.searchable(partition, name):
             return Lookup(None)  # nothing to compare with: the question is embedded at write-back instead
-        vector, found = await self.batcher.embed(request.question,
-                                                 lambda v: (v, self.store.search_now(partition, v, CANDIDATES)))
-        candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES)
-        threshold = policy.threshold_for(request.question)
+        vector, found = await lane.batcher.embed(
+            request.question, lambda v: (v, self.store.search_now(partition, v, CANDIDATES, name)))
+        candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES, name)
+        threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
         candidates = [(i, s) for i, s in candidates if s >= threshold]
         records = await self._records(i for i, _ in candidates)
@@ -323,13 +345,14 @@ class SemanticCache:
         if len(wanted) < 2:
             return jobs
         try:
-            vectors = await self.embed([jobs[i].request.question for i in wanted])
+            found = await self.embed([jobs[i].request.question for i in wanted])
         except Exception:
             log.warning("write-back: batch embedding failed; embedding one answer at a time", exc_info=True)
             return jobs
         jobs = list(jobs)
-        for i, vector in zip(wanted, vectors, strict=True):
-            jobs[i] = dataclasses.replace(jobs[i], vector=vector)
+        for i, embedded in zip(wanted, found, strict=True):
+            if embedded is not None:  # the same lane _store picks for the question (router.lane_for)
+                jobs[i] = dataclasses.replace(jobs[i], vector=embedded[0])
         return jobs
 
     async def _apply(self, job: StoreJob | object | WriterJob, hits: dict[int, tuple[int, float]]) -> None:
@@ -350,14 +373,17 @@ class SemanticCache:
     async def _store(self, job: StoreJob) -> None:
         request, policy = job.request, job.policy
         vector = job.vector
-        if policy.mode == "semantic" and request.semantic_ok and vector is None:
-            vector = (await self.embed([request.question]))[0]
+        lane = self.router.lane_for(request.question) if policy.mode == "semantic" and request.semantic_ok else None
+        if lane is None:
+            vector = None  # stored for exact matching only
+        elif vector is None:
+            vector = (await lane.batcher.embed_many([request.question]))[0]
         now = self.clock()
         new = Entry(
             exact_key=request.exact_key, partition=request.partition, tenant=request.tenant, model=request.model,
             namespace=request.namespace, context_digest=request.context_digest, context_text=request.context_text,
             question=request.question, response=job.response,
-            embedder=self.embedder.name if vector is not None else None, vector=vector,
+            embedder=lane.embedder.name if lane is not None else None, vector=vector,
             created_at=now, expires_at=now + policy.ttl if policy.ttl else None,
         )
         # Findable exactly and by meaning at the same moment, once committed; remembered here only then.

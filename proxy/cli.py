@@ -86,6 +86,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from . import evaluate as ev
     from .embeddings import load_embedder
+    from .multilingual import load_multilingual
     from .policies import load_policies
 
     settings = load_settings(args.config, data_dir=args.data_dir)
@@ -94,6 +95,8 @@ def evaluate(args: argparse.Namespace) -> int:
         policy = dataclasses.replace(policy, threshold=args.threshold)
     if args.long_threshold is not None:
         policy = dataclasses.replace(policy, long_threshold=args.long_threshold)
+    if args.multilingual_threshold is not None:
+        policy = dataclasses.replace(policy, multilingual_threshold=args.multilingual_threshold)
     fields = ev.Fields(args.a_field, args.b_field, args.label_field, args.category_field, args.id_field)
     low, high, step = (float(x) for x in args.sweep.split(":"))
     thresholds = ev.thresholds_between(low, high, step)
@@ -102,7 +105,8 @@ def evaluate(args: argparse.Namespace) -> int:
         pairs += ev.read_pairs(Path(file), fields, args.split)
     embedder = load_embedder(settings.embedding, Path(settings.data_dir))
     outcomes = asyncio.run(ev.run_eval(pairs, embedder, policy, mode=args.mode, floor=min(thresholds),
-                                       model=args.model, progress=not args.json))
+                                       model=args.model, progress=not args.json,
+                                       extra_embedders=load_multilingual(settings.embedding)))
     name = ", ".join(Path(f).name for f in args.files) + ("" if args.split == "all" else f" ({args.split} half)")
     if args.json:
         print(json.dumps(ev.report_json(outcomes, policy, thresholds), indent=1))
@@ -155,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--policies", dest="policies_dir")
     e.add_argument("--threshold", type=float, help="override the policy's threshold")
     e.add_argument("--long-threshold", type=float, help="override the policy's long_threshold")
+    e.add_argument("--multilingual-threshold", type=float, help="override the policy's multilingual_threshold")
     e.add_argument("--sweep", default="0.80:0.99:0.01", help="LOW:HIGH:STEP thresholds for the sweep table")
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.add_argument("--explain", action="store_true", help="list each wrong decision (served trap, missed "

@@ -28,6 +28,10 @@ DEFAULT_MODEL = "default"
 DEFAULT_MODEL_NAME = "deja/all-MiniLM-L6-v2-int8"
 DEFAULT_DIM = 384
 DEFAULT_MAX_LENGTH = 256
+# all-MiniLM-L6-v2 learnt English: it reads Latin letters and, of the Latin-script languages, English only
+# (proxy/multilingual.py decides what a model reads from these declarations and its tokenizer).
+DEFAULT_SCRIPTS = frozenset({"latin"})
+DEFAULT_LANGUAGES = frozenset({"en"})
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ class EmbeddingError(Exception):
 
 class Embedder(Protocol):
     """Turns texts into unit-length float32 vectors. `name` identifies the model: vectors of different names
-    are never compared (it is part of every partition key)."""
+    are never compared (it is part of every partition key). An embedder may also declare `scripts`,
+    `languages` and `unknown_tokens(text)` for the coverage check (proxy/multilingual.py)."""
 
     name: str
     dim: int
@@ -134,10 +139,23 @@ class FastEmbedder:
             self._model = TextEmbedding(model_name, specific_model_path=str(custom_path), cache_dir=cache_dir)
         else:
             self._model = TextEmbedding(model_name, cache_dir=cache_dir)
+        default = settings.model == DEFAULT_MODEL and not settings.model_path
+        self.scripts: frozenset[str] | None = DEFAULT_SCRIPTS if default else None
+        self.languages: frozenset[str] | None = DEFAULT_LANGUAGES if default else None
+        tokenizer = getattr(getattr(self._model, "model", None), "tokenizer", None)
+        unk = getattr(getattr(tokenizer, "model", None), "unk_token", None)
+        self._tokenizer = tokenizer
+        self._unk_id = tokenizer.token_to_id(unk) if tokenizer is not None and unk else None
         probe = self.embed(["deja"])
         self.dim = int(probe.shape[1])
         self.name = f"{model_name}@{self.dim}"
         log.info("embedding model %s loaded (dim %d)", model_name, self.dim)
+
+    def unknown_tokens(self, text: str) -> int:
+        """How many of the text's tokens the model's vocabulary lacks (0 when its tokenizer has no unknown)."""
+        if self._tokenizer is None or self._unk_id is None:
+            return 0
+        return int(self._tokenizer.encode(text, add_special_tokens=False).ids.count(self._unk_id))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(list(self._model.embed(texts, batch_size=max(1, len(texts)))), dtype=np.float32)

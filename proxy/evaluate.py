@@ -16,7 +16,7 @@ import json
 import tarfile
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +58,7 @@ class Outcome:
     pair: Pair
     similarity: float | None  # of the served entry; None: nothing served even at the lowest threshold
     right: bool = True  # corpus mode: the served entry was this pair's own
+    primary: bool = True  # served through the main model (policy threshold), else the multilingual one
     # When nothing was served: the nearest candidate's similarity and what turned it away (guard rule, threshold…)
     nearest: float | None = None
     reason: str | None = None
@@ -117,14 +118,16 @@ def answer_for(tag: str) -> dict[str, Any]:
 
 
 async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mode: EvalMode = "pairs",
-                   floor: float = 0.5, model: str = "eval-model", progress: bool = True) -> list[Outcome]:
+                   floor: float = 0.5, model: str = "eval-model", progress: bool = True,
+                   extra_embedders: Sequence[Embedder] = ()) -> list[Outcome]:
     """Store and look up every pair through SemanticCache with the policy's checks at threshold `floor`."""
-    probe = dataclasses.replace(policy, mode="semantic", threshold=floor, long_threshold=floor, ttl=0,
-                                max_entries=0)
+    probe = dataclasses.replace(policy, mode="semantic", threshold=floor, long_threshold=floor,
+                                multilingual_threshold=floor, ttl=0, max_entries=0)
     with tempfile.TemporaryDirectory(prefix="deja-eval-") as tmp:
-        store = SqliteStore(Path(tmp), embedder.name, embedder.dim)
+        store = SqliteStore(Path(tmp), embedder.name, embedder.dim, [(e.name, e.dim) for e in extra_embedders])
         await store.open()
-        cache = SemanticCache(store, embedder, queue_size=len(pairs) + 1, save_interval=3600)
+        cache = SemanticCache(store, embedder, queue_size=len(pairs) + 1, save_interval=3600,
+                              extra_embedders=extra_embedders)
         await cache.start()
         try:
             stored_as: dict[str, str] = {}
@@ -152,7 +155,8 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
                 served = hit.record.response["choices"][0]["message"]["content"]
                 # Pairs mode: each pair's own namespace (two pairs may share an `a` text); corpus: the one entry.
                 own = str(n) if mode == "pairs" else stored_as[json.dumps(pair.a, sort_keys=True)]
-                outcomes.append(Outcome(pair, similarity, right=served == own, served_question=hit.record.question))
+                outcomes.append(Outcome(pair, similarity, right=served == own, served_question=hit.record.question,
+                                        primary=hit.record.embedder in (None, embedder.name)))
             return outcomes
         finally:
             await cache.close()
@@ -168,7 +172,10 @@ def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) 
     if outcome.similarity is None:
         return False
     text = outcome.pair.b if isinstance(outcome.pair.b, str) else ""
-    bar = policy.threshold_for(text) if threshold is None else threshold
+    if threshold is not None:
+        bar = threshold
+    else:
+        bar = policy.threshold_for(text) if outcome.primary else policy.multilingual_threshold
     return outcome.similarity >= bar
 
 
@@ -225,7 +232,7 @@ def report_lines(name: str, outcomes: list[Outcome], policy: Policy, thresholds:
                  mode: EvalMode) -> Iterator[str]:
     total = score(outcomes, policy)
     yield f"## {name}: {len(outcomes)} pairs, threshold {policy.threshold} (long {policy.long_threshold} "\
-          f"after {policy.long_after} chars)"
+          f"after {policy.long_after} chars; multilingual {policy.multilingual_threshold})"
     yield ""
     if mode == "corpus":
         yield "| should-hit | served own answer | served another's answer | missed |"
@@ -301,7 +308,7 @@ def report_json(outcomes: list[Outcome], policy: Policy, thresholds: list[float]
                 "wrong_rate": s.wrong_rate}
     return {
         "policy": {"threshold": policy.threshold, "long_threshold": policy.long_threshold,
-                   "long_after": policy.long_after},
+                   "long_after": policy.long_after, "multilingual_threshold": policy.multilingual_threshold},
         "total": as_dict(score(outcomes, policy)),
         "categories": {k: as_dict(v) for k, v in by_category(outcomes, policy).items()},
         "sweep": [{"threshold": t, **as_dict(s)} for t, s in sweep(outcomes, policy, thresholds)],

@@ -228,9 +228,8 @@ async def _flush(cache: SemanticCache, pending: list[_Pending]) -> int:
     by_item = {id(p): v for p, v in zip(wanted, vectors, strict=True)}
     records, keep = [], {}
     for p in pending:
-        vector = by_item.get(id(p))
-        records.append(p.record if vector is None else replace(p.record, vector=vector,
-                                                                embedder=cache.embedder.name))
+        routed = by_item.get(id(p))
+        records.append(p.record if routed is None else replace(p.record, vector=routed[0], embedder=routed[1]))
         keep[p.record.partition] = p.keep
     return await cache.store_batch(records, keep)
 

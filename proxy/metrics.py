@@ -142,6 +142,10 @@ class Metrics:
                               ["kind"], registry=r)
         for kind in ERROR_KINDS:
             self.errors.labels(kind)
+        self.semantic_skipped = Counter("deja_semantic_skipped",
+                                        "Lookups that matched exactly only: no embedding model reads the question",
+                                        ["reason"], registry=r)
+        self.semantic_skipped.labels("unreadable")
         # Freshness (proxy/freshness.py, nonanswers.py, revalidate.py, variety.py): reasons and outcomes.
         self.time_sensitive = Counter("deja_time_sensitive", "Questions found time-sensitive (volatile_ttl), by reason",
                                       ["reason"], registry=r)

@@ -104,6 +104,7 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
         services.metrics.time_sensitive.labels(terms.volatile).inc()
     cache = services.cache
     vector = None
+    skipped = None
     debug = None
     if policy.mode == "off" or control.no_store or endpoint.bypass(body) is not None or not terms.cacheable:
         status = "BYPASS"
@@ -130,6 +131,9 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
                 services.metrics.observe_hit(chat.model, lookup.hit, chat.question, "STALE" if stale else "HIT")
                 return serve_hit(chat, lookup.hit, endpoint, policy, terms, "STALE" if stale else "HIT")
             vector = lookup.vector
+            if lookup.skipped is not None:
+                services.metrics.semantic_skipped.labels(lookup.skipped).inc()
+                skipped = lookup.skipped
             if debug_wanted(request.headers, services.settings.debug_header, services.admin_token):
                 debug = describe_miss(lookup)
     services.metrics.observe_request(chat.model, status)
@@ -149,6 +153,8 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
     try:
         response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight,
                                       endpoint=endpoint, target=target, client_body=client_body, terms=terms)
+        if skipped is not None:
+            response.headers["X-Cache-Semantic"] = f"skipped-{skipped}"
         if debug is not None:
             response.headers[DEBUG_HEADER] = debug
         return response

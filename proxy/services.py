@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import httpx
 from .cache import SemanticCache
 from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
+from .multilingual import load_multilingual
 from .policies import PolicySet, load_policies
 from .revalidate import Revalidator
 from .settings import Settings
@@ -41,16 +43,19 @@ class Services:
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         policies = policies or load_policies(settings.policies_dir)
+        extra: list[Embedder] = []
         if embedder is None:
             embedder = await asyncio.to_thread(load_embedder, settings.embedding, data_dir)
+            extra = await asyncio.to_thread(load_multilingual, settings.embedding)
         metrics = Metrics(settings.prices)
         metrics.max_label_chars = settings.max_model_label_chars
         metrics.label_globs = [p.match for p in policies.policies if p.match != "*"]
         embedder = TimedEmbedder(embedder, metrics)
-        store = await open_store(settings, data_dir, embedder)
+        extra = [TimedEmbedder(e, metrics) for e in extra]
+        store = await open_store(settings, data_dir, embedder, extra)
         cache = SemanticCache(store, embedder, queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
-                              batch_window=settings.embedding.batch_window_ms / 1000,
+                              batch_window=settings.embedding.batch_window_ms / 1000, extra_embedders=extra,
                               queue_bytes=settings.writeback_queue_bytes, max_answer_bytes=settings.max_answer_bytes,
                               guard_max_chars=settings.guard_max_chars)
         cache.stale_keep = max(p.stale_while_revalidate for p in policies.policies)
@@ -77,10 +82,11 @@ class Services:
             await self.upstream.close()
 
 
-async def open_store(settings: Settings, data_dir: Path, embedder: Embedder) -> Store:
+async def open_store(settings: Settings, data_dir: Path, embedder: Embedder,
+                     extra: Sequence[Embedder] = ()) -> Store:
     """The configured store, opened; with `store.fail_open`, a store that cannot be opened is replaced by one that
     caches nothing (Deja then forwards every request and /healthz says why)."""
-    store = make_store(settings.store, data_dir, embedder.name, embedder.dim)
+    store = make_store(settings.store, data_dir, embedder.name, embedder.dim, [(e.name, e.dim) for e in extra])
     try:
         await store.open()
     except StoreStartError as exc:

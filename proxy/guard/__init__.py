@@ -11,6 +11,7 @@ turns) exactly, the only design that kept conversation traps near zero (bench/QU
 
 from __future__ import annotations
 
+from ..guard_scripts import find_script_conflict, is_foreign
 from .features import features
 from .rules import RULE_NAMES, RULES, Pair
 
@@ -21,6 +22,8 @@ def find_conflict(cached: str, incoming: str) -> str | None:
     """Name of the first rule saying the two questions need different answers, or None if none does."""
     if cached == incoming:
         return None
+    if is_foreign(cached) or is_foreign(incoming):
+        return find_script_conflict(cached, incoming)  # the rules below read English words only
     pair = Pair(cached, incoming)
     for name, rule in RULES:
         if rule(pair):

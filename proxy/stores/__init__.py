@@ -3,7 +3,7 @@ dir; `postgresql://…` is PostgreSQL + pgvector, shared by every replica pointe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,11 +34,13 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def make_store(settings: StoreSettings, data_dir: Path, embedder: str, dim: int) -> Store:
+def make_store(settings: StoreSettings, data_dir: Path, embedder: str, dim: int,
+               extra: Sequence[tuple[str, int]] = ()) -> Store:
+    """`extra`: (name, dim) of further embedders (the multilingual one), each with its own indexes."""
     if store_kind(settings.url) == "sqlite":
         from .sqlite import SqliteStore
 
-        return SqliteStore(data_dir, embedder, dim)
+        return SqliteStore(data_dir, embedder, dim, extra)
     from .postgres import PostgresStore
 
     assert settings.url is not None
@@ -88,13 +90,15 @@ class UnavailableStore:
     async def get_many(self, ids: Iterable[int]) -> dict[int, Entry]:
         return {}
 
-    def searchable(self, partition: str) -> bool:
+    def searchable(self, partition: str, embedder: str | None = None) -> bool:
         return False
 
-    def search_now(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]] | None:
+    def search_now(self, partition: str, vector: np.ndarray, k: int,
+                   embedder: str | None = None) -> list[tuple[int, float]] | None:
         return []
 
-    async def search(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    async def search(self, partition: str, vector: np.ndarray, k: int,
+                     embedder: str | None = None) -> list[tuple[int, float]]:
         return []
 
     async def put(self, entries: list[Entry], keep: dict[str, int]) -> list[Entry]:

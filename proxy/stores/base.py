@@ -123,14 +123,17 @@ class Store(Protocol):
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Entry]: ...
 
-    def searchable(self, partition: str) -> bool:
+    # `embedder` names the model whose vectors to search (None: the store's main one); each model has its own.
+    def searchable(self, partition: str, embedder: str | None = None) -> bool:
         """False when the partition certainly holds no vector: the lookup need not embed the question."""
 
-    def search_now(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]] | None:
+    def search_now(self, partition: str, vector: np.ndarray, k: int,
+                   embedder: str | None = None) -> list[tuple[int, float]] | None:
         """The nearest entries (id, cosine), best first, searched right away on the calling (embedding) thread;
         None when this store searches asynchronously (`search`)."""
 
-    async def search(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+    async def search(self, partition: str, vector: np.ndarray, k: int,
+                     embedder: str | None = None) -> list[tuple[int, float]]:
         """Up to k nearest entries of `partition` (id, cosine), best first; never another partition's."""
 
     # -- writes (SemanticCache calls these from its one write-back worker) -----------------------------------

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -301,7 +301,8 @@ class RecordStore:
 
 
 class SqliteStore(RecordStore):
-    """The Store of one process: SQLite rows plus an hnswlib index per partition of the current embedder.
+    """The Store of one process: SQLite rows plus an hnswlib index per partition and embedder (the default model,
+    and any model in `extra`, e.g. the multilingual one: vectors of different models are never compared).
 
     SemanticCache calls the writing methods from its one write-back worker, so SQLite's transactions and the indexes
     change in step; index writes, saves and rebuilds run on one thread of their own (hnswlib must not add while it
@@ -310,32 +311,35 @@ class SqliteStore(RecordStore):
     kind: StoreKind = "sqlite"
     shared = False
 
-    def __init__(self, data_dir: Path, embedder: str, dim: int) -> None:
+    def __init__(self, data_dir: Path, embedder: str, dim: int, extra: Sequence[tuple[str, int]] = ()) -> None:
         super().__init__(data_dir / "deja.sqlite3")
         self.location = str(self.path)
         self.indexes = IndexSet(data_dir / "indexes", embedder, dim)
+        self.index_sets = {embedder: self.indexes,
+                           **{name: IndexSet(data_dir / "indexes", name, d) for name, d in extra}}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deja-index")
         self._counts: dict[str, int] = {}
         self._listeners: list[RemovalListener] = []
 
     async def open(self) -> None:
-        """Load every index of the current embedding model, rebuilding from SQLite those that disagree."""
+        """Load every index of the current embedding models, rebuilding from SQLite those that disagree."""
         await super().open()
         try:
-            for info in await self.partitions(self.indexes.embedder):
-                if not self.indexes.try_load(info.partition, info.count, info.max_id, info.generation):
-                    await self._rebuild(info.partition)
-                    await self._in_executor(self.indexes.save, info.partition, info.count, info.max_id,
-                                            info.generation)
+            for indexes in self.index_sets.values():
+                for info in await self.partitions(indexes.embedder):
+                    if not indexes.try_load(info.partition, info.count, info.max_id, info.generation):
+                        await self._rebuild(info.partition, indexes)
+                        await self._in_executor(indexes.save, info.partition, info.count, info.max_id,
+                                                info.generation)
             self._counts = await self.partition_counts()
         except BaseException:
             await self.close()
             raise
 
-    async def _rebuild(self, partition: str) -> None:
-        self.indexes.indexes.pop(partition, None)
-        index = self.indexes.get_or_create(partition)
-        async for ids, vectors in self.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+    async def _rebuild(self, partition: str, indexes: IndexSet) -> None:
+        indexes.indexes.pop(partition, None)
+        index = indexes.get_or_create(partition)
+        async for ids, vectors in self.iter_vectors(partition, indexes.embedder, indexes.dim):
             await self._in_executor(index.add, ids, vectors)
         log.info("rebuilt index for partition %s… from the store (%d entries)", partition[:12], index.live)
 
@@ -353,16 +357,22 @@ class SqliteStore(RecordStore):
 
     # -- lookup ------------------------------------------------------------------------------------------------
 
-    def searchable(self, partition: str) -> bool:
-        index = self.indexes.get(partition)
+    def _index(self, partition: str, embedder: str | None) -> VectorIndex | None:
+        indexes = self.indexes if embedder is None else self.index_sets.get(embedder)
+        return None if indexes is None else indexes.get(partition)
+
+    def searchable(self, partition: str, embedder: str | None = None) -> bool:
+        index = self._index(partition, embedder)
         return index is not None and index.live > 0
 
-    def search_now(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]] | None:
-        index = self.indexes.get(partition)
+    def search_now(self, partition: str, vector: np.ndarray, k: int,
+                   embedder: str | None = None) -> list[tuple[int, float]] | None:
+        index = self._index(partition, embedder)
         return [] if index is None else index.search(vector, k)
 
-    async def search(self, partition: str, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        return await asyncio.to_thread(self.search_now, partition, vector, k) or []
+    async def search(self, partition: str, vector: np.ndarray, k: int,
+                     embedder: str | None = None) -> list[tuple[int, float]]:
+        return await asyncio.to_thread(self.search_now, partition, vector, k, embedder) or []
 
     # -- writes ------------------------------------------------------------------------------------------------
 
@@ -370,17 +380,18 @@ class SqliteStore(RecordStore):
         added: list[tuple[VectorIndex, list[int]]] = []
         try:
             stored = await self.insert_many(entries, commit=False)
-            vectors: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+            vectors: dict[tuple[str, str], tuple[list[int], list[np.ndarray]]] = {}
             for new, (entry_id, _) in zip(entries, stored, strict=True):
-                if new.vector is not None and new.embedder == self.indexes.embedder:
-                    ids, vs = vectors.setdefault(new.partition, ([], []))
+                if new.vector is not None and new.embedder in self.index_sets:
+                    ids, vs = vectors.setdefault((new.embedder, new.partition), ([], []))
                     ids.append(entry_id)
                     vs.append(new.vector)
-            for partition, (ids, vs) in vectors.items():
-                index = self.indexes.get_or_create(partition)
+            for (embedder, partition), (ids, vs) in vectors.items():
+                indexes = self.index_sets[embedder]
+                index = indexes.get_or_create(partition)
                 await self._in_executor(index.add, ids, np.stack(vs).astype(np.float32))
                 added.append((index, ids))
-                self.indexes.dirty.add(partition)
+                indexes.dirty.add(partition)
             await self.writer.commit()
         except BaseException:
             # SQLite hands a rolled-back id to the next insert: a vector left under it would answer for that
@@ -411,10 +422,11 @@ class SqliteStore(RecordStore):
         """Entries left SQLite: keep the counts and the indexes in step, and tell the listeners."""
         for entry_id, partition, embedder in removed:
             self._counts[partition] = max(0, self._counts.get(partition, 1) - 1)
-            index = self.indexes.get(partition)
-            if embedder == self.indexes.embedder and index is not None:
+            indexes = self.index_sets.get(embedder) if embedder is not None else None
+            index = indexes.get(partition) if indexes is not None else None
+            if indexes is not None and index is not None:
                 index.remove(entry_id)
-                self.indexes.dirty.add(partition)
+                indexes.dirty.add(partition)
         if removed:
             for listener in self._listeners:
                 listener([entry_id for entry_id, _, _ in removed])
@@ -423,31 +435,36 @@ class SqliteStore(RecordStore):
     async def maintain(self, now: float) -> None:
         """Delete expired entries, then compact the indexes that hold too many deleted vectors."""
         self._forget(await self.remove_expired(now))
-        for partition, index in list(self.indexes.indexes.items()):
-            if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
-                await self.compact(partition)
+        for indexes in self.index_sets.values():
+            for partition, index in list(indexes.indexes.items()):
+                if index.deleted >= max(COMPACT_MIN, COMPACT_FRACTION * (index.live + index.deleted)):
+                    await self.compact(partition, indexes)
 
-    async def compact(self, partition: str) -> None:
+    async def compact(self, partition: str, indexes: IndexSet | None = None) -> None:
         """Rebuild a partition's index from the vectors in SQLite, off the event loop, and swap it in whole:
         lookups use the old index until then. Runs on the writer, so no entry is added meanwhile."""
-        old = self.indexes.get(partition)
-        fresh = VectorIndex(self.indexes.dim, max(INITIAL_CAPACITY, (old.live if old else 0) + 1))
-        async for ids, vectors in self.iter_vectors(partition, self.indexes.embedder, self.indexes.dim):
+        indexes = self.indexes if indexes is None else indexes
+        old = indexes.get(partition)
+        fresh = VectorIndex(indexes.dim, max(INITIAL_CAPACITY, (old.live if old else 0) + 1))
+        async for ids, vectors in self.iter_vectors(partition, indexes.embedder, indexes.dim):
             await self._in_executor(fresh.add, ids, vectors)
-        self.indexes.indexes[partition] = fresh
-        self.indexes.dirty.add(partition)
+        indexes.indexes[partition] = fresh
+        indexes.dirty.add(partition)
         log.info("compacted index of partition %s… (%d deleted vectors dropped, %d live)", partition[:12],
                  old.deleted if old else 0, fresh.live)
 
     async def checkpoint(self) -> None:
-        for partition in list(self.indexes.dirty):
-            info = await self.partition_info(partition, self.indexes.embedder)
-            await self._in_executor(self.indexes.save, partition, info.count, info.max_id, info.generation)
+        for indexes in self.index_sets.values():
+            for partition in list(indexes.dirty):
+                info = await self.partition_info(partition, indexes.embedder)
+                await self._in_executor(indexes.save, partition, info.count, info.max_id, info.generation)
 
     def sizes(self) -> dict[str, tuple[int, int]]:
         sizes = {partition: (count, 0) for partition, count in self._counts.items()}
-        for partition, index in self.indexes.indexes.items():
-            sizes[partition] = (sizes.get(partition, (0, 0))[0], index.live)
+        for indexes in self.index_sets.values():
+            for partition, index in indexes.indexes.items():
+                count, live = sizes.get(partition, (0, 0))
+                sizes[partition] = (count, live + index.live)
         return sizes
 
     async def _in_executor(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -1,0 +1,48 @@
+"""EmbedderRouter: each question goes to the first embedder that can read it (proxy/multilingual.py), or to none.
+
+Each embedder is a lane with its own batcher thread and its own threshold; the store keeps each model's vectors
+in indexes of their own (one per partition and model: vectors of different models are never compared). English
+stays on MiniLM at its speed, Chinese goes to multilingual-e5, Amharic to no model at all (exact matching only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .batcher import EmbeddingBatcher
+from .embeddings import Embedder
+from .multilingual import reads
+from .policies import Policy
+
+
+@dataclass(eq=False)  # lanes are compared and hashed by identity
+class Lane:
+    embedder: Embedder
+    batcher: EmbeddingBatcher
+    primary: bool  # the policy's threshold applies; other lanes use its multilingual_threshold
+
+    def threshold(self, policy: Policy, text: str) -> float:
+        return policy.threshold_for(text) if self.primary else policy.multilingual_threshold
+
+
+class EmbedderRouter:
+    def __init__(self, embedders: Sequence[Embedder], *, max_batch: int, window: float,
+                 expected: Callable[[], int]) -> None:
+        self.lanes = [Lane(e, EmbeddingBatcher(e, max_batch=max_batch, window=window, expected=expected), n == 0)
+                      for n, e in enumerate(embedders)]
+        self._by_name = {lane.embedder.name: lane for lane in self.lanes}
+
+    def lane_for(self, text: str) -> Lane | None:
+        """The first lane whose model reads `text`; None: no model can, so only exact matching applies."""
+        for lane in self.lanes:
+            if reads(lane.embedder, text):
+                return lane
+        return None
+
+    def by_name(self, embedder: str | None) -> Lane | None:
+        return self._by_name.get(embedder) if embedder is not None else None
+
+    def close(self) -> None:
+        for lane in self.lanes:
+            lane.batcher.close()
