@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from proxy.canonical import build_chat_request
 from proxy.embeddings import load_embedder
-from proxy.requests import build_chat_request
 from proxy.settings import EmbeddingSettings
 from proxy.stores.index import IndexSet, VectorIndex
 from proxy.stores.sqlite import INSERT_SQL, RecordStore

@@ -21,8 +21,10 @@ from starlette.routing import Route
 
 from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_error_body
 from .importer import import_lines, split_lines
+from .incoming import parse_json, read_body, services_of
 from .limits import ascii_int
-from .routes import parse_json, read_body, services_of
+from .render import answer_text
+from .stats import snapshot
 from .stores.base import Entry, EntryFilter, export_line
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -100,19 +102,6 @@ def parse_filter(values: Mapping[str, Any], allowed: tuple[str, ...], now: float
                        partition=strings["partition"], text=strings["q"], created_before=created_before)
 
 
-def answer_text(response: dict[str, Any]) -> str:
-    try:
-        message = response["choices"][0]["message"]
-    except (KeyError, IndexError, TypeError):
-        return ""
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(message, dict) and message.get("tool_calls"):
-        return json.dumps(message["tool_calls"], ensure_ascii=False)
-    return ""
-
-
 def summary(record: Entry) -> dict[str, Any]:
     answer = answer_text(record.response)
     return {"id": record.id, "model": record.model, "namespace": record.namespace, "tenant": record.tenant,
@@ -140,7 +129,7 @@ async def stats(request: Request) -> Response:
     models = await store.model_totals()
     top = await store.top_entries(TOP_ENTRIES)
     return JSONResponse({
-        **services.metrics.snapshot(),
+        **snapshot(services.metrics),
         "entries": sum(n for _, n, _ in models),
         "entry_hits": sum(h for _, _, h in models),
         "partitions": sum(1 for n, _ in sizes.values() if n),

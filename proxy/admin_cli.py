@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+from tqdm import tqdm
 
 from .admin import DEFAULT_LIMIT, summary
-from .importer import ImportReport, ProgressBar
+from .importer import ImportReport, progress_bar
 from .settings import ADMIN_TOKEN_ENV
 from .stores.base import EntryFilter, export_line
 from .stores.sqlite import RecordStore
@@ -33,33 +34,8 @@ class CommandError(Exception):
     pass
 
 
-class Progress:
-    """A one-line progress bar on stderr, redrawn at most ten times a second; a plain final line when not a tty."""
-
-    def __init__(self, label: str, total: int | None, stream: TextIO | None = None) -> None:
-        self.label, self.total, self.stream = label, total, stream or sys.stderr
-        self.done = 0
-        self.tty = self.stream.isatty()
-        self._drawn = 0.0
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        now = time.monotonic()
-        if self.tty and now - self._drawn >= 0.1:
-            self._drawn = now
-            self.stream.write("\r" + self.line())
-            self.stream.flush()
-
-    def line(self) -> str:
-        if not self.total:
-            return f"{self.label}: {self.done}"
-        share = min(1.0, self.done / self.total)
-        bar = "#" * int(share * 30)
-        return f"{self.label} [{bar:<30}] {self.done}/{self.total} {share:4.0%}"
-
-    def close(self) -> None:
-        self.stream.write(("\r" if self.tty else "") + self.line() + "\n")
-        self.stream.flush()
+def progress(label: str, total: int | None) -> tqdm[Any]:
+    return tqdm(total=total, desc=label, unit="entry", file=sys.stderr)
 
 
 def add_admin_commands(commands: Any) -> None:
@@ -131,17 +107,16 @@ class RemoteAdmin:
                                                                            "offset": offset})))
 
     def delete(self, ids: list[int]) -> int:
-        progress = Progress("deleting", len(ids))
         deleted = 0
-        for entry_id in ids:
-            response = self.client.delete(f"/admin/entries/{entry_id}")
-            if response.status_code == 404:
-                print(f"deja: no entry {entry_id}", file=sys.stderr)
-            else:
-                self._check(response)
-                deleted += 1
-            progress.advance()
-        progress.close()
+        with progress("deleting", len(ids)) as bar:
+            for entry_id in ids:
+                response = self.client.delete(f"/admin/entries/{entry_id}")
+                if response.status_code == 404:
+                    bar.write(f"deja: no entry {entry_id}", file=sys.stderr)
+                else:
+                    self._check(response)
+                    deleted += 1
+                bar.update()
         return deleted
 
     def purge(self, values: dict[str, Any]) -> int:
@@ -152,28 +127,26 @@ class RemoteAdmin:
             if response.status_code >= 400:
                 response.read()
                 self._check(response)
-            progress = Progress("exporting", int(response.headers.get("x-total-count", 0)) or None)
-            for line in response.iter_lines():
-                if line:
-                    out.write(line + "\n")
-                    progress.advance()
-            progress.close()
-        return progress.done
+            with progress("exporting", int(response.headers.get("x-total-count", 0)) or None) as bar:
+                for line in response.iter_lines():
+                    if line:
+                        out.write(line + "\n")
+                        bar.update()
+        return int(bar.n)
 
 
 def remote_import(url: str, path: Path, api_key: str | None, *, shared: bool, model: str | None,
                   namespace: str | None) -> ImportReport:
     """Stream `path` to a running proxy's POST /admin/import, with a progress bar by bytes sent."""
     admin = RemoteAdmin(url)
-    bar = ProgressBar(path.stat().st_size)
-    shown = ImportReport()
+    bar = progress_bar(path.stat().st_size)
 
     def body() -> Iterator[bytes]:
         with path.open("rb") as f:
             while block := f.read(1 << 16):
-                bar.read += len(block)
-                bar(shown)
+                bar.update(len(block))
                 yield block
+        bar.close()
 
     params = {k: v for k, v in {"shared": "true" if shared else None, "model": model,
                                 "namespace": namespace}.items() if v}
@@ -247,13 +220,12 @@ class LocalAdmin:
         selection = self._filter(values)
 
         async def work(store: RecordStore) -> int:
-            progress = Progress("exporting", await store.count_entries(selection))
-            async for batch in store.iter_entries(selection):
-                for record in batch:
-                    out.write(json.dumps(export_line(record), ensure_ascii=False, separators=(",", ":")) + "\n")
-                progress.advance(len(batch))
-            progress.close()
-            return progress.done
+            with progress("exporting", await store.count_entries(selection)) as bar:
+                async for batch in store.iter_entries(selection):
+                    for record in batch:
+                        out.write(json.dumps(export_line(record), ensure_ascii=False, separators=(",", ":")) + "\n")
+                    bar.update(len(batch))
+            return int(bar.n)
         return int(asyncio.run(self._with_store(work)))
 
 

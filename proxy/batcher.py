@@ -46,8 +46,6 @@ class EmbeddingBatcher:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="deja-embed", daemon=True)
         self._thread.start()
-        self.batches = 0
-        self.embedded = 0
 
     async def embed(self, text: str, then: FollowUp | None = None) -> Any:
         """The embedding of `text`, or `then(embedding)` computed on the worker thread."""
@@ -106,8 +104,6 @@ class EmbeddingBatcher:
                 for job in batch:
                     _post(job, None, exc)
                 continue
-            self.batches += 1
-            self.embedded += len(vectors)
             start = 0
             for job in batch:
                 result: Any = vectors[start] if job.single else vectors[start:start + len(job.texts)]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .canonical import CacheRequest
 from .embedding_router import EmbedderRouter
 from .embeddings import Embedder
 from .flights import FlightTable
@@ -29,7 +30,6 @@ from .guard import find_conflict
 from .hot import HotRecords
 from .limits import answer_size
 from .policies import Policy
-from .requests import CacheRequest
 from .stores.base import Entry, EntryFilter, Store
 from .terms import usable
 from .writeback import AnswerBudget, PendingHits

@@ -79,10 +79,8 @@ def check_store(settings: Settings) -> str | None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    import asyncio
     import dataclasses
     import json
-    from pathlib import Path
 
     from . import evaluate as ev
     from .embeddings import load_embedder
@@ -174,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_import(args: argparse.Namespace) -> int:
     from .admin_cli import remote_import
-    from .importer import ImportReport, ProgressBar, import_lines, read_lines
+    from .importer import ImportReport, import_lines, progress_bar, read_lines, show_report
     from .policies import load_policies
     from .services import Services
 
@@ -193,16 +191,17 @@ def run_import(args: argparse.Namespace) -> int:
 
         async def run() -> ImportReport:
             services = await Services.open(settings, policies=policies)
-            bar = ProgressBar(path.stat().st_size)
+            bar = progress_bar(path.stat().st_size)
             try:
                 return await import_lines(services.cache, policies, read_lines(path, bar), tenant_key=key,
                                           shared=args.shared, model=args.model, namespace=args.namespace,
-                                          progress=bar)
+                                          progress=lambda report: show_report(bar, report))
             finally:
+                bar.close()
                 await services.close()
 
         report = asyncio.run(run())
-    print(f"\n{report.imported} imported, {report.skipped} skipped, {report.failed} failed "
+    print(f"{report.imported} imported, {report.skipped} skipped, {report.failed} failed "
           f"of {report.lines} lines", file=sys.stderr)
     for error in report.errors:
         print(f"  {error}", file=sys.stderr)
@@ -220,13 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings)
         if args.command == "import":
             return run_import(args)
-        if args.command == "eval":
-            return evaluate(args)
+        return evaluate(args)  # argparse admits no other command
     except ConfigError as exc:
         print(f"deja: {exc}", file=sys.stderr)
         return 2
-    return 2
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import render
+from .canonical import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, canonical_json, require_model
 from .endpoints import ChunkTee, Endpoint, Target
 from .errors import BadRequestError
-from .requests import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, canonical_json, require_model
 from .routes import cached_call
 from .sse import STORABLE_FINISH, StreamAssembler, accumulate
 

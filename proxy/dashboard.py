@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from .errors import NotFoundError
-from .routes import services_of
+from .incoming import services_of
 
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE_HEADERS = {

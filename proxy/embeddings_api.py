@@ -23,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .cache import Hit
+from .canonical import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
 from .endpoints import Target
 from .errors import BadRequestError
+from .incoming import parse_json, read_body, services_of
 from .policies import Policy
-from .render import zero_counts
-from .requests import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
-from .routes import cache_headers, parse_json, read_body, services_of
+from .render import cache_headers, zero_counts
 from .services import Services
 from .upstream import read_all, response_headers
 

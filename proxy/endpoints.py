@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import render
-from .requests import CacheRequest, build_chat_request, validate_body
+from .canonical import CacheRequest, build_chat_request, validate_body
 from .sse import EventReader, StreamAssembler, encode_event, storable
 
 
@@ -90,6 +90,8 @@ class ChunkTee:
         if not self.strip_usage:
             self.assembler.feed(data)
             return data
+        if self.reader.overflowed:
+            return data
         out = []
         for event in self.reader.feed(data):
             chunk = self.assembler.feed_event(event.data)
@@ -99,6 +101,9 @@ class ChunkTee:
                 out.append(encode_event({k: v for k, v in chunk.items() if k != "usage"}, event.name))
             else:
                 out.append(event.encode())
+        if self.reader.overflowed:
+            self.assembler.failed = True
+            out.append(self.reader.spill())
         return b"".join(out)
 
     def result(self) -> dict[str, Any] | None:

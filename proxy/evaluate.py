@@ -24,10 +24,10 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from .cache import SemanticCache
+from .canonical import build_chat_request, text_of, validate_body
 from .embeddings import Embedder
 from .freshness import time_sensitivity
 from .policies import Policy
-from .requests import build_chat_request, text_of, validate_body
 from .stores.sqlite import SqliteStore
 
 EvalMode = Literal["pairs", "corpus"]

@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
+
+from tqdm import tqdm
 
 from .cache import SemanticCache
+from .canonical import build_chat_request, validate_body
 from .completions_api import storable as completion_storable
 from .embeddings_api import is_embedding
 from .errors import DejaError
 from .limits import DEFAULT_MAX_JSON_DEPTH, loads_bounded
 from .nonanswers import skip_reason
 from .policies import PolicySet
-from .requests import build_chat_request, validate_body
 from .responses_api import storable as response_storable
 from .sse import storable
 from .stores.base import Entry
@@ -234,28 +235,21 @@ async def _flush(cache: SemanticCache, pending: list[_Pending]) -> int:
     return await cache.store_batch(records, keep)
 
 
-class ProgressBar:
-    """A one-line stderr bar by bytes read (the line count of a large file is not known up front)."""
-
-    def __init__(self, total_bytes: int, out: TextIO = sys.stderr) -> None:
-        self.total, self.read, self.out = max(1, total_bytes), 0, out
-        self.started = time.monotonic()
-
-    def __call__(self, report: ImportReport) -> None:
-        share = min(1.0, self.read / self.total)
-        rate = report.lines / max(1e-9, time.monotonic() - self.started)
-        bar = "#" * int(share * 30)
-        self.out.write(f"\r[{bar:<30}] {share:6.1%}  {report.imported} imported, {report.skipped} skipped, "
-                       f"{report.failed} failed  {rate:,.0f} lines/s")
-        self.out.flush()
+def progress_bar(total_bytes: int) -> tqdm[Any]:
+    """A stderr bar by bytes read (the line count of a large file is not known up front)."""
+    return tqdm(total=total_bytes, desc="importing", unit="B", unit_scale=True, file=sys.stderr, leave=False)
 
 
-async def read_lines(path: Path, bar: ProgressBar | None = None) -> AsyncIterator[bytes | ImportLineError]:
+def show_report(bar: tqdm[Any], report: ImportReport) -> None:
+    bar.set_postfix_str(f"{report.imported} imported, {report.skipped} skipped, {report.failed} failed")
+
+
+async def read_lines(path: Path, bar: tqdm[Any] | None = None) -> AsyncIterator[bytes | ImportLineError]:
     async def chunks() -> AsyncIterator[bytes]:
         with path.open("rb") as f:
             while block := f.read(1 << 16):
                 if bar is not None:
-                    bar.read += len(block)
+                    bar.update(len(block))
                 yield block
 
     async for line in split_lines(chunks()):

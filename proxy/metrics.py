@@ -1,4 +1,5 @@
-"""Metrics: Prometheus series for `GET /metrics`, and the recent-activity window behind `/admin/stats`.
+"""Metrics: the Prometheus series of `GET /metrics`, the only counters Deja keeps. `/admin/stats`, the dashboard
+and `deja stats` read them through stats.py; the dashboard's recent window is activity.py, prices pricing.py.
 
 Each app owns its `CollectorRegistry` (tests build many apps in one process). What is measured and where:
   requests   routes (and /modelcache queries): by model, cache status and match type; every answer of the proxy
@@ -17,7 +18,6 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .activity import Activity
+from .pricing import PriceTable
 from .settings import ModelPrice
 
 if TYPE_CHECKING:
@@ -35,66 +37,16 @@ if TYPE_CHECKING:
 ErrorKind = str  # "embedding" | "store" | "upstream"
 ERROR_KINDS = ("embedding", "store", "upstream")
 STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH", "STALE")
-# USD per 1M tokens (input, output), OpenAI's list prices in 2025. Globs: the longest matching pattern wins, so
-# `gpt-4o-mini-2024-07-18` takes `gpt-4o-mini*`, not `gpt-4o*`. Settings.prices adds to and overrides these.
-DEFAULT_PRICES: dict[str, ModelPrice] = {
-    "gpt-5*": ModelPrice(1.25, 10.0),
-    "gpt-5-mini*": ModelPrice(0.25, 2.0),
-    "gpt-5-nano*": ModelPrice(0.05, 0.40),
-    "gpt-4.1*": ModelPrice(2.0, 8.0),
-    "gpt-4.1-mini*": ModelPrice(0.40, 1.60),
-    "gpt-4.1-nano*": ModelPrice(0.10, 0.40),
-    "gpt-4o*": ModelPrice(2.50, 10.0),
-    "gpt-4o-mini*": ModelPrice(0.15, 0.60),
-    "gpt-4-turbo*": ModelPrice(10.0, 30.0),
-    "gpt-3.5-turbo*": ModelPrice(0.50, 1.50),
-    "o1*": ModelPrice(15.0, 60.0),
-    "o1-mini*": ModelPrice(1.10, 4.40),
-    "o3*": ModelPrice(2.0, 8.0),
-    "o3-mini*": ModelPrice(1.10, 4.40),
-    "o4-mini*": ModelPrice(1.10, 4.40),
-}
 # Model names come from clients: past this many distinct names, new ones are labelled "other".
 MAX_MODEL_LABELS = 50
-# Per-partition series on /metrics: the largest partitions only (totals cover all of them).
-MAX_PARTITION_SERIES = 100
-PARTITION_LABEL_CHARS = 16
-SERIES_MINUTES = 120
-LATENCY_SAMPLES = 2000
-RECENT_HITS = 50
 HEALTH_WINDOW = 60.0
 HEALTH_REASON_CHARS = 200
 RECENT_TEXT_CHARS = 500
+# Per-partition series on /metrics: the largest partitions only (totals cover all of them).
+MAX_PARTITION_SERIES = 100
+PARTITION_LABEL_CHARS = 16
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-
-
-class PriceTable:
-    def __init__(self, prices: Mapping[str, ModelPrice] | None = None) -> None:
-        self.prices = {**DEFAULT_PRICES, **(prices or {})}
-
-    def price_for(self, model: str) -> ModelPrice | None:
-        if model in self.prices:
-            return self.prices[model]
-        matches = [p for p in self.prices if fnmatch.fnmatchcase(model, p)]
-        if not matches:
-            return None
-        return self.prices[max(matches, key=lambda p: (sum(ch not in "*?[]" for ch in p), p))]
-
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        price = self.price_for(model)
-        if price is None:
-            return None
-        return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
-
-
-def percentiles(samples: Iterator[float] | list[float]) -> dict[str, float | int | None]:
-    values = np.fromiter(samples, dtype=np.float64)
-    if values.size == 0:
-        return {"count": 0, "p50": None, "p90": None, "p99": None}
-    p50, p90, p99 = np.percentile(values, [50, 90, 99]) * 1000.0
-    return {"count": int(values.size), "p50": round(float(p50), 3), "p90": round(float(p90), 3),
-            "p99": round(float(p99), 3)}
 
 
 def mark_error(exc: BaseException, kind: ErrorKind) -> None:
@@ -156,21 +108,12 @@ class Metrics:
         self.variety = Counter("deja_variety", "Requests of variety partitions: served from the bucket or filling it",
                                ["event"], registry=r)
         self._models: set[str] = set()
+        self.activity = Activity(clock)
         # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
         self.max_label_chars = 64
         self.label_globs: list[str] = []
-        # The same numbers for /admin/stats, since start.
-        self.status_counts = dict.fromkeys(STATUSES, 0)
-        self.match_counts = {"exact": 0, "semantic": 0}
-        self.error_counts = dict.fromkeys(ERROR_KINDS, 0)
         # kind -> (when, what) of the latest error: /healthz reports "degraded" while one is recent.
         self.last_errors: dict[ErrorKind, tuple[float, str]] = {}
-        self.saved = {"prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0, "unpriced_tokens": 0}
-        self.unpriced_models: set[str] = set()
-        self.latency: dict[str, deque[float]] = {k: deque(maxlen=LATENCY_SAMPLES)
-                                                 for k in ("lookup", "embedding", "upstream")}
-        self.series: deque[dict[str, Any]] = deque(maxlen=SERIES_MINUTES)
-        self.recent_hits: deque[dict[str, Any]] = deque(maxlen=RECENT_HITS)
 
     # -- wiring ---------------------------------------------------------------------------------------------------
 
@@ -197,29 +140,17 @@ class Metrics:
 
     # -- observations ---------------------------------------------------------------------------------------------
 
-    def _bucket(self) -> dict[str, Any]:
-        minute = int(self.clock() // 60 * 60)
-        if not self.series or self.series[-1]["t"] != minute:
-            self.series.append({"t": minute, "requests": 0, "hits": 0, "tokens_saved": 0, "cost_saved_usd": 0.0})
-        return self.series[-1]
-
     def observe_request(self, model: str, status: str, match: str = "none") -> None:
         self.requests.labels(self.model_label(model), status, match).inc()
-        self.status_counts[status] = self.status_counts.get(status, 0) + 1
-        bucket = self._bucket()
         if status in ("HIT", "MISS"):
-            bucket["requests"] += 1
+            self.activity.bucket()["requests"] += 1
 
     def observe_hit(self, model: str, hit: Hit, asked: str, status: str = "HIT") -> None:
         self.observe_request(model, status, hit.match)
-        self.match_counts[hit.match] = self.match_counts.get(hit.match, 0) + 1
-        self._bucket()["hits"] += 1
+        self.activity.hit({"entry_id": hit.record.id, "model": self.model_label(model), "match": hit.match,
+                           "similarity": None if hit.similarity is None else round(hit.similarity, 4),
+                           "asked": asked[:RECENT_TEXT_CHARS], "matched": hit.record.question[:RECENT_TEXT_CHARS]})
         self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)
-        self.recent_hits.appendleft({
-            "at": self.clock(), "entry_id": hit.record.id, "model": self.model_label(model), "match": hit.match,
-            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
-            "asked": asked[:RECENT_TEXT_CHARS], "matched": hit.record.question[:RECENT_TEXT_CHARS],
-        })
 
     def observe_saved(self, model: str, usage: Any) -> None:
         """Tokens (and their cost) a cached answer saved: its stored usage, in chat or Responses API names."""
@@ -229,35 +160,27 @@ class Metrics:
         label = self.model_label(model)
         self.tokens_saved.labels(label, "prompt").inc(prompt)
         self.tokens_saved.labels(label, "completion").inc(completion)
-        self.saved["prompt_tokens"] += prompt
-        self.saved["completion_tokens"] += completion
         cost = self.prices.cost(model, prompt, completion)
         if cost is None:
             self.unpriced_tokens.labels(label).inc(prompt + completion)
-            self.saved["unpriced_tokens"] += prompt + completion
-            if prompt + completion:
-                self.unpriced_models.add(label)
         else:
             self.cost_saved.labels(label).inc(cost)
-            self.saved["cost_usd"] += cost
-        bucket = self._bucket()
-        bucket["tokens_saved"] += prompt + completion
-        bucket["cost_saved_usd"] += cost or 0.0
+        self.activity.saved(prompt + completion, cost)
 
     def observe_route(self, route: str, status: str, code: int) -> None:
         self.routes.labels(route, status, str(code)).inc()
 
     def observe_lookup(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
-        self.latency["lookup"].append(seconds)
+        self.activity.latency["lookup"].append(seconds)
 
     def observe_embedding(self, seconds: float) -> None:
         self.embedding_seconds.observe(seconds)
-        self.latency["embedding"].append(seconds)
+        self.activity.latency["embedding"].append(seconds)
 
     def observe_upstream(self, model: str, seconds: float) -> None:
         self.upstream_seconds.labels(self.model_label(model)).observe(seconds)
-        self.latency["upstream"].append(seconds)
+        self.activity.latency["upstream"].append(seconds)
 
     def count_error(self, kind: ErrorKind, exc: BaseException | None = None) -> None:
         """Count an error once: an exception already counted lower down (e.g. by the embedder) is skipped."""
@@ -266,7 +189,6 @@ class Metrics:
                 return
             mark_error(exc, kind)
         self.errors.labels(kind).inc()
-        self.error_counts[kind] = self.error_counts.get(kind, 0) + 1
         what = f"{type(exc).__name__}: {exc}" if exc is not None else "failed"
         self.last_errors[kind] = (self.clock(), what[:HEALTH_REASON_CHARS])
 
@@ -276,29 +198,6 @@ class Metrics:
         return [f"{kind} failing ({what}; {int(now - at)} s ago)"
                 for kind, (at, what) in sorted(self.last_errors.items())
                 if kind in ("embedding", "store") and now - at < HEALTH_WINDOW]
-
-    # -- /admin/stats ---------------------------------------------------------------------------------------------
-
-    def snapshot(self) -> dict[str, Any]:
-        hits, misses = self.status_counts["HIT"], self.status_counts["MISS"]
-        lookups = hits + misses
-        return {
-            "since": self.started_at,
-            "uptime_seconds": round(self.clock() - self.started_at, 3),
-            "requests": {"total": sum(self.status_counts.values()), **self.status_counts},
-            "matches": dict(self.match_counts),
-            # Of the requests that were looked up (HIT + MISS); BYPASS and REFRESH never could hit.
-            "hit_rate": round(hits / lookups, 4) if lookups else None,
-            "tokens_saved": {"prompt": self.saved["prompt_tokens"], "completion": self.saved["completion_tokens"],
-                             "total": self.saved["prompt_tokens"] + self.saved["completion_tokens"]},
-            "cost_saved_usd": round(self.saved["cost_usd"], 6),
-            "unpriced_tokens_saved": self.saved["unpriced_tokens"],
-            "unpriced_models": sorted(self.unpriced_models),
-            "latency_ms": {k: percentiles(list(v)) for k, v in self.latency.items()},
-            "errors": dict(self.error_counts),
-            "series": [{**b, "cost_saved_usd": round(b["cost_saved_usd"], 6)} for b in self.series],
-            "recent_hits": list(self.recent_hits),
-        }
 
 
 def _int(value: Any) -> int:

@@ -28,10 +28,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .admin import answer_text, token_matches
+from .admin import token_matches
+from .canonical import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
 from .errors import DejaError, UnauthorizedError, openai_error_body
-from .requests import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
-from .routes import read_body, services_of
+from .incoming import read_body, services_of
+from .render import answer_text
 from .services import Services
 from .stores.base import EntryFilter
 

@@ -8,13 +8,17 @@ field is replayed as the upstream sent it, `null` included.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .sse import DONE, encode_event
+
+if TYPE_CHECKING:
+    from .cache import Hit
 
 HitUsage = Literal["original", "zero"]
 REPLAY_PIECE = 64  # characters of text per replayed chunk or delta event
@@ -203,3 +207,27 @@ def response_stream(response: dict[str, Any], include_usage: bool) -> Iterator[b
 
 RESPONSE = Shape("resp_", "created_at", {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0},
                  response_stream)
+
+
+def cache_headers(status: str, hit: Hit | None = None, now: float | None = None) -> dict[str, str]:
+    headers = {"X-Cache-Status": status}
+    if hit is not None and now is not None:
+        headers["X-Cache-Match"] = hit.match
+        headers["Age"] = str(max(0, int(now - hit.record.created_at)))
+        headers["X-Cache-Key"] = str(hit.record.id)
+        if hit.similarity is not None:
+            headers["X-Cache-Similarity"] = f"{hit.similarity:.4f}"
+    return headers
+
+
+def answer_text(response: dict[str, Any]) -> str:
+    try:
+        message = response["choices"][0]["message"]
+    except (KeyError, IndexError, TypeError):
+        return ""
+    content = message.get("content") if isinstance(message, dict) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(message, dict) and message.get("tool_calls"):
+        return json.dumps(message["tool_calls"], ensure_ascii=False)
+    return ""

@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import render
+from .canonical import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, normalise_text, require_model
 from .endpoints import Endpoint, Target
 from .errors import BadRequestError
-from .requests import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, normalise_text, require_model
 from .routes import cached_call
 from .sse import EventReader
 
@@ -123,6 +123,7 @@ class ResponseTee:
             elif kind == "response.completed":
                 self.response = payload.get("response")
                 self.done = True
+        self.failed = self.failed or self.reader.overflowed
         return data
 
     def result(self) -> dict[str, Any] | None:

@@ -16,9 +16,9 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .canonical import CacheRequest
 from .nonanswers import skip_reason
 from .policies import Policy
-from .requests import CacheRequest
 from .stores.base import Entry
 
 if TYPE_CHECKING:

@@ -15,22 +15,17 @@ from starlette.types import Receive, Scope, Send
 
 from . import render
 from .cache import Hit, SemanticCache
+from .canonical import CacheRequest, parse_cache_control
 from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target
-from .errors import (
-    BadRequestError,
-    DejaError,
-    PayloadTooLargeError,
-    UpstreamTimeoutError,
-    UpstreamUnreachableError,
-    openai_error_body,
-)
+from .errors import DejaError, UpstreamTimeoutError, UpstreamUnreachableError, openai_error_body
+from .fastjson import JSONBytesResponse
 from .flights import Answer, Failure, Flight, UpstreamReply
-from .limits import DEFAULT_MAX_JSON_DEPTH, check_messages, loads_bounded
+from .incoming import parse_json, read_body, services_of
+from .limits import check_messages
 from .metrics import Metrics
 from .nonanswers import worth_storing
 from .policies import Policy
-from .requests import CacheRequest, parse_cache_control
 from .services import Services
 from .sse import encode_event
 from .terms import Terms, is_stale, request_terms, terms_headers
@@ -40,47 +35,6 @@ from .variety import variety_lookup
 log = logging.getLogger("deja.routes")
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_json(raw: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequestError(f"The request body is not valid UTF-8 (byte {exc.start}).") from exc
-    try:
-        return loads_bounded(text, max_depth)
-    except ValueError as exc:
-        raise BadRequestError(f"We could not parse the JSON body of your request: {exc}.",
-                              code="invalid_json") from exc
-
-
-def cache_headers(status: str, hit: Hit | None = None, now: float | None = None) -> dict[str, str]:
-    headers = {"X-Cache-Status": status}
-    if hit is not None and now is not None:
-        headers["X-Cache-Match"] = hit.match
-        headers["Age"] = str(max(0, int(now - hit.record.created_at)))
-        headers["X-Cache-Key"] = str(hit.record.id)
-        if hit.similarity is not None:
-            headers["X-Cache-Similarity"] = f"{hit.similarity:.4f}"
-    return headers
 
 
 async def chat_completions(request: Request) -> Response:
@@ -193,7 +147,7 @@ def serve_coalesced(chat: CacheRequest, outcome: Answer | UpstreamReply, endpoin
 def serve_hit(chat: CacheRequest, hit: Hit, endpoint: Endpoint, policy: Policy, terms: Terms,
               status: str = "HIT") -> Response:
     now = time.time()
-    headers = {**cache_headers(status, hit, now), **terms_headers(terms, status, hit.record, now)}
+    headers = {**render.cache_headers(status, hit, now), **terms_headers(terms, status, hit.record, now)}
     return render_answer(chat, hit.record.response, endpoint, policy, headers)
 
 
@@ -206,7 +160,7 @@ def render_answer(chat: CacheRequest, stored: dict[str, Any], endpoint: Endpoint
     if chat.stream:
         return StreamingResponse(endpoint.shape.stream(answer, chat.include_usage),
                                  media_type="text/event-stream", headers={**SSE_HEADERS, **headers})
-    return JSONResponse(answer, headers=headers)
+    return JSONBytesResponse(answer, headers=headers)
 
 
 async def forward_chat(request: Request, raw: bytes, services: Services, chat: CacheRequest, policy: Policy,
@@ -235,7 +189,7 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
     services.metrics.observe_upstream(chat.model, time.perf_counter() - started)
     if upstream.status_code >= 500:
         services.metrics.count_error("upstream")
-    headers = {**response_headers(upstream, decoded=True), **cache_headers(status),
+    headers = {**response_headers(upstream, decoded=True), **render.cache_headers(status),
                **(terms_headers(terms, status, None, 0) if terms is not None else {})}
     is_sse = upstream.headers.get("content-type", "").startswith("text/event-stream")
     if upstream.status_code == 200 and chat.stream and is_sse:

@@ -6,10 +6,16 @@ Rendering cached answers as streams lives in render.py.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+from .fastjson import dumps
+
 DONE = b"data: [DONE]\n\n"
+LINE_END = re.compile(rb"\r\n|\r|\n")
+# One event's data held while it arrives; a longer one is passed on but never assembled (answers are smaller).
+MAX_EVENT_BYTES = 4 * 1024 * 1024
 # Finish reasons after which an answer is complete enough to serve again.
 # content_filter and length get this far so that proxy/nonanswers.py can count why they are not stored.
 STORABLE_FINISH = frozenset({"stop", "tool_calls", "function_call", "length", "content_filter"})
@@ -21,7 +27,7 @@ CHOICE_FIELDS = frozenset({"index", "delta", "message", "text", "logprobs", "fin
 
 def encode_event(obj: Any, name: str | None = None) -> bytes:
     head = f"event: {name}\n".encode() if name else b""
-    return head + b"data: " + json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
+    return head + b"data: " + dumps(obj) + b"\n\n"
 
 
 @dataclass(frozen=True)
@@ -35,31 +41,53 @@ class Event:
 
 
 class EventReader:
-    """Cuts an SSE byte stream into events as they complete; CRLF, CR and LF all end a line (WHATWG)."""
+    """Cuts an SSE byte stream into events as they complete, per the WHATWG parsing rules: CRLF, CR and LF all end
+    a line, `:` lines are comments, `data:` lines join with LF, a blank line dispatches. At most `limit` bytes of
+    one unfinished event are held: past it the reader gives up (`overflowed`) and what it held is in `spill()`."""
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, limit: int = MAX_EVENT_BYTES) -> None:
+        self.limit = limit
+        self.overflowed = False
+        self._partial = b""  # the unfinished last line
         self._after_cr = False  # the last chunk ended in CR: a LF starting this one belongs to it
+        self._name: str | None = None
+        self._data: list[bytes] = []
+        self._size = 0
 
     def feed(self, data: bytes) -> list[Event]:
+        if self.overflowed:
+            return []
         if self._after_cr and data.startswith(b"\n"):
             data = data[1:]
-        if data:
-            self._after_cr = data.endswith(b"\r")
-        buffer = self._buffer + data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if not data:
+            return []
+        self._after_cr = data.endswith(b"\r")
+        lines = LINE_END.split(self._partial + data)
+        self._partial = lines.pop()
         events = []
-        while (cut := buffer.find(b"\n\n")) >= 0:
-            block, buffer = buffer[:cut], buffer[cut + 2:]
-            name, lines = None, []
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    lines.append(line[5:].removeprefix(b" "))
-                elif line.startswith(b"event:"):
-                    name = line[6:].strip().decode("utf-8", "replace")
-            if lines:
-                events.append(Event(name, b"\n".join(lines)))
-        self._buffer = buffer
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append(Event(self._name, b"\n".join(self._data)))
+                self._name, self._data, self._size = None, [], 0
+            elif not line.startswith(b":"):
+                field, _, value = line.partition(b":")
+                value = value.removeprefix(b" ")
+                if field == b"data":
+                    self._data.append(value)
+                    self._size += len(value) + 1
+                elif field == b"event":
+                    self._name = value.decode("utf-8", "replace")
+        if self._size + len(self._partial) > self.limit:
+            self.overflowed = True
         return events
+
+    def spill(self) -> bytes:
+        """The unfinished event as bytes to pass on, once the reader has given up on it."""
+        head = f"event: {self._name}\n".encode() if self._name else b""
+        held = head + b"".join(b"data: " + line + b"\n" for line in self._data) + self._partial
+        self._name, self._data, self._size, self._partial = None, [], 0, b""
+        return held
 
 
 def accumulate(acc: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +143,7 @@ class StreamAssembler:
     def feed(self, data: bytes) -> None:
         for event in self.reader.feed(data):
             self.feed_event(event.data)
+        self.failed = self.failed or self.reader.overflowed
 
     def feed_event(self, payload: bytes) -> Any:
         """Take in one event's data; returns the decoded chunk (None for [DONE] or what is not JSON)."""

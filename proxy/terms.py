@@ -15,10 +15,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .canonical import CacheControl, CacheRequest
 from .errors import BadRequestError
 from .freshness import time_sensitivity
 from .policies import Policy
-from .requests import CacheControl, CacheRequest
 from .stores.base import Entry
 
 THRESHOLD_HEADER = "x-cache-threshold"

@@ -19,8 +19,8 @@ from numbers import Real
 from typing import TYPE_CHECKING
 
 from .cache import Hit, Lookup, SemanticCache
+from .canonical import CacheRequest, sha256_hex
 from .policies import Policy
-from .requests import CacheRequest, sha256_hex
 from .stores.base import Entry
 from .terms import Terms, usable
 

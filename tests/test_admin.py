@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from proxy.canonical import build_chat_request
 from proxy.policies import Policy
-from proxy.requests import build_chat_request
 from proxy.stores.base import EntryFilter
 
 pytestmark = pytest.mark.anyio

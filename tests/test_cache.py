@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from proxy.cache import SemanticCache
+from proxy.canonical import build_chat_request, validate_body
 from proxy.policies import Policy
-from proxy.requests import build_chat_request, validate_body
 from proxy.stores.sqlite import SqliteStore
 
 from .fakes import HashEmbedder

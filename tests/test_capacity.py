@@ -8,6 +8,7 @@ import time
 import pytest
 
 from proxy.stores import sqlite as sqlite_store
+from proxy.stores.base import EntryFilter
 
 from .conftest import default_policies
 
@@ -79,3 +80,36 @@ async def test_compaction_rebuilds_an_index_full_of_deleted_vectors(make_proxy, 
         reloaded = only_index(proxy.cache)
         assert reloaded.live == 3 and reloaded.deleted == 0
         assert (await proxy.chat(questions[-1].upper())).headers["x-cache-status"] == "HIT"
+
+
+async def test_eviction_and_deletes_run_in_bounded_indexed_batches(make_proxy, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "DELETE_BATCH", 2)
+    async with make_proxy() as proxy:
+        store = proxy.cache.store
+        statements: list[str] = []
+        await store.writer.set_trace_callback(statements.append)
+        for n in range(7):
+            await proxy.chat(f"question {n} of seven")
+        await proxy.cache.drain()
+        async with store.reader.execute("SELECT id, question FROM entries ORDER BY id") as cur:
+            rows = await cur.fetchall()
+        (partition,) = store.sizes()
+        evicted = await store.remove_lru(partition, keep=2)  # five go, oldest first, two at a time
+        assert sorted(i for i, _, _ in evicted) == [i for i, _ in rows[:5]]
+        assert await store.delete_ids([rows[5][0], rows[6][0], 10_000]) == 2
+        assert await count_rows(proxy.cache) == 0
+        selects = [s for s in statements if s.startswith("SELECT id, partition, embedder")]
+        assert selects and not any("OFFSET" in s for s in statements)
+        assert all(s.count(",") <= 3 for s in selects if " IN (" in s)  # at most DELETE_BATCH ids a statement
+        assert all(s.rstrip().endswith(("LIMIT 1", "LIMIT 2")) for s in selects)
+
+
+async def test_purge_deletes_in_batches_and_keeps_the_index_in_step(make_proxy, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "DELETE_BATCH", 2)
+    async with make_proxy() as proxy:
+        for n in range(5):
+            await proxy.chat(f"purge me {n}")
+        await proxy.cache.drain()
+        assert await proxy.cache.store.delete_matching(EntryFilter()) == 5
+        assert await count_rows(proxy.cache) == 0 and only_index(proxy.cache).live == 0
+        assert (await proxy.chat("purge me 0")).headers["x-cache-status"] == "MISS"

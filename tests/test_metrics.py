@@ -6,8 +6,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.metrics import Metrics, PriceTable
+from proxy.metrics import Metrics
+from proxy.pricing import PriceTable
 from proxy.settings import ModelPrice, load_settings
+from proxy.stats import snapshot
 
 from .fakes import BrokenEmbedder
 
@@ -152,3 +154,17 @@ def test_bad_price_tables_stop_start_up_with_the_key(tmp_path, text, message):
     config.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_settings(config)
+
+
+def test_admin_stats_totals_are_the_prometheus_counters():
+    metrics = Metrics()
+    metrics.requests.labels("gpt-4o-mini", "HIT", "semantic").inc(3)
+    metrics.requests.labels("other", "MISS", "none").inc()
+    metrics.tokens_saved.labels("gpt-4o-mini", "prompt").inc(7)
+    metrics.unpriced_tokens.labels("llama").inc(5)
+    metrics.errors.labels("store").inc(2)
+    stats = snapshot(metrics)
+    assert stats["requests"]["HIT"] == 3 and stats["requests"]["total"] == 4 and stats["hit_rate"] == 0.75
+    assert stats["matches"] == {"exact": 0, "semantic": 3}
+    assert stats["tokens_saved"] == {"prompt": 7, "completion": 0, "total": 7}
+    assert stats["unpriced_models"] == ["llama"] and stats["errors"]["store"] == 2

@@ -11,10 +11,10 @@ import pytest
 
 from proxy import multilingual
 from proxy.cache import SemanticCache
+from proxy.canonical import parse_cache_control
 from proxy.embeddings import EmbeddingError, PackagedFile
 from proxy.multilingual import E5Embedder, latin_language, reads
 from proxy.policies import Policy
-from proxy.requests import parse_cache_control
 from proxy.stores.sqlite import SqliteStore
 from proxy.terms import request_terms
 

@@ -17,7 +17,7 @@ async def refreshed(proxy) -> None:
 
 
 def exact_key(text: str) -> str:
-    from proxy.requests import build_chat_request
+    from proxy.canonical import build_chat_request
 
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
     return build_chat_request(body, {"authorization": "Bearer sk-a"}, fallback_key=None,

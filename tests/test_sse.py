@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from proxy.endpoints import ChunkTee
 from proxy.render import chat_stream
-from proxy.sse import StreamAssembler, storable
+from proxy.sse import EventReader, StreamAssembler, storable
 
 
 def event(obj) -> bytes:
@@ -104,3 +105,30 @@ def test_choice_fields_of_other_providers_survive_a_round_trip():
     assembler.feed(b"".join(chat_stream(stored, include_usage=False)))
     again = assembler.completion()
     assert again["choices"] == stored["choices"] and again["prompt_filter_results"] == []
+
+
+def test_event_reader_follows_the_spec_comments_fields_and_multiline_data():
+    stream = (b": keep-alive\r\nevent:delta\r\ndata: line one\r\ndata:line two\rdata\rid: 7\nretry: 10\n\n"
+              b"event: empty\n\n: only a comment\n\ndata:  two spaces\n\n")
+    for size in (1, 3, len(stream)):
+        reader = EventReader()
+        events = [e for i in range(0, len(stream), size) for e in reader.feed(stream[i:i + size])]
+        assert [(e.name, e.data) for e in events] == [("delta", b"line one\nline two\n"), (None, b" two spaces")]
+
+
+def test_event_reader_holds_a_bounded_buffer_and_gives_up_past_it():
+    reader = EventReader(limit=100)
+    assert reader.feed(b"data: " + b"x" * 60 + b"\n") == []
+    assert reader.feed(b"data: " + b"y" * 60) == [] and reader.overflowed
+    assert reader.feed(b"\n\ndata: [DONE]\n\n") == []  # nothing more is parsed or held
+    assert reader.spill() == b"data: " + b"x" * 60 + b"\n" + b"data: " + b"y" * 60
+
+
+def test_a_stream_with_an_oversized_event_is_passed_on_whole_but_never_assembled():
+    big = json.dumps({"choices": [{"index": 0, "delta": {"content": "z" * 300}, "finish_reason": "stop"}]})
+    stream = b"data: " + big.encode() + b"\n\ndata: [DONE]\n\n"
+    for strip in (True, False):
+        tee = ChunkTee(StreamAssembler(), strip_usage=strip)
+        tee.reader = tee.assembler.reader = EventReader(limit=200)
+        passed = b"".join(tee.feed(stream[i:i + 64]) for i in range(0, len(stream), 64))
+        assert passed == stream and tee.result() is None

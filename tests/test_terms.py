@@ -7,10 +7,10 @@ import random
 import pytest
 
 from proxy.cache import Hit
+from proxy.canonical import CacheControl, build_chat_request
 from proxy.errors import BadRequestError, ConfigError
 from proxy.nonanswers import skip_reason
 from proxy.policies import Policy, parse_policy
-from proxy.requests import CacheControl, build_chat_request
 from proxy.stores.base import Entry
 from proxy.terms import ANY_STALENESS, parse_max_stale, parse_threshold, request_terms, terms_headers, usable
 from proxy.variety import slot_key, variety_lookup, wants_variety

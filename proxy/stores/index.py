@@ -1,7 +1,8 @@
 """VectorIndex: one hnswlib index per (partition, embedding model), saved under <data_dir>/indexes.
 
 Separate indexes are what makes isolation hold by construction: a search only ever sees its own partition.
-hnswlib is not safe for adding while another thread queries, so each index has a lock; labels are the
+hnswlib is not safe for adding while another thread queries, but queries and saves only read: each index has a
+shared/exclusive lock, so searches run while the index is saved and only adds and deletes wait. Labels are the
 store's entry ids. Each index file has a sidecar recording what it holds (entry count, highest id, the store's
 change generation) and the file's SHA-256: start-up loads the file only if all of them match SQLite and the bytes,
 and rebuilds it from the stored vectors otherwise (hnswlib must never read a damaged file: it can crash on one).
@@ -14,6 +15,8 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import hnswlib
@@ -27,6 +30,42 @@ M = 16
 EF_SEARCH = 64
 
 
+class SharedLock:
+    """Many readers at once (searches, a save) or one writer (add, delete). Readers never wait for a writer that
+    is only waiting: a periodic save must not hold up the lookups queued behind an add."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._readers = 0
+        self._writing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._changed:
+            while self._writing:
+                self._changed.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._readers -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._changed:
+            while self._writing or self._readers:
+                self._changed.wait()
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+
+
 class VectorIndex:
     def __init__(self, dim: int, capacity: int = INITIAL_CAPACITY, *, m: int = M,
                  ef_construction: int = EF_CONSTRUCTION) -> None:
@@ -34,7 +73,7 @@ class VectorIndex:
         self._index = hnswlib.Index(space="ip", dim=dim)  # vectors are unit length: inner product = cosine
         self._index.init_index(max_elements=capacity, ef_construction=ef_construction, M=m)
         self._index.set_ef(EF_SEARCH)
-        self._lock = threading.Lock()
+        self._lock = SharedLock()
         self.live = 0
 
     @classmethod
@@ -44,7 +83,7 @@ class VectorIndex:
         self._index = hnswlib.Index(space="ip", dim=dim)
         self._index.load_index(str(path))
         self._index.set_ef(EF_SEARCH)
-        self._lock = threading.Lock()
+        self._lock = SharedLock()
         self.live = live
         return self
 
@@ -54,7 +93,7 @@ class VectorIndex:
         return self._index.get_current_count() - self.live
 
     def add(self, ids: list[int], vectors: np.ndarray) -> None:
-        with self._lock:
+        with self._lock.exclusive():
             needed = self._index.get_current_count() + len(ids)
             if needed > self._index.get_max_elements():
                 self._index.resize_index(max(needed, 2 * self._index.get_max_elements()))
@@ -62,7 +101,7 @@ class VectorIndex:
             self.live += len(ids)
 
     def remove(self, entry_id: int) -> None:
-        with self._lock:
+        with self._lock.exclusive():
             try:
                 self._index.mark_deleted(entry_id)
             except RuntimeError:  # not in this index (never added, or already deleted)
@@ -75,7 +114,7 @@ class VectorIndex:
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """Up to k nearest (entry id, cosine similarity), best first."""
-        with self._lock:
+        with self._lock.shared():
             k = min(k, self.live)
             while k > 0:
                 try:
@@ -89,7 +128,7 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
-        with self._lock:
+        with self._lock.shared():
             self._index.save_index(str(tmp))
         os.replace(tmp, path)
 

@@ -111,6 +111,8 @@ def _where(selection: EntryFilter) -> tuple[str, list[Any]]:
     return selection.conditions(lambda n: "?")
 
 
+# Rows one delete statement touches (and the most `?` one IN list holds): SQLite's lock is held that long.
+DELETE_BATCH = 500
 # (id, partition, embedder) of an entry that left the store.
 Removed = tuple[int, str, str | None]
 
@@ -236,25 +238,54 @@ class RecordStore:
             return {p: n for p, n in await cur.fetchall()}
 
     async def _remove_where(self, where: str, args: Iterable[Any]) -> list[Removed]:
-        async with self.writer.execute(f"SELECT id, partition, embedder FROM entries WHERE {where}",
-                                       list(args)) as cur:
-            doomed = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
-        if doomed:
+        """Delete what matches in batches of DELETE_BATCH rows (keyset by id: each statement is bounded, and no
+        batch reads the rows an earlier one passed)."""
+        args = list(args)
+        removed: list[Removed] = []
+        last = 0
+        while True:
+            async with self.writer.execute(f"SELECT id, partition, embedder FROM entries WHERE ({where}) AND id > ? "
+                                           "ORDER BY id LIMIT ?", [*args, last, DELETE_BATCH]) as cur:
+                doomed = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+            if not doomed:
+                return removed
             await self.writer.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i, _, _ in doomed])
             await self.writer.commit()
-        return doomed
+            removed += doomed
+            last = doomed[-1][0]
 
     async def remove_lru(self, partition: str, keep: int) -> list[Removed]:
-        """Delete the least recently used entries of `partition` beyond `keep`."""
-        return await self._remove_where("id IN (SELECT id FROM entries WHERE partition = ? "
-                                        "ORDER BY last_hit_at DESC, id DESC LIMIT -1 OFFSET ?)", (partition, keep))
+        """Delete the least recently used entries of `partition` beyond `keep`: the oldest first, straight off the
+        (partition, last_hit_at) index, a bounded batch at a time."""
+        removed: list[Removed] = []
+        while (excess := (await self.partition_size(partition)) - keep) > 0:
+            async with self.writer.execute("SELECT id, partition, embedder FROM entries WHERE partition = ? "
+                                           "ORDER BY last_hit_at, id LIMIT ?",
+                                           (partition, min(excess, DELETE_BATCH))) as cur:
+                doomed = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+            if not doomed:  # the counts promised more rows than there are: nothing left to evict
+                break
+            await self.writer.executemany("DELETE FROM entries WHERE id = ?", [(i,) for i, _, _ in doomed])
+            await self.writer.commit()
+            removed += doomed
+        return removed
+
+    async def partition_size(self, partition: str) -> int:
+        async with self.writer.execute("SELECT COALESCE(SUM(entries), 0) FROM partition_stats WHERE partition = ?",
+                                       (partition,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def remove_expired(self, now: float) -> list[Removed]:
         return await self._remove_where("expires_at <= ?", (now,))
 
     async def remove_ids(self, ids: Iterable[int]) -> list[Removed]:
         ids = list(ids)
-        return await self._remove_where(f"id IN ({','.join('?' * len(ids))})", ids) if ids else []
+        removed: list[Removed] = []
+        for start in range(0, len(ids), DELETE_BATCH):
+            chunk = ids[start:start + DELETE_BATCH]
+            removed += await self._remove_where(f"id IN ({','.join('?' * len(chunk))})", chunk)
+        return removed
 
     async def remove_matching(self, selection: EntryFilter) -> list[Removed]:
         where, args = _where(selection)

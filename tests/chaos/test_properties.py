@@ -13,9 +13,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from proxy.canonical import build_chat_request, validate_body
 from proxy.guard import find_conflict
 from proxy.render import chat_stream
-from proxy.requests import build_chat_request, validate_body
 from proxy.sse import StreamAssembler
 
 settings.register_profile("deja", max_examples=100, deadline=None,

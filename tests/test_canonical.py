@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from proxy.canonical import BOOKKEEPING_FIELDS, build_chat_request, parse_cache_control, validate_body
 from proxy.errors import BadRequestError
-from proxy.requests import BOOKKEEPING_FIELDS, build_chat_request, parse_cache_control, validate_body
 
 
 def chat(messages, *, headers=None, shared=False, **params):
