@@ -22,6 +22,7 @@ from starlette.routing import Route
 from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_error_body
 from .importer import import_lines, split_lines
 from .incoming import parse_json, read_body, services_of
+from .limits import ascii_int
 from .render import answer_text
 from .stats import snapshot
 from .stores.base import Entry, EntryFilter, export_line
@@ -31,6 +32,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 ANSWER_PREVIEW = 300
 MAX_PURGE_BODY = 64 * 1024
+MAX_OFFSET = 2**62  # SQLite's OFFSET is a signed 64-bit integer
 TOP_ENTRIES = 10
 FILTER_KEYS = ("model", "namespace", "tenant", "partition", "q", "older_than")
 
@@ -53,7 +55,7 @@ def require_admin(handler: Handler) -> Handler:
         if not token_matches(expected, request.headers.get("authorization")):
             error = UnauthorizedError("A valid admin token is required: Authorization: Bearer <DEJA_ADMIN_TOKEN>.")
             return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                                headers={"WWW-Authenticate": 'Bearer realm="deja-admin"'})
+                                headers={"WWW-Authenticate": 'Bearer realm="deja-admin"', "X-Cache-Status": "ERROR"})
         return await handler(request)
 
     return guarded
@@ -110,9 +112,10 @@ def summary(record: Entry) -> dict[str, Any]:
 
 def entry_id_of(request: Request) -> int:
     raw = request.path_params["entry_id"]
-    if not raw.isdigit() or len(raw) > 18:
+    entry_id = ascii_int(raw) if len(raw) <= 18 else None
+    if entry_id is None:
         raise BadRequestError(f"entry id must be a positive integer, got {raw!r}", param="id")
-    return int(raw)
+    return entry_id
 
 
 # -- handlers ---------------------------------------------------------------------------------------------------
@@ -143,7 +146,7 @@ async def stats(request: Request) -> Response:
 async def list_entries(request: Request) -> Response:
     params = dict(request.query_params)
     limit = int(_number("limit", params.pop("limit", DEFAULT_LIMIT), integer=True, low=1, high=MAX_LIMIT))
-    offset = int(_number("offset", params.pop("offset", 0), integer=True, low=0))
+    offset = int(_number("offset", params.pop("offset", 0), integer=True, low=0, high=MAX_OFFSET))
     selection = parse_filter(params, FILTER_KEYS, time.time())
     store = services_of(request).cache.store
     total = await store.count_entries(selection)

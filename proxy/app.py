@@ -10,10 +10,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .access import KeyGate
 from .admin import admin_routes
 from .azure import azure_routes
 from .completions_api import completions
@@ -30,19 +33,30 @@ from .services import Services
 from .settings import Settings
 
 log = logging.getLogger("deja")
+# Deja's own error responses say so, apart from the upstream's (docs: X-Cache-Status).
+OWN_ERROR = {"X-Cache-Status": "ERROR"}
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
 async def deja_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DejaError)
     return JSONResponse(openai_error_body(exc.message, exc.error_type, exc.code, exc.param),
-                        status_code=exc.status_code)
+                        status_code=exc.status_code, headers=OWN_ERROR)
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own 404 (no route) and 405 (wrong method), in the OpenAI shape."""
+    assert isinstance(exc, HTTPException)
+    kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+    return JSONResponse(openai_error_body(f"{request.method} {request.url.path}: {exc.detail}", kind,
+                                          str(exc.status_code)), status_code=exc.status_code,
+                        headers={**(exc.headers or {}), **OWN_ERROR})
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse(openai_error_body("Deja hit an internal error; see its log.", "server_error",
-                                          "internal_error"), status_code=500)
+                                          "internal_error"), status_code=500, headers=OWN_ERROR)
 
 
 def worker_app() -> Starlette:
@@ -82,5 +96,6 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
         *admin_routes(),
         *dashboard_routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan,
-                     exception_handlers={DejaError: deja_error, Exception: unexpected_error})
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(KeyGate, settings=settings)],
+                     exception_handlers={DejaError: deja_error, HTTPException: http_error,
+                                         Exception: unexpected_error})

@@ -12,6 +12,7 @@ shared by several replicas); the store tells it which entries left, so the hot r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -27,9 +28,11 @@ from .embeddings import Embedder
 from .flights import FlightTable
 from .guard import find_conflict
 from .hot import HotRecords
+from .limits import answer_size
 from .policies import Policy
 from .stores.base import Entry, EntryFilter, Store
 from .terms import usable
+from .writeback import AnswerBudget, PendingHits
 
 log = logging.getLogger("deja.cache")
 
@@ -39,6 +42,12 @@ CANDIDATES = 8
 EXPIRY_SWEEP_SECONDS = 60.0
 # Single-flight across replicas: how often a waiting replica looks for the lease holder's entry.
 FLIGHT_POLL_SECONDS = 0.05
+# Jobs the write-back worker takes per round (their questions are embedded together).
+WRITE_ROUND = 256
+# Below this many characters (both questions) the guard runs inline: a thread hop would cost more.
+GUARD_INLINE_CHARS = 2000
+# The one token a burst of hits puts in the queue: the worker then writes PendingHits in one transaction.
+FLUSH_HITS = object()
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class StoreJob:
     policy: Policy
     response: dict[str, Any]
     vector: np.ndarray | None
+    size: int = 0  # bytes held while queued (AnswerBudget)
 
 
 @dataclass
@@ -96,8 +106,9 @@ class WriterJob:
 class SemanticCache:
     def __init__(self, store: Store, embedder: Embedder, *, queue_size: int = 1024,
                  save_interval: float = 30.0, clock: Callable[[], float] = time.time, max_batch: int = 32,
-                 batch_window: float = 0.002, hot_records: int = 10_000,
-                 flight_lease: float = 30.0, extra_embedders: Sequence[Embedder] = ()) -> None:
+                 batch_window: float = 0.002, hot_records: int = 10_000, queue_bytes: int = 256 << 20,
+                 max_answer_bytes: int = 4 << 20, guard_max_chars: int = 8000, flight_lease: float = 30.0,
+                 extra_embedders: Sequence[Embedder] = ()) -> None:
         self.store = store
         self.embedder = embedder
         self.clock = clock
@@ -117,7 +128,11 @@ class SemanticCache:
         self.batcher = self.router.lanes[0].batcher
         # Candidates that belonged to another partition than the request's (never served): should stay 0.
         self.foreign_candidates = 0
-        self._queue: asyncio.Queue[StoreJob | int | WriterJob] = asyncio.Queue(maxsize=queue_size)
+        # Unbounded itself: answers are bounded by `budget`, hits merged in `pending_hits` (writeback.py).
+        self._queue: asyncio.Queue[StoreJob | object | WriterJob] = asyncio.Queue()
+        self.budget = AnswerBudget(queue_size, queue_bytes, max_answer_bytes)
+        self.pending_hits = PendingHits()
+        self.guard_max_chars = guard_max_chars
         self._worker: asyncio.Task[None] | None = None
         # Seconds expired entries are kept for stale-while-revalidate: the longest window of any policy.
         self.stale_keep = 0
@@ -183,7 +198,7 @@ class SemanticCache:
                 self.hot.put(record, epoch)
         if record is not None and usable(record, now, max_age, max_stale) and self._own(request, record):
             return Lookup(Hit(record, "exact"))
-        if policy.mode != "semantic" or not request.semantic_ok:
+        if policy.mode != "semantic" or not request.semantic_ok or len(request.question) > self.guard_max_chars:
             return Lookup(None)
         partition = request.partition
         lane = self.router.lane_for(request.question)
@@ -203,7 +218,7 @@ class SemanticCache:
             candidate = records.get(entry_id)
             if candidate is None or not self._own(request, candidate):
                 continue
-            reason = self.rejection(request, candidate, now, max_age, max_stale)
+            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale)
             if reason is None:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
@@ -282,28 +297,38 @@ class SemanticCache:
             return "stale"
         return find_conflict(candidate.question, request.question)
 
+    async def _rejection_off_loop(self, request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
+                                  max_stale: int) -> str | None:
+        """The guard's cost grows with the texts: long pairs are vetted on a thread, so the loop keeps serving."""
+        if len(candidate.question) + len(request.question) <= GUARD_INLINE_CHARS:
+            return self.rejection(request, candidate, now, max_age, max_stale)
+        return await asyncio.to_thread(self.rejection, request, candidate, now, max_age, max_stale)
+
     # -- write-back -----------------------------------------------------------------------------------------------
 
     def submit(self, request: CacheRequest, policy: Policy, response: dict[str, Any],
                vector: np.ndarray | None = None) -> bool:
-        """Queue an answer for storing; False (and a warning) when the queue is full."""
-        return self._put(StoreJob(request, policy, response, vector))
+        """Queue an answer for storing; False (counted in budget.dropped, and a warning) when it does not fit."""
+        size = answer_size(request.question + request.context_text, response)
+        reason = self.budget.admit(size)
+        if reason is not None:
+            log.warning("write-back: answer not cached (%s; %d queued, %d bytes)", reason, self.budget.answers,
+                        self.budget.bytes)
+            return False
+        return self._put(StoreJob(request, policy, response, vector, size))
 
     def record_hit(self, entry_id: int) -> None:
-        self._put(entry_id)
+        if self.pending_hits.add(entry_id, self.clock()):
+            self._put(FLUSH_HITS)
 
     async def store_batch(self, records: list[Entry], keep: dict[str, int]) -> int:
         """Store records (vectors included) through the writer, in one transaction; waits until stored.
         `keep` bounds each partition as its policy's max_entries."""
         return int(await self.in_writer(lambda: self._store_batch(records, keep)))
 
-    def _put(self, job: StoreJob | int | WriterJob) -> bool:
-        try:
-            self._queue.put_nowait(job)
-            return True
-        except asyncio.QueueFull:
-            log.warning("write-back queue full (%d): dropping a job", self._queue.maxsize)
-            return False
+    def _put(self, job: StoreJob | object | WriterJob) -> bool:
+        self._queue.put_nowait(job)
+        return True
 
     async def drain(self) -> None:
         """Wait until everything queued so far is stored."""
@@ -321,22 +346,25 @@ class SemanticCache:
             except TimeoutError:
                 job = None
             if job is not None:
+                # Whatever else is waiting goes in the same round: its questions are embedded in one batch.
+                jobs = [job]
+                while not self._queue.empty() and len(jobs) < WRITE_ROUND:
+                    jobs.append(self._queue.get_nowait())
                 hits: dict[int, tuple[int, float]] = {}
                 try:
-                    await self._apply(job, hits)
-                    # Hits arrive in bursts: count all those already queued in one transaction.
-                    while not self._queue.empty():
-                        more = self._queue.get_nowait()
+                    jobs = await self._embed_round(jobs)
+                    for one in jobs:
                         try:
-                            await self._apply(more, hits)
-                        finally:
-                            self._queue.task_done()
+                            await self._apply(one, hits)
+                        except Exception:
+                            log.exception("write-back failed; the answer stays uncached")
                     if hits:
                         await self.store.touch(hits)
                 except Exception:
                     log.exception("write-back failed; the answer stays uncached")
                 finally:
-                    self._queue.task_done()
+                    for _ in jobs:
+                        self._queue.task_done()
             now = self.clock()
             try:
                 if now - last_sweep >= EXPIRY_SWEEP_SECONDS:
@@ -348,17 +376,37 @@ class SemanticCache:
             except Exception:
                 log.exception("index maintenance failed; it is retried on the next interval")
 
-    async def _apply(self, job: StoreJob | int | WriterJob, hits: dict[int, tuple[int, float]]) -> None:
+    async def _embed_round(self, jobs: list[Any]) -> list[Any]:
+        """Embed the questions of every answer in the round that has no vector yet (new partitions), in one batch
+        across partitions. A failure leaves them without: each answer then embeds (and fails) on its own."""
+        wanted = [i for i, job in enumerate(jobs) if isinstance(job, StoreJob) and job.vector is None
+                  and job.policy.mode == "semantic" and job.request.semantic_ok]
+        if len(wanted) < 2:
+            return jobs
+        try:
+            found = await self.embed([jobs[i].request.question for i in wanted])
+        except Exception:
+            log.warning("write-back: batch embedding failed; embedding one answer at a time", exc_info=True)
+            return jobs
+        jobs = list(jobs)
+        for i, embedded in zip(wanted, found, strict=True):
+            if embedded is not None:  # the same lane _store picks for the question (router.lane_for)
+                jobs[i] = dataclasses.replace(jobs[i], vector=embedded[0])
+        return jobs
+
+    async def _apply(self, job: StoreJob | object | WriterJob, hits: dict[int, tuple[int, float]]) -> None:
         if isinstance(job, WriterJob):
             await job.run()
             return
-        if isinstance(job, int):
-            n, _ = hits.get(job, (0, 0.0))
-            hits[job] = (n + 1, self.clock())
+        if not isinstance(job, StoreJob):  # FLUSH_HITS
+            for entry_id, (n, at) in self.pending_hits.take().items():
+                before, _ = hits.get(entry_id, (0, 0.0))
+                hits[entry_id] = (before + n, at)
             return
         try:
             await self._store(job)
         finally:
+            self.budget.release(job.size)
             self.flights.stored(job.request.exact_key)
 
     async def _store(self, job: StoreJob) -> None:

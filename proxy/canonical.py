@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequestError
+from .limits import ascii_int
 
 # Request fields that never change the answer; every other field is part of the partition key.
 BOOKKEEPING_FIELDS = frozenset({
@@ -162,10 +163,12 @@ def namespace_of(headers: Mapping[str, str]) -> str:
 
 def build_cache_request(body: dict[str, Any], headers: Mapping[str, str], *, params: dict[str, Any],
                         context: Any, context_text: str, question: str, semantic_ok: bool,
-                        fallback_key: str | None, share_across_keys: bool) -> CacheRequest:
-    """`params`: every answer-changing field but the conversation; `context`: what comes before the question."""
+                        fallback_key: str | None, share_across_keys: bool, tenant: str | None = None) -> CacheRequest:
+    """`params`: every answer-changing field but the conversation; `context`: what comes before the question;
+    `tenant`: fixed by the caller instead of derived from the headers (ModelCache's own partition)."""
     namespace = namespace_of(headers)
-    tenant = sha256_hex("shared") if share_across_keys else tenant_of(headers, fallback_key)
+    if tenant is None:
+        tenant = sha256_hex("shared") if share_across_keys else tenant_of(headers, fallback_key)
     partition = sha256_hex("partition", tenant, canonical_json(params), namespace)
     context_digest = sha256_hex("context", canonical_json(context))
     stream_options = body.get("stream_options")
@@ -186,7 +189,7 @@ def build_cache_request(body: dict[str, Any], headers: Mapping[str, str], *, par
 
 
 def build_chat_request(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str | None,
-                       share_across_keys: bool) -> CacheRequest:
+                       share_across_keys: bool, tenant: str | None = None) -> CacheRequest:
     params = {k: v for k, v in body.items() if k not in BOOKKEEPING_FIELDS}
     messages = [_normalise_message(m) for m in body["messages"]]
     *earlier, final = messages
@@ -196,7 +199,7 @@ def build_chat_request(body: dict[str, Any], headers: Mapping[str, str], *, fall
     context_text = "\n".join(f"{m['role']}: {text_of(m.get('content'))}" for m in earlier)
     return build_cache_request(body, headers, params=params, context=context, context_text=context_text,
                                question=question, semantic_ok=final.get("role") == "user" and bool(question),
-                               fallback_key=fallback_key, share_across_keys=share_across_keys)
+                               fallback_key=fallback_key, share_across_keys=share_across_keys, tenant=tenant)
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,6 @@ def parse_cache_control(value: str | None) -> CacheControl:
             no_store = True
         elif name == "no-cache":
             no_cache = True
-        elif name == "max-age" and arg.strip().strip('"').isdigit():
-            max_age = int(arg.strip().strip('"'))
+        elif name == "max-age" and (seconds := ascii_int(arg.strip().strip('"'))) is not None:
+            max_age = seconds
     return CacheControl(no_store, no_cache, max_age)

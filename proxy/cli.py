@@ -89,7 +89,7 @@ def serve(settings: Settings, workers: int = 1) -> int:
         return serve_workers(settings, workers)
     config = uvicorn.Config(create_app(settings, policies=policies), host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=30)
+                            timeout_graceful_shutdown=30, h11_max_incomplete_event_size=settings.max_header_bytes)
     server = DejaServer(config, settings)
     server.run()
     return 0 if server.started else 1

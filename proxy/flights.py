@@ -6,8 +6,10 @@ flight, and each caller gets the answer in its own shape (the cache's SSE replay
 What followers receive, decided once:
   - the leader's complete answer (`Answer`), or the upstream's HTTP error reply (`UpstreamReply`: the upstream
     answered exactly this request with it; it is passed on, never cached);
-  - nothing (None) when the leader ended without either — client gone, stream broken, transport error,
-    unstorable answer. Each follower then forwards its own request: a transient failure is not multiplied.
+  - the leader's own upstream failure (`Failure`: unreachable, or no answer within the upstream timeout): the
+    followers answer with the same error instead of waiting that long again on their own upstream calls;
+  - nothing (None) when the leader ended without any of these — client gone, stream broken, unstorable answer.
+    Each follower then forwards its own request: a transient failure is not multiplied.
 Requests with Cache-Control no-store or no-cache neither lead nor join (they ask for their own upstream call).
 A landed answer stays joinable until write-back has stored it, so late arrivals do not call the upstream again.
 """
@@ -18,6 +20,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import DejaError
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,16 @@ class UpstreamReply:
     content: bytes
 
 
-Outcome = Answer | UpstreamReply | None
+@dataclass(frozen=True)
+class Failure:
+    error: DejaError
+
+    def raised(self) -> DejaError:
+        """A fresh copy for each follower to raise (one exception object must not be raised by many tasks)."""
+        return type(self.error)(self.error.message, param=self.error.param, code=self.error.code)
+
+
+Outcome = Answer | UpstreamReply | Failure | None
 
 
 class Flight:

@@ -13,7 +13,6 @@ The file is streamed; every BATCH lines are embedded in one call and stored in o
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from .canonical import build_chat_request, validate_body
 from .completions_api import storable as completion_storable
 from .embeddings_api import is_embedding
 from .errors import DejaError
+from .limits import DEFAULT_MAX_JSON_DEPTH, loads_bounded
 from .nonanswers import skip_reason
 from .policies import PolicySet
 from .responses_api import storable as response_storable
@@ -76,9 +76,11 @@ class LineParser:
 
     def parse(self, line: str) -> _Pending | None:
         try:
-            obj = json.loads(line)
+            obj = loads_bounded(line, DEFAULT_MAX_JSON_DEPTH)
         except ValueError as exc:
             raise ImportLineError(f"not JSON: {exc}") from exc
+        except DejaError as exc:
+            raise ImportLineError(exc.message) from exc
         if not isinstance(obj, dict):
             raise ImportLineError("expected a JSON object")
         return self._export(obj) if EXPORT_FIELDS <= obj.keys() else self._simple(obj)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from .errors import BadRequestError, PayloadTooLargeError
+from .limits import DEFAULT_MAX_JSON_DEPTH, loads_bounded
 from .services import Services
 
 
@@ -29,13 +29,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadRequestError(f"The request body is not valid UTF-8 (byte {exc.start}).") from exc
     try:
-        return json.loads(text)
+        return loads_bounded(text, max_depth)
     except ValueError as exc:
         raise BadRequestError(f"We could not parse the JSON body of your request: {exc}.",
                               code="invalid_json") from exc

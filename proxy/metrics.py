@@ -15,6 +15,7 @@ Each app owns its `CollectorRegistry` (tests build many apps in one process). Wh
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -38,6 +39,9 @@ ERROR_KINDS = ("embedding", "store", "upstream")
 STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH", "STALE")
 # Model names come from clients: past this many distinct names, new ones are labelled "other".
 MAX_MODEL_LABELS = 50
+HEALTH_WINDOW = 60.0
+HEALTH_REASON_CHARS = 200
+RECENT_TEXT_CHARS = 500
 # Per-partition series on /metrics: the largest partitions only (totals cover all of them).
 MAX_PARTITION_SERIES = 100
 PARTITION_LABEL_CHARS = 16
@@ -105,6 +109,11 @@ class Metrics:
                                ["event"], registry=r)
         self._models: set[str] = set()
         self.activity = Activity(clock)
+        # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
+        self.max_label_chars = 64
+        self.label_globs: list[str] = []
+        # kind -> (when, what) of the latest error: /healthz reports "degraded" while one is recent.
+        self.last_errors: dict[ErrorKind, tuple[float, str]] = {}
 
     # -- wiring ---------------------------------------------------------------------------------------------------
 
@@ -116,8 +125,14 @@ class Metrics:
         return generate_latest(self.registry)
 
     def model_label(self, model: str) -> str:
+        """The model's own name while it is short and one of the first MAX_MODEL_LABELS names (that match a
+        specific policy, where there are any), else "other": every series stays bounded whatever clients send."""
         if model in self._models:
             return model
+        if len(model) > self.max_label_chars:
+            return "other"
+        if self.label_globs and not any(fnmatch.fnmatchcase(model, glob) for glob in self.label_globs):
+            return "other"
         if len(self._models) < MAX_MODEL_LABELS:
             self._models.add(model)
             return model
@@ -132,9 +147,9 @@ class Metrics:
 
     def observe_hit(self, model: str, hit: Hit, asked: str, status: str = "HIT") -> None:
         self.observe_request(model, status, hit.match)
-        self.activity.hit({"entry_id": hit.record.id, "model": model, "match": hit.match,
+        self.activity.hit({"entry_id": hit.record.id, "model": self.model_label(model), "match": hit.match,
                            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
-                           "asked": asked, "matched": hit.record.question})
+                           "asked": asked[:RECENT_TEXT_CHARS], "matched": hit.record.question[:RECENT_TEXT_CHARS]})
         self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)
 
     def observe_saved(self, model: str, usage: Any) -> None:
@@ -174,6 +189,15 @@ class Metrics:
                 return
             mark_error(exc, kind)
         self.errors.labels(kind).inc()
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else "failed"
+        self.last_errors[kind] = (self.clock(), what[:HEALTH_REASON_CHARS])
+
+    def degraded_reasons(self, kinds: tuple[str, ...] = ("embedding", "store")) -> list[str]:
+        """Which of Deja's own parts (not the upstream) failed within the last HEALTH_WINDOW seconds."""
+        now = self.clock()
+        return [f"{kind} failing ({what}; {int(now - at)} s ago)"
+                for kind, (at, what) in sorted(self.last_errors.items())
+                if kind in kinds and now - at < HEALTH_WINDOW]
 
 
 def _int(value: Any) -> int:
@@ -203,6 +227,12 @@ class CacheCollector(Collector):
                                 value=sum(1 for c, _ in sizes.values() if c))
         yield GaugeMetricFamily("deja_writeback_queue_depth", "Jobs waiting for the write-back worker",
                                 value=self.cache.queue_depth)
+        dropped = CounterMetricFamily("deja_writeback_dropped", "Answers served but not cached: no room left in "
+                                      "write-back (queue_full) or larger than max_answer_bytes (too_large)",
+                                      labels=["reason"])
+        for why, count in self.cache.budget.dropped.items():
+            dropped.add_metric([why], count)
+        yield dropped
         store = GaugeMetricFamily("deja_store_info", "The store in use (entry counts are the whole store's; "
                                   "request counters this process's)", labels=["kind", "shared"])
         store.add_metric([self.cache.store.kind, str(self.cache.store.shared).lower()], 1)

@@ -2,10 +2,14 @@
 
 The body is a JSON object, or a JSON string holding one (ModelCache's examples send `json=json.dumps(data)`).
 Entries are the proxy's own: keys come from `build_chat_request` on `{"model": scope.model, "messages": query}`,
-the tenant from the request's Authorization header exactly as for `/v1/chat/completions` (the configured upstream
-key when there is none; the shared tenant when the model's policy shares across keys), the namespace from
-X-Cache-Namespace. A proxy request with the same key, model and messages finds an inserted answer, and a query
-finds what the proxy stored. Look-ups go through SemanticCache.lookup, the one place that decides a hit.
+the namespace from X-Cache-Namespace. Every call must authenticate (401 otherwise), one of two ways:
+  - with a tenant's API key (`Authorization: Bearer <key>`, or `"auth": "<key>"` in the body for clients that
+    cannot set headers): entries are that tenant's, exactly as for `/v1/chat/completions` (the shared tenant when
+    the model's policy shares across keys). The configured upstream key is never assumed: without a key of its
+    own an insert could otherwise poison what keyless chat clients are served;
+  - with the admin token alone: entries live in ModelCache's own partition, which no chat client reaches.
+A proxy request with the same key, model and messages finds an inserted answer, and a query finds what the proxy
+stored. Look-ups go through SemanticCache.lookup, the one place that decides a hit.
 
 Answers use ModelCache's shapes and error codes (101 unreadable body, 102 unknown type, 103 bad parameters,
 201 query failed, 301 insert failed, 402 remove failed). `register` is a successful no-op: Deja creates a
@@ -18,13 +22,15 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .admin import token_matches
 from .canonical import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
-from .errors import DejaError
+from .errors import DejaError, UnauthorizedError, openai_error_body
 from .incoming import read_body, services_of
 from .render import answer_text
 from .services import Services
@@ -34,6 +40,36 @@ log = logging.getLogger("deja.modelcache")
 
 TYPES = ["query", "insert", "remove", "register"]
 REMOVE_TYPES = ("truncate_by_model", "delete_by_id")
+# Entries written with the admin token alone: a tenant no chat request can derive (chat tenants hash "tenant").
+MODELCACHE_TENANT = sha256_hex("modelcache")
+TENANT_HEADERS = ("openai-organization", "openai-project", "x-cache-namespace")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a ModelCache call acts for: a tenant's key (as chat headers), or ModelCache's own partition."""
+    headers: Mapping[str, str]
+    tenant: str | None = None
+
+
+def caller_of(services: Services, headers: Mapping[str, str], body: Mapping[str, Any]) -> Caller | None:
+    authorization = headers.get("authorization")
+    admin = token_matches(services.admin_token, authorization)
+    auth = body.get("auth")
+    key = auth if isinstance(auth, str) and auth.strip() else None
+    if key is None and not admin:
+        key = authorization or headers.get("api-key") or headers.get("x-api-key")
+    own = {k: headers[k] for k in TENANT_HEADERS if k in headers}
+    if key:
+        return Caller({**own, "authorization": key if " " in key else f"Bearer {key}"})
+    return Caller(own, MODELCACHE_TENANT) if admin else None
+
+
+def unauthenticated() -> Response:
+    error = UnauthorizedError("/modelcache needs a tenant's API key (Authorization: Bearer <key>, or \"auth\" in "
+                              "the body) or the admin token.", code="missing_api_key")
+    return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
+                        headers={"X-Cache-Status": "ERROR"})
 
 
 class ModelCacheError(Exception):
@@ -73,13 +109,12 @@ def model_of(body: Mapping[str, Any]) -> str:
     return model
 
 
-def chat_request(services: Services, model: str, messages: Any, headers: Mapping[str, str],
-                 where: str) -> CacheRequest:
+def chat_request(services: Services, model: str, messages: Any, caller: Caller, where: str) -> CacheRequest:
     policy = services.policies.policy_for(model)
     try:
         body = validate_body({"model": model, "messages": messages})
-        return build_chat_request(body, headers, fallback_key=services.settings.upstream_api_key,
-                                  share_across_keys=policy.share_across_keys)
+        return build_chat_request(body, caller.headers, fallback_key=None,
+                                  share_across_keys=policy.share_across_keys, tenant=caller.tenant)
     except DejaError as exc:
         raise ModelCacheError(103, f"{where}: {exc.message}") from exc
 
@@ -92,10 +127,10 @@ def completion_for(model: str, answer: str, now: float) -> dict[str, Any]:
                                          "finish_reason": "stop"}]}
 
 
-async def handle_query(services: Services, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+async def handle_query(services: Services, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
     started = time.perf_counter()
     model = model_of(body)
-    chat = chat_request(services, model, body.get("query"), headers, "query")
+    chat = chat_request(services, model, body.get("query"), caller, "query")
     policy = services.policies.policy_for(model)
     if policy.mode == "off":
         return query_result(0, "", delta=f"{time.perf_counter() - started:.2f}s")
@@ -117,7 +152,7 @@ async def handle_query(services: Services, body: dict[str, Any], headers: Mappin
                         answer=answer_text(hit.record.response))
 
 
-async def handle_insert(services: Services, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+async def handle_insert(services: Services, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
     model = model_of(body)
     chat_info = body.get("chat_info")
     if not isinstance(chat_info, list) or not chat_info:
@@ -129,7 +164,7 @@ async def handle_insert(services: Services, body: dict[str, Any], headers: Mappi
     for i, item in enumerate(chat_info):
         if not isinstance(item, dict) or not isinstance(item.get("answer"), str):
             raise ModelCacheError(103, f"chat_info[{i}]: expected {{query: [messages], answer: string}}")
-        pairs.append((chat_request(services, model, item.get("query"), headers, f"chat_info[{i}].query"),
+        pairs.append((chat_request(services, model, item.get("query"), caller, f"chat_info[{i}].query"),
                       item["answer"]))
     try:
         for chat, answer in pairs:
@@ -141,17 +176,19 @@ async def handle_insert(services: Services, body: dict[str, Any], headers: Mappi
     return write_result(0, "")
 
 
-def tenant_for(services: Services, model: str, headers: Mapping[str, str]) -> str:
+def tenant_for(services: Services, model: str, caller: Caller) -> str:
+    if caller.tenant is not None:
+        return caller.tenant
     if services.policies.policy_for(model).share_across_keys:
         return sha256_hex("shared")
-    return tenant_of(headers, services.settings.upstream_api_key)
+    return tenant_of(caller.headers, None)
 
 
-async def handle_remove(services: Services, body: dict[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
+async def handle_remove(services: Services, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
     """Only the caller's own entries (its tenant) are removed, whatever ids it names."""
     model = model_of(body)
     remove_type = body.get("remove_type")
-    tenant = tenant_for(services, model, headers)
+    tenant = tenant_for(services, model, caller)
     cache = services.cache
     try:
         if remove_type == "truncate_by_model":
@@ -182,15 +219,18 @@ async def modelcache(request: Request) -> Response:
     raw = await read_body(request, services.settings.max_body_bytes)  # 413 in OpenAI shape when too large
     try:
         body = parse_body(raw)
+        caller = caller_of(services, request.headers, body)
+        if caller is None:
+            return unauthenticated()
         kind = body.get("type")
         if kind not in TYPES:
             return JSONResponse(query_result(102, f"type exception, should one of {TYPES}"))
         if kind == "query":
-            result = await handle_query(services, body, request.headers)
+            result = await handle_query(services, body, caller)
         elif kind == "insert":
-            result = await handle_insert(services, body, request.headers)
+            result = await handle_insert(services, body, caller)
         elif kind == "remove":
-            result = await handle_remove(services, body, request.headers)
+            result = await handle_remove(services, body, caller)
         else:
             model_of(body)
             result = write_result(0, "", response="create_success")

@@ -18,17 +18,18 @@ from .cache import Hit, SemanticCache
 from .canonical import CacheRequest, parse_cache_control
 from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target
-from .errors import DejaError, UpstreamUnreachableError, openai_error_body
+from .errors import DejaError, UpstreamTimeoutError, UpstreamUnreachableError, openai_error_body
 from .fastjson import JSONBytesResponse
-from .flights import Answer, Flight, UpstreamReply
+from .flights import Answer, Failure, Flight, UpstreamReply
 from .incoming import parse_json, read_body, services_of
+from .limits import check_messages
 from .metrics import Metrics
 from .nonanswers import worth_storing
 from .policies import Policy
 from .services import Services
 from .sse import encode_event
 from .terms import Terms, is_stale, request_terms, terms_headers
-from .upstream import read_all, response_headers, translate_error
+from .upstream import read_all, response_headers, translate_error, upstream_path
 from .variety import variety_lookup
 
 log = logging.getLogger("deja.routes")
@@ -44,8 +45,9 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
     """One request to a cached endpoint: key it, serve a hit, or forward it (coalesced) and store the answer."""
     services = services_of(request)
     raw = await read_body(request, services.settings.max_body_bytes)
-    client_body = parse_json(raw)
+    client_body = parse_json(raw, services.settings.max_json_depth)
     body = endpoint.validate(target.keyed(client_body))
+    check_messages(body, services.settings.max_messages)
     policy = services.policies.policy_for(body["model"])
     control = parse_cache_control(request.headers.get("cache-control"))
     chat = endpoint.build(body, request.headers, fallback_key=services.settings.upstream_api_key,
@@ -95,6 +97,8 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
         flight, leads = cache.flights.join(chat.exact_key)
         if not leads:
             outcome = await flight.wait()
+            if isinstance(outcome, Failure):
+                raise outcome.raised()
             if outcome is not None:
                 cache.flights.coalesced += 1
                 return serve_coalesced(chat, outcome, endpoint, policy, terms)
@@ -113,6 +117,10 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
         if debug is not None:
             response.headers[DEBUG_HEADER] = debug
         return response
+    except (UpstreamUnreachableError, UpstreamTimeoutError) as exc:
+        if flight is not None:
+            flight.land(Failure(exc))
+        raise
     finally:
         # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.
         if flight is not None and not isinstance(response, FlightStreamingResponse):
@@ -255,7 +263,7 @@ async def tee_stream(upstream: httpx.Response, cache: SemanticCache | None, chat
 async def passthrough(request: Request) -> Response:
     """Any other /v1/* call: forwarded unchanged, both bodies streamed."""
     services = services_of(request)
-    path = request.url.path.removeprefix("/v1")
+    path = upstream_path(request.scope["path"].removeprefix("/v1"))  # decoded, before any URL parsing
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
     upstream = await services.upstream.send(request.method, path, request.url.query, request.headers,
                                             request.stream() if has_body else b"", decoded=False)
@@ -275,9 +283,14 @@ async def passthrough(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     services = services_of(request)
-    store_problem = services.cache.store.health()
-    return JSONResponse({"status": "degraded" if store_problem else "ok",
-                         **({"reason": store_problem} if store_problem else {}),
+    # Still 200: it serves, uncached where it must. A shared store watches its own connection, so its present
+    # state (reconnected or not) says more than its errors of the last minute.
+    store = services.cache.store
+    reasons = services.metrics.degraded_reasons(("embedding",) if store.shared else ("embedding", "store"))
+    store_problem = store.health()
+    if store_problem:
+        reasons.append(store_problem)
+    return JSONResponse({"status": "degraded" if reasons else "ok", **({"reasons": reasons} if reasons else {}),
                          "store": services.cache.store.kind, "embedding_model": services.cache.embedder.name,
                          "write_back_queue": services.cache.queue_depth})
 

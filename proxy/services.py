@@ -48,13 +48,16 @@ class Services:
             embedder = await asyncio.to_thread(load_embedder, settings.embedding, data_dir)
             extra = await asyncio.to_thread(load_multilingual, settings.embedding)
         metrics = Metrics(settings.prices)
+        metrics.max_label_chars = settings.max_model_label_chars
+        metrics.label_globs = [p.match for p in policies.policies if p.match != "*"]
         embedder = TimedEmbedder(embedder, metrics)
         extra = [TimedEmbedder(e, metrics) for e in extra]
         store = await open_store(settings, data_dir, embedder, extra)
         cache = SemanticCache(store, embedder, queue_size=settings.writeback_queue_size,
                               save_interval=settings.index_save_interval, max_batch=settings.embedding.max_batch,
                               batch_window=settings.embedding.batch_window_ms / 1000, extra_embedders=extra,
-                              flight_lease=settings.store.flight_lease)
+                              queue_bytes=settings.writeback_queue_bytes, max_answer_bytes=settings.max_answer_bytes,
+                              guard_max_chars=settings.guard_max_chars, flight_lease=settings.store.flight_lease)
         cache.stale_keep = max(p.stale_while_revalidate for p in policies.policies)
         try:
             await cache.start()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -78,6 +79,21 @@ class Settings:
     policies_dir: str | None = None
     # Request bodies larger than this get a 413 before anything else happens.
     max_body_bytes: int = 10 * 1024 * 1024
+    # Bounds on what one request may make Deja hold or compute (issue 9); each error names its setting.
+    max_json_depth: int = 100
+    max_messages: int = 2048
+    # Request line + headers, in bytes: uvicorn enforces it with its h11 parser only (not with httptools).
+    max_header_bytes: int = 16384
+    # Answers larger than this are served but not cached.
+    max_answer_bytes: int = 4 * 1024 * 1024
+    # Memory the answers waiting for write-back may hold; past it answers are dropped (and counted).
+    writeback_queue_bytes: int = 256 * 1024 * 1024
+    # Model names longer than this, or beyond the first 50 distinct, are labelled "other" on /metrics.
+    max_model_label_chars: int = 64
+    # Questions longer than this many characters are matched exactly only: the guard's cost grows with length.
+    guard_max_chars: int = 8000
+    # sha256 hex digests of the client keys accepted in place of the upstream key (see README "Server key").
+    client_keys: list[str] = field(default_factory=list)
     upstream_connect_timeout: float = 10.0
     # Seconds the upstream may stay silent (between bytes) before the client gets a 504.
     upstream_read_timeout: float = 600.0
@@ -118,6 +134,11 @@ def _check_value(where: str, key: str, value: Any, tp: Any) -> Any:
         if value is None and type(None) in args:
             return None
         return _check_value(where, key, value, next(a for a in args if a is not type(None)))
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key}: expected a list, got {type(value).__name__}")
+        (item_type,) = typing.get_args(tp)
+        return [_check_value(where, f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
@@ -153,6 +174,21 @@ def build_dataclass(cls: Any, data: dict[str, Any], where: str, prefix: str = ""
     return cls(**{k: _check_value(where, prefix + k, v, hints[k]) for k, v in data.items()})
 
 
+BOUNDS = ("max_json_depth", "max_messages", "max_header_bytes", "max_answer_bytes", "writeback_queue_bytes",
+          "max_model_label_chars", "guard_max_chars")
+KEY_HASH = re.compile(r"(sha256:)?[0-9a-f]{64}")
+
+
+def check_bounds(settings: Settings, where: str) -> None:
+    for name in BOUNDS:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{where}: {name}: expected a positive integer, got {getattr(settings, name)}")
+    for i, digest in enumerate(settings.client_keys):
+        if not KEY_HASH.fullmatch(digest):
+            raise ConfigError(f"{where}: client_keys[{i}]: expected the sha256 hex digest of a key "
+                              "(printf %s \"$KEY\" | sha256sum), never the key itself")
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read `path` (or the built-in defaults), then apply non-None `overrides` (the CLI flags)."""
     data: dict[str, Any] = {}
@@ -176,4 +212,5 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigError(f"{path or 'settings'}: port: expected 0..65535, got {settings.port}")
     if settings.max_body_bytes <= 0 or settings.writeback_queue_size <= 0:
         raise ConfigError(f"{path or 'settings'}: max_body_bytes and writeback_queue_size must be positive")
+    check_bounds(settings, str(path or "settings"))
     return settings

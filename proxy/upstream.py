@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from urllib.parse import quote
 
 import httpx
 
-from .errors import DejaError, UpstreamTimeoutError, UpstreamUnreachableError
+from .errors import BadRequestError, DejaError, UpstreamTimeoutError, UpstreamUnreachableError
 from .settings import Settings
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those httpx sets itself never cross the proxy.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "content-length"})
 # Headers that only Deja reads.
-OWN_HEADERS = frozenset({"x-cache-namespace", "x-cache-debug", "x-cache-threshold"})
+OWN_HEADERS = frozenset({"x-cache-namespace", "x-cache-debug", "x-cache-threshold", "x-deja-use-upstream-key"})
+CREDENTIALS = frozenset({"authorization", "api-key", "x-api-key"})
+# RFC 3986 pchar besides unreserved: what a path segment may hold unescaped.
+SEGMENT_SAFE = "!$&'()*+,;=:@"
+
+
+def upstream_path(path: str) -> str:
+    """A client's (percent-decoded) path below the upstream base, re-encoded segment by segment. Dot segments are
+    refused: `/v1/../x` and its encoded forms must never reach the upstream outside its base."""
+    segments = path.split("/")
+    if any(segment in (".", "..") for segment in segments):
+        raise BadRequestError("The request path may not contain '.' or '..' segments.", code="invalid_path")
+    return "/".join(quote(segment, safe=SEGMENT_SAFE) for segment in segments)
 
 
 def translate_error(exc: httpx.TransportError) -> DejaError:
@@ -38,7 +51,11 @@ class UpstreamClient:
     def headers_for(self, incoming: Mapping[str, str], *, decoded: bool) -> dict[str, str]:
         """The client's headers as the upstream should see them. `decoded`: we read the body ourselves, so let
         httpx negotiate (and undo) the content encoding."""
-        out = {k: v for k, v in incoming.items() if k.lower() not in HOP_BY_HOP and k.lower() not in OWN_HEADERS}
+        # httpx refuses non-ASCII header values (UnicodeEncodeError); no API header needs one.
+        out = {k: v for k, v in incoming.items()
+               if k.lower() not in HOP_BY_HOP and k.lower() not in OWN_HEADERS and v.isascii()}
+        if self.api_key and "x-deja-use-upstream-key" in incoming:  # a client key from client_keys (access.py)
+            out = {k: v for k, v in out.items() if k.lower() not in CREDENTIALS}
         if decoded:
             out = {k: v for k, v in out.items() if k.lower() != "accept-encoding"}
         if self.api_key and not any(k.lower() in ("authorization", "api-key") for k in out):

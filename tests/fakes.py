@@ -3,7 +3,8 @@
 The upstream answers "answer #<call number> to: <last user message>", so a test can tell which upstream call an
 answer came from. Magic words in the last user message: FAIL500 (500 error), CALL_TOOL (a tool call when tools
 are given), BREAK (a stream that stops before [DONE]), SLOW (waits `slow_seconds` first), DRIP (streams a
-chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`); answers that are not answers:
+chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`), RATE429 (429 with
+Retry-After: 7), GARBAGE (a 200 that is not JSON); answers that are not answers:
 REFUSE (a `refusal`), EMPTY (empty content), FILTERED (finish_reason content_filter), TRUNCATE (length).
 `fail_next = N` makes the next N chat calls fail with a 500 whatever they ask.
 """
@@ -98,6 +99,12 @@ class FakeUpstream:
         if "FAIL500" in text or failing:
             return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error", "param": None,
                                            "code": None}}, status_code=500)
+        if "RATE429" in text:
+            return JSONResponse({"error": {"message": "slow down", "type": "rate_limit_error", "param": None,
+                                           "code": "rate_limit_exceeded"}}, status_code=429,
+                                headers={"Retry-After": "7"})
+        if "GARBAGE" in text:
+            return Response(b"<html>oops</html>", media_type="text/html")
         if "SLOW" in text:
             await asyncio.sleep(self.slow_seconds)
         answer = f"answer #{self.calls} to: {text}"
