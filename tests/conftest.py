@@ -17,7 +17,7 @@ from proxy.policies import Policy, PolicySet
 from proxy.settings import EmbeddingSettings, Settings, StoreSettings
 from proxy.stores import make_store
 
-from .fakes import FakeUpstream, HashEmbedder
+from .fakes import FakeUpstream, HashEmbedder, ThreadedServer
 
 # Loopback must never go through a proxy from the environment.
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
@@ -247,3 +247,11 @@ class LiveProxy:
             if (stats["entries"] == entries and stats["writeback_queue"] == 0) or time.time() > deadline:
                 return stats
             time.sleep(0.02)
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeUpstream, str]]:
+    """A fake upstream LLM on a loopback port, for tests that start real `deja serve` processes."""
+    upstream = FakeUpstream()
+    with ThreadedServer(upstream.app) as url:
+        yield upstream, url

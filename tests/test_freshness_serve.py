@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from .fakes import FakeUpstream, ThreadedServer
 from .test_serve import Serve, wait_for
 
 pytestmark = pytest.mark.model
@@ -22,13 +21,6 @@ POLICIES = {
     "never.yaml": "match: 'never-*'\nvolatile_ttl: 0\n",
     "variety.yaml": "match: 'var-*'\nvariety: 3\nvariety_fill: 1.0\n",
 }
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeUpstream, str]]:
-    upstream = FakeUpstream()
-    with ThreadedServer(upstream.app) as url:
-        yield upstream, url
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ was measured on, and text no model reads is matched exactly only."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from proxy import multilingual
@@ -15,7 +13,6 @@ from proxy.multilingual import E5Embedder, latin_language, reads
 from proxy.policies import Policy
 from proxy.terms import request_terms
 
-from .fakes import FakeUpstream, ThreadedServer
 from .test_cache import answer, request
 from .test_serve import Serve, wait_for
 
@@ -107,13 +104,6 @@ async def test_each_model_has_its_own_index_and_reloads_it(tmp_path, real_embedd
     async with opened(tmp_path, real_embedder, e5) as cache:  # both indexes come back from their files
         assert await served(cache, "怎么重置密码？") == "about 如何重置我的密码？"
         assert await served(cache, "What is the capital city of France?") == "about What is the capital of France?"
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeUpstream, str]]:
-    upstream = FakeUpstream()
-    with ThreadedServer(upstream.app) as url:
-        yield upstream, url
 
 
 def test_serve_never_answers_another_question_in_any_language(fake, tmp_path, model_dir) -> None:

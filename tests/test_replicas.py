@@ -16,18 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .fakes import FakeUpstream, ThreadedServer
 from .test_serve import Serve, free_port, wait_for
 
 pytestmark = pytest.mark.model
 TOKEN = "replica-admin-token"
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeUpstream, str]]:
-    upstream = FakeUpstream()
-    with ThreadedServer(upstream.app) as url:
-        yield upstream, url
 
 
 @pytest.fixture

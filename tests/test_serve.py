@@ -9,13 +9,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-from .fakes import FakeUpstream, ThreadedServer
 
 pytestmark = pytest.mark.model
 
@@ -67,13 +64,6 @@ def wait_for(predicate, seconds: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeUpstream, str]]:
-    upstream = FakeUpstream()
-    with ThreadedServer(upstream.app) as url:
-        yield upstream, url
 
 
 def test_serve_prints_address_and_answers_health(fake, tmp_path, model_dir):
