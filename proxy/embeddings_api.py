@@ -22,7 +22,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .cache import Hit
+from .cache.lookup import Hit
 from .canonical import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
 from .endpoints import Target
 from .errors import BadRequestError

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .sse import DONE, encode_event
 
 if TYPE_CHECKING:
-    from .cache import Hit
+    from .cache.lookup import Hit
 
 HitUsage = Literal["original", "zero"]
 REPLAY_PIECE = 64  # characters of text per replayed chunk or delta event

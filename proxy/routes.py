@@ -14,7 +14,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from . import render
-from .cache import Hit, SemanticCache
+from .cache.lookup import Hit
+from .cache.semantic import SemanticCache
 from .canonical import CacheRequest, parse_cache_control
 from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from .cache import SemanticCache
+from .cache.semantic import SemanticCache
 from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .multilingual import load_multilingual
