@@ -24,13 +24,11 @@ from .importer import import_lines, split_lines
 from .incoming import parse_json, read_body, services_of
 from .limits import ascii_int
 from .render import answer_text
-from .stats import snapshot
-from .stores.base import Entry, EntryFilter, export_line
+from .stats import DEFAULT_LIMIT, snapshot, summary
+from .stores.base import EntryFilter, export_line
 
 Handler = Callable[[Request], Awaitable[Response]]
-DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-ANSWER_PREVIEW = 300
 MAX_PURGE_BODY = 64 * 1024
 MAX_OFFSET = 2**62  # SQLite's OFFSET is a signed 64-bit integer
 TOP_ENTRIES = 10
@@ -91,14 +89,6 @@ def parse_filter(values: Mapping[str, Any], allowed: tuple[str, ...], now: float
         created_before = now - _number("older_than", older_than, integer=False, low=0)
     return EntryFilter(model=strings["model"], namespace=strings["namespace"], tenant=strings["tenant"],
                        partition=strings["partition"], text=strings["q"], created_before=created_before)
-
-
-def summary(record: Entry) -> dict[str, Any]:
-    answer = answer_text(record.response)
-    return {"id": record.id, "model": record.model, "namespace": record.namespace, "tenant": record.tenant,
-            "partition": record.partition, "question": record.question,
-            "answer": answer[:ANSWER_PREVIEW] + ("…" if len(answer) > ANSWER_PREVIEW else ""),
-            "created_at": record.created_at, "expires_at": record.expires_at, "hits": record.hits}
 
 
 def entry_id_of(request: Request) -> int:

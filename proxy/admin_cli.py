@@ -20,9 +20,9 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
-from .admin import DEFAULT_LIMIT, summary
 from .importer import ImportReport, progress_bar
 from .settings import ADMIN_TOKEN_ENV
+from .stats import DEFAULT_LIMIT, summary
 from .stores.base import EntryFilter, export_line
 from .stores.sqlite import RecordStore
 
