@@ -18,10 +18,10 @@ import numpy as np
 from starlette.requests import Request
 
 from . import render
+from .cache.flights import Flight
 from .cache.lookup import Hit
 from .canonical import CacheControl, CacheRequest, parse_cache_control
 from .endpoints import Endpoint, Target
-from .flights import Flight
 from .incoming import parse_json, read_body, services_of
 from .limits import check_messages
 from .policies import Policy
