@@ -21,8 +21,8 @@ import httpx
 from tqdm import tqdm
 
 from .importer import ImportReport, progress_bar
+from .listing import DEFAULT_LIMIT, parse_filter, summary
 from .settings import ADMIN_TOKEN_ENV
-from .stats import DEFAULT_LIMIT, summary
 from .stores.base import EntryFilter, export_line
 from .stores.sqlite import RecordStore
 
@@ -175,7 +175,6 @@ class LocalAdmin:
             await store.close()
 
     def _filter(self, values: dict[str, Any]) -> EntryFilter:
-        from .admin import parse_filter
         from .errors import DejaError
 
         try:

@@ -1,5 +1,4 @@
-"""`/admin/stats`: the totals read from the Prometheus counters (the only counters) plus the recent activity; and
-entries as the admin API and `deja stats|entries` list them."""
+"""`/admin/stats`: the totals read from the Prometheus counters (the only counters) plus the recent activity."""
 
 from __future__ import annotations
 
@@ -10,15 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import Counter
 
-from .render import answer_text
-from .stores.base import Entry
-
 if TYPE_CHECKING:
     from .metrics import Metrics
-
-# Entries a listing shows unless asked for more, and the characters of each answer it shows.
-DEFAULT_LIMIT = 50
-ANSWER_PREVIEW = 300
 
 
 def totals(counter: Counter, label: str) -> dict[str, float]:
@@ -71,11 +63,3 @@ def snapshot(metrics: Metrics) -> dict[str, Any]:
 
 def _ints(values: dict[str, float]) -> dict[str, int]:
     return {k: int(v) for k, v in values.items()}
-
-
-def summary(record: Entry) -> dict[str, Any]:
-    answer = answer_text(record.response)
-    return {"id": record.id, "model": record.model, "namespace": record.namespace, "tenant": record.tenant,
-            "partition": record.partition, "question": record.question,
-            "answer": answer[:ANSWER_PREVIEW] + ("…" if len(answer) > ANSWER_PREVIEW else ""),
-            "created_at": record.created_at, "expires_at": record.expires_at, "hits": record.hits}
