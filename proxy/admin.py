@@ -24,6 +24,7 @@ from .limits import ascii_int
 from .listing import DEFAULT_LIMIT, number, parse_filter, summary
 from .render import answer_text
 from .stats import snapshot
+from .status import Status
 from .stores.base import export_line
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -42,8 +43,9 @@ def require_admin(handler: Handler) -> Handler:
             raise NotFoundError("The admin API is disabled: set DEJA_ADMIN_TOKEN to enable it.")
         if not token_matches(expected, request.headers.get("authorization")):
             error = UnauthorizedError("A valid admin token is required: Authorization: Bearer <DEJA_ADMIN_TOKEN>.")
+            headers = {"WWW-Authenticate": 'Bearer realm="deja-admin"', "X-Cache-Status": Status.ERROR.value}
             return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                                headers={"WWW-Authenticate": 'Bearer realm="deja-admin"', "X-Cache-Status": "ERROR"})
+                                headers=headers)
         return await handler(request)
 
     return guarded

@@ -11,8 +11,9 @@ import logging
 import time
 
 from .debug import debug_wanted, describe_miss
-from .exchange import Exchange, Status
+from .exchange import Exchange
 from .outgoing import refresh_call
+from .status import Status
 from .terms import is_stale
 from .variety import variety_lookup
 

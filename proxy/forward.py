@@ -23,11 +23,12 @@ from starlette.types import Receive, Scope, Send
 from .cache.flights import Answer, Failure, Flight, UpstreamReply
 from .debug import DEBUG_HEADER
 from .errors import UpstreamTimeoutError, UpstreamUnreachableError, openai_error_body
-from .exchange import Exchange, Status
+from .exchange import Exchange
 from .nonanswers import worth_storing
 from .outgoing import UpstreamCall, to_target, with_usage
 from .services import Services
 from .sse import encode_event
+from .status import Status
 from .upstream import read_all, response_headers, translate_error
 
 log = logging.getLogger("deja.forward")

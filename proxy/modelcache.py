@@ -31,10 +31,10 @@ from starlette.responses import JSONResponse, Response
 from .access import token_matches
 from .canonical import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
 from .errors import DejaError, UnauthorizedError, openai_error_body
-from .exchange import Status
 from .incoming import read_body, services_of
 from .render import answer_text, text_completion
 from .services import Services
+from .status import Status
 from .stores.base import EntryFilter
 
 log = logging.getLogger("deja.modelcache")
@@ -70,7 +70,7 @@ def unauthenticated() -> Response:
     error = UnauthorizedError("/modelcache needs a tenant's API key (Authorization: Bearer <key>, or \"auth\" in "
                               "the body) or the admin token.", code="missing_api_key")
     return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                        headers={"X-Cache-Status": "ERROR"})
+                        headers={"X-Cache-Status": Status.ERROR.value})
 
 
 class ModelCacheError(Exception):
