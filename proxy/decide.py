@@ -39,6 +39,7 @@ async def decide(exchange: Exchange) -> None:
     reason = bypass_reason(exchange)
     if reason is not None:
         exchange.bypass(reason)
+        log.debug("%s bypasses the cache: %s", exchange.request.url.path, reason)
     elif exchange.control.no_cache:
         exchange.status = Status.REFRESH
     else:
