@@ -21,11 +21,11 @@ from .endpoints import CHAT, Endpoint, StreamTee, Target
 from .errors import DejaError, UpstreamTimeoutError, UpstreamUnreachableError, openai_error_body
 from .fastjson import JSONBytesResponse
 from .flights import Answer, Failure, Flight, UpstreamReply
-from .incoming import parse_json, read_body, services_of
-from .limits import check_messages
+from .incoming import read_body, services_of
 from .metrics import Metrics
 from .nonanswers import worth_storing
 from .policies import Policy
+from .request_memo import parse_request
 from .services import Services
 from .sse import encode_event
 from .terms import Terms, is_stale, request_terms, terms_headers
@@ -45,13 +45,10 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
     """One request to a cached endpoint: key it, serve a hit, or forward it (coalesced) and store the answer."""
     services = services_of(request)
     raw = await read_body(request, services.settings.max_body_bytes)
-    client_body = parse_json(raw, services.settings.max_json_depth)
-    body = endpoint.validate(target.keyed(client_body))
-    check_messages(body, services.settings.max_messages)
+    parsed = parse_request(services, raw, request.headers, endpoint, target)
+    client_body, body, chat = parsed.client_body, parsed.body, parsed.chat
     policy = services.policies.policy_for(body["model"])
     control = parse_cache_control(request.headers.get("cache-control"))
-    chat = endpoint.build(body, request.headers, fallback_key=services.settings.upstream_api_key,
-                          share_across_keys=policy.share_across_keys)
     terms = request_terms(chat, policy, request.headers, control)
     policy = terms.policy
     if terms.volatile:

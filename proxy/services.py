@@ -15,6 +15,7 @@ from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .multilingual import load_multilingual
 from .policies import PolicySet, load_policies
+from .request_memo import RequestMemo
 from .revalidate import Revalidator
 from .settings import Settings
 from .stores import UnavailableStore, make_store, mask_url, store_kind
@@ -36,6 +37,7 @@ class Services:
     # DEJA_ADMIN_TOKEN as it was at start-up: /admin and /dashboard exist only when it is set.
     admin_token: str | None = None
     revalidator: Revalidator = field(default_factory=Revalidator)
+    request_memo: RequestMemo = field(default_factory=RequestMemo)
 
     @classmethod
     async def open(cls, settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,
