@@ -135,10 +135,11 @@ def main() -> None:
         floor = floor_app(json.dumps(stored).encode(), {"x-cache-status": "HIT", "x-cache-match": "exact"})
         results["floor"] = measure("floor", args.n, lambda i: call(floor, exact[i % len(exact)]), args.profile)
         results["exact"] = measure("exact", args.n, lambda i: call(app, exact[i % len(exact)]), args.profile)
-        seed = secrets.token_hex(4)
+        seed = secrets.randbelow(1 << 30)
 
         async def miss(i: int) -> None:
-            body = chat_body(f"zebra quartz {seed} {i} {secrets.token_hex(6)}", MISS_MODEL).encode()
+            # Digits only: letters among hex digits read as Portuguese function words ("e", "da") to the router.
+            body = chat_body(f"zebra quartz lantern {seed} {i} {secrets.randbelow(1 << 40)}", MISS_MODEL).encode()
             await call(app, body)
             await cache.drain()
 
