@@ -27,6 +27,7 @@ CAPACITY = 1024
 # Bodies beyond this many bytes are parsed each time; the memo holds at most BUDGET bytes of them.
 MAX_BODY = 16 * 1024
 BUDGET = 4 * 1024 * 1024
+KEY_INDEX = {name.encode(): i for i, name in enumerate(KEY_HEADERS)}  # raw ASGI names are lowercase bytes
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,12 @@ class RequestMemo:
     def __len__(self) -> int:
         return len(self._found)
 
-    def key(self, endpoint: Endpoint, target: Target, raw: bytes, headers: Mapping[str, str]) -> tuple[Any, ...] | None:
+    def key(self, endpoint: Endpoint, target: Target, raw: bytes,
+            values: tuple[str | None, ...]) -> tuple[Any, ...] | None:
         """None for what is not remembered: large bodies, and targets that rewrite the key (Azure deployments)."""
         if len(raw) > self.max_body or target.scope or target.headers is not None or target.base is not None:
             return None
-        return (endpoint.name, target.path, raw, *(headers.get(name) for name in KEY_HEADERS))
+        return (endpoint.name, target.path, raw, *values)
 
     def get(self, key: tuple[Any, ...]) -> ParsedRequest | None:
         found = self._found.get(key)
@@ -67,13 +69,29 @@ class RequestMemo:
             self._bytes -= len(old[2])
 
 
+def key_values(headers: Mapping[str, str]) -> tuple[str | None, ...]:
+    """The first value of each of KEY_HEADERS (as Headers.get gives it), in one pass over the raw ASGI headers."""
+    raw = getattr(headers, "raw", None)
+    if raw is None:
+        return tuple(headers.get(name) for name in KEY_HEADERS)
+    values: list[str | None] = [None] * len(KEY_HEADERS)
+    for name, value in raw:
+        i = KEY_INDEX.get(name)
+        if i is not None and values[i] is None:
+            values[i] = value.decode("latin-1")
+    return tuple(values)
+
+
 def parse_request(services: Services, raw: bytes, headers: Mapping[str, str], endpoint: Endpoint,
                   target: Target) -> ParsedRequest:
     """The request's JSON, validated and keyed (OpenAI-shaped errors for bad input), from the memo when seen."""
     memo = services.request_memo
-    key = memo.key(endpoint, target, raw, headers)
+    values = key_values(headers)
+    key = memo.key(endpoint, target, raw, values)
     if key is not None and (found := memo.get(key)) is not None:
         return found
+    # The builder sees these headers only: what it reads is in the key by construction.
+    headers = {name: value for name, value in zip(KEY_HEADERS, values, strict=True) if value is not None}
     settings = services.settings
     client_body = parse_json(raw, settings.max_json_depth)
     body = endpoint.validate(target.keyed(client_body))
