@@ -2,8 +2,9 @@
 
 Both `deja serve`s (this tree, and REF's proxy/ extracted as `python -m bench` does for its baseline) run at once
 on their own data, warmed with the same workload; each round measures every point on both, alternating which goes
-first. It prints the median per point and the ratios of issue 13's targets for both sides. Absolute figures on a
-shared machine move by 2× between runs; the ratios and the A/B difference within one round are what to read.
+first. It prints the median per point, the server's CPU time per request (user + system, from /proc: other
+processes on the machine barely move it, unlike requests/s) and the ratios of issue 13's targets for both sides.
+Absolute rates on a shared machine move by 2× between runs; CPU per request and the A/B difference are what to read.
 
     python -m bench.ab --ref main --rounds 3 --seconds 2 --points floor:32,exact:32,direct:1,miss:1,semantic:32
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,6 +32,21 @@ def extract(ref: str, into: Path) -> Path:
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(bench: Bench, pid: int, url: str, bodies: list[str] | None, clients: int) -> dict:
+    """One point, with the CPU time the server and wrk spent per request (µs)."""
+    before, wrk_before = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    point = bench.point(url, bodies, clients)
+    after, wrk_after = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    requests = max(1.0, point["rps"] * bench.args.seconds)
+    wrk_cpu = wrk_after.ru_utime + wrk_after.ru_stime - wrk_before.ru_utime - wrk_before.ru_stime
+    return {**point, "cpu_us": (after - before) / requests * 1e6, "wrk_cpu_us": wrk_cpu / requests * 1e6}
 
 
 def main() -> None:
@@ -59,6 +76,7 @@ def main() -> None:
         floor = procs.floor(procs.free_port(), bench.work / "floor.json")
         floor_url = floor.log.strip().split()[-1] + "/v1/chat/completions"
         urls = {"floor": floor_url, "direct": f"{bench.upstream_url}/chat/completions"}
+        pids = {"floor": floor.proc.pid, "direct": upstream.proc.pid}
         bodies = {"floor": bench.exact, "exact": bench.exact, "semantic": bench.semantic, "direct": bench.exact,
                   "miss": None}
         found: dict[tuple[str, str, int], list[dict]] = {}
@@ -67,7 +85,9 @@ def main() -> None:
             for kind, clients in points:
                 for side in order if kind not in urls else ("A",):
                     url = urls.get(kind, servers[side][1])
-                    found.setdefault((side, kind, clients), []).append(bench.point(url, bodies[kind], clients))
+                    pid = pids.get(kind, servers[side][0].proc.pid)
+                    found.setdefault((side, kind, clients), []).append(
+                        measured(bench, pid, url, bodies[kind], clients))
             print(f"round {n + 1}/{args.rounds} done (load {os.getloadavg()[0]:.1f})", flush=True)
     finally:
         for proc, _ in servers.values():
@@ -84,11 +104,12 @@ def main() -> None:
           f"{args.seconds:g} s; A = this tree, B = {args.ref}")
     print(f"embedding in-process: one text {embedding['single_p50_ms']:.2f} ms p50, batches of 32 "
           f"{embedding['batch32_per_s']:.0f} texts/s")
-    print("| point | clients | A p50 ms | A req/s | B p50 ms | B req/s |\n| --- | --- | --- | --- | --- | --- |")
+    print("| point | clients | A p50 ms | A req/s | A server CPU µs/req | B p50 ms | B req/s | B server CPU µs/req | "
+          "wrk CPU µs/req |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for kind, clients in points:
         row = [f"{med(s, kind, clients, f):.2f}" if f == "p50_ms" else f"{med(s, kind, clients, f):.0f}"
-               for s in ("A", "B") for f in ("p50_ms", "rps")]
-        print(f"| {kind} | {clients} | " + " | ".join(row) + " |")
+               for s in ("A", "B") for f in ("p50_ms", "rps", "cpu_us")]
+        print(f"| {kind} | {clients} | " + " | ".join(row) + f" | {med('A', kind, clients, 'wrk_cpu_us'):.0f} |")
     print()
     for side in ("A", "B"):
         out = []
@@ -98,6 +119,9 @@ def main() -> None:
         exact, fl = med(side, "exact", 32, "rps"), med(side, "floor", 32, "rps")
         if exact is not None and fl:
             out.append(f"exact/floor at 32: {100 * exact / fl:.0f}%")
+            # The two cores are saturated at 32 clients: the rates go as the inverse of the CPU per request.
+            cost = [med(side, k, 32, "cpu_us") + med(side, k, 32, "wrk_cpu_us") for k in ("floor", "exact")]
+            out.append(f"by CPU per request (server + wrk): {100 * cost[0] / cost[1]:.0f}%")
         semantic = med(side, "semantic", 32, "rps")
         if semantic is not None:
             out.append(f"semantic at 32 / batched embedding: {100 * semantic / embedding['batch32_per_s']:.0f}%")
