@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import UnauthorizedError, openai_error_body
 from .settings import Settings
+from .status import Status
 
 log = logging.getLogger("deja.access")
 
@@ -78,7 +79,7 @@ class KeyGate:
                                   "(Authorization: Bearer …) or a client key the operator accepts (client_keys).",
                                   code="missing_api_key")
         response = JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                                headers={"X-Cache-Status": "ERROR"})
+                                headers={"X-Cache-Status": Status.ERROR.value})
         await response(scope, receive, send)
 
 

@@ -25,13 +25,13 @@ from .cache.lookup import Hit
 from .canonical import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
 from .endpoints import Target
 from .errors import BadRequestError
-from .exchange import Status
 from .forward import send
 from .incoming import parse_json, read_body, services_of
 from .outgoing import to_target
 from .policies import Policy
 from .render import cache_headers, zero_counts
 from .services import Services
+from .status import Status
 from .upstream import read_all, response_headers
 
 log = logging.getLogger("deja.embeddings")

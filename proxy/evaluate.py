@@ -28,6 +28,7 @@ from .canonical import build_chat_request, text_of, validate_body
 from .embeddings import Embedder
 from .freshness import time_sensitivity
 from .policies import Policy
+from .render import text_completion
 from .stores.sqlite import SqliteStore
 
 EvalMode = Literal["pairs", "corpus"]
@@ -113,8 +114,7 @@ def chat_request(side: Any, namespace: str, model: str) -> Any:
 
 
 def answer_for(tag: str) -> dict[str, Any]:
-    return {"id": f"eval-{tag}", "object": "chat.completion", "created": 0, "model": "eval",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": tag}}]}
+    return text_completion(tag, "eval", answer_id=f"eval-{tag}", created=0)
 
 
 async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mode: EvalMode = "pairs",

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from .activity import Activity
 from .pricing import PriceTable
 from .settings import ModelPrice
+from .status import Status
 
 if TYPE_CHECKING:
     from .cache.lookup import Hit
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 ErrorKind = str  # "embedding" | "store" | "upstream"
 ERROR_KINDS = ("embedding", "store", "upstream")
-STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH", "STALE")
+STATUSES = tuple(s.value for s in Status if s is not Status.ERROR)
 # Model names come from clients: past this many distinct names, new ones are labelled "other".
 MAX_MODEL_LABELS = 50
 HEALTH_WINDOW = 60.0

@@ -238,6 +238,14 @@ def response(shape: Shape, stored: dict[str, Any], mode: HitUsage, stream: bool,
     return JSONBytesResponse(answer, headers=headers)
 
 
+def text_completion(text: str, model: str, *, answer_id: str, created: int) -> dict[str, Any]:
+    """A chat.completion for an answer that came as text (ModelCache inserts, `deja import`, `deja eval`), shaped
+    as the API sends one. No `usage`: nobody counted its tokens, so hits on it report none saved."""
+    return {"id": answer_id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                         "finish_reason": "stop"}]}
+
+
 def answer_text(response: dict[str, Any]) -> str:
     try:
         message = response["choices"][0]["message"]

@@ -19,10 +19,10 @@ import numpy as np
 from ..canonical import CacheRequest
 from ..embedding_router import EmbedderRouter
 from ..guard import find_conflict
-from ..hot import HotRecords
 from ..policies import Policy
 from ..stores.base import Entry, Store
 from ..terms import usable
+from .hot import HotRecords
 
 log = logging.getLogger("deja.cache")
 

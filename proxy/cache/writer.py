@@ -19,12 +19,12 @@ import numpy as np
 
 from ..canonical import CacheRequest
 from ..embedding_router import EmbedderRouter
-from ..flights import FlightTable
-from ..hot import HotRecords
 from ..limits import answer_size
 from ..policies import Policy
 from ..stores.base import Entry, Store
 from ..writeback import AnswerBudget, PendingHits
+from .flights import FlightTable
+from .hot import HotRecords
 from .maintenance import Maintenance
 
 log = logging.getLogger("deja.cache")
