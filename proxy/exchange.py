@@ -21,9 +21,9 @@ from .cache.flights import Flight
 from .cache.lookup import Hit
 from .canonical import CacheControl, CacheRequest, parse_cache_control
 from .endpoints import Endpoint, Target
-from .incoming import parse_json, read_body, services_of
-from .limits import check_messages
+from .incoming import read_body, services_of
 from .policies import Policy
+from .request_memo import parse_request
 from .services import Services
 from .status import Status
 from .terms import Terms, request_terms, terms_headers
@@ -83,13 +83,10 @@ async def parse(request: Request, endpoint: Endpoint, target: Target) -> Exchang
     services = services_of(request)
     settings = services.settings
     raw = await read_body(request, settings.max_body_bytes)
-    client_body = parse_json(raw, settings.max_json_depth)
-    body = endpoint.validate(target.keyed(client_body))
-    check_messages(body, settings.max_messages)
+    parsed = parse_request(services, raw, request.headers, endpoint, target)
+    client_body, body, chat = parsed.client_body, parsed.body, parsed.chat
     policy = services.policies.policy_for(body["model"])
     control = parse_cache_control(request.headers.get("cache-control"))
-    chat = endpoint.build(body, request.headers, fallback_key=settings.upstream_api_key,
-                          share_across_keys=policy.share_across_keys)
     terms = request_terms(chat, policy, request.headers, control)
     if terms.volatile:
         services.metrics.time_sensitive.labels(terms.volatile).inc()

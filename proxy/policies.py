@@ -17,6 +17,8 @@ Mode = Literal["off", "exact", "semantic"]
 # The usage a hit reports: the answer's real size, or what it cost upstream (render.py).
 HitUsage = Literal["original", "zero"]
 BUILTIN_POLICY = "default_policy.yaml"
+# Distinct model names whose policy is remembered (client-chosen names: bounded; past it, matched each time).
+MEMO_MODELS = 1024
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,17 @@ class PolicySet:
         self.policies = sorted(policies, key=lambda p: (-p.specificity, p.name))
         if not any(p.match == "*" for p in self.policies):
             self.policies.append(builtin_policy())
+        self._memo: dict[str, Policy] = {}
 
     def policy_for(self, model: str) -> Policy:
+        policy = self._memo.get(model)
+        if policy is None:
+            policy = self._match(model)
+            if len(self._memo) < MEMO_MODELS:
+                self._memo[model] = policy
+        return policy
+
+    def _match(self, model: str) -> Policy:
         for policy in self.policies:
             if fnmatch.fnmatchcase(model, policy.match):
                 return policy
