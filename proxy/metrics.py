@@ -227,6 +227,10 @@ class CacheCollector(Collector):
                                 value=sum(1 for c, _ in sizes.values() if c))
         yield GaugeMetricFamily("deja_writeback_queue_depth", "Jobs waiting for the write-back worker",
                                 value=self.cache.queue_depth)
+        yield GaugeMetricFamily("deja_coalesced_waiting", "Requests waiting for an identical miss's upstream call",
+                                value=self.cache.flights.waiting)
+        yield CounterMetricFamily("deja_coalesced", "Misses answered by an identical miss's upstream call",
+                                  value=self.cache.flights.coalesced)
         dropped = CounterMetricFamily("deja_writeback_dropped", "Answers served but not cached: no room left in "
                                       "write-back (queue_full) or larger than max_answer_bytes (too_large)",
                                       labels=["reason"])

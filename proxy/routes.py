@@ -11,17 +11,17 @@ from typing import Any
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from . import render
 from .cache import Hit, SemanticCache
 from .canonical import CacheRequest, parse_cache_control
 from .debug import DEBUG_HEADER, debug_wanted, describe_miss
 from .endpoints import CHAT, Endpoint, StreamTee, Target
-from .errors import DejaError, UpstreamTimeoutError, UpstreamUnreachableError, openai_error_body
+from .errors import DejaError, UpstreamUnreachableError, openai_error_body
 from .fastjson import JSONBytesResponse
 from .flights import Answer, Failure, Flight, UpstreamReply
 from .incoming import parse_json, read_body, services_of
+from .leaders import FlightStreamingResponse, Relay, lead
 from .limits import check_messages
 from .metrics import Metrics
 from .nonanswers import worth_storing
@@ -108,37 +108,15 @@ async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> R
             flight.land(answer)
             cache.flights.coalesced += 1
             return serve_coalesced(chat, answer, endpoint, policy, terms)
-    response = None
-    try:
-        response = await forward_chat(request, raw, services, chat, policy, status, store, vector, flight,
-                                      endpoint=endpoint, target=target, client_body=client_body, terms=terms)
-        if skipped is not None:
-            response.headers["X-Cache-Semantic"] = f"skipped-{skipped}"
-        if debug is not None:
-            response.headers[DEBUG_HEADER] = debug
-        return response
-    except (UpstreamUnreachableError, UpstreamTimeoutError) as exc:
-        if flight is not None:
-            flight.land(Failure(exc))
-        raise
-    finally:
-        # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.
-        if flight is not None and not isinstance(response, FlightStreamingResponse):
-            flight.land(None)
-
-
-class FlightStreamingResponse(StreamingResponse):
-    """A leader's tee'd stream: lands its flight with nothing if the stream ends without an answer."""
-
-    def __init__(self, *args: Any, flight: Flight, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.flight = flight
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.flight.land(None)
+    forwarding = forward_chat(request, raw, services, chat, policy, status, store, vector, flight,
+                              endpoint=endpoint, target=target, client_body=client_body, terms=terms)
+    # A leader forwards for its followers too: its own client hanging up must not end their flight.
+    response = await (forwarding if flight is None else lead(flight, forwarding))
+    if skipped is not None:
+        response.headers["X-Cache-Semantic"] = f"skipped-{skipped}"
+    if debug is not None:
+        response.headers[DEBUG_HEADER] = debug
+    return response
 
 
 def serve_coalesced(chat: CacheRequest, outcome: Answer | UpstreamReply, endpoint: Endpoint,
@@ -203,7 +181,7 @@ async def forward_chat(request: Request, raw: bytes, services: Services, chat: C
                           tee=endpoint.tee(rewritten is not None), rewrites=rewritten is not None,
                           metrics=services.metrics)
         if flight is not None:
-            return FlightStreamingResponse(body, status_code=200, headers=headers, flight=flight)
+            return FlightStreamingResponse(Relay(body, flight), status_code=200, headers=headers)
         return StreamingResponse(body, status_code=200, headers=headers)
     content = await read_all(upstream)
     if upstream.status_code == 200 and not chat.stream:
