@@ -128,6 +128,8 @@ class SemanticCache:
         self.batcher = self.router.lanes[0].batcher
         # Candidates that belonged to another partition than the request's (never served): should stay 0.
         self.foreign_candidates = 0
+        # Write-backs committed: /healthz sees the store take writes again after a failure (health.py).
+        self.committed = 0
         # Unbounded itself: answers are bounded by `budget`, hits merged in `pending_hits` (writeback.py).
         self._queue: asyncio.Queue[StoreJob | object | WriterJob] = asyncio.Queue()
         self.budget = AnswerBudget(queue_size, queue_bytes, max_answer_bytes)
@@ -428,6 +430,7 @@ class SemanticCache:
         # Findable exactly and by meaning at the same moment, once committed; remembered here only then.
         for stored in await self.store.put([new], {request.partition: policy.max_entries}):
             self.hot.put(stored)
+        self.committed += 1
 
     async def _store_batch(self, records: list[Entry], keep: dict[str, int]) -> int:
         await self.store.put(records, keep)
