@@ -24,6 +24,7 @@ from .dashboard import dashboard_routes
 from .embeddings import Embedder
 from .embeddings_api import embeddings
 from .errors import DejaError, openai_error_body
+from .header_limit import HeaderLimit
 from .modelcache import modelcache
 from .policies import PolicySet
 from .responses_api import responses
@@ -96,6 +97,7 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
         *admin_routes(),
         *dashboard_routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(KeyGate, settings=settings)],
+    middleware = [Middleware(HeaderLimit, limit=settings.max_header_bytes), Middleware(KeyGate, settings=settings)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers={DejaError: deja_error, HTTPException: http_error,
                                          Exception: unexpected_error})
