@@ -32,7 +32,8 @@ from .pricing import PriceTable
 from .settings import ModelPrice
 
 if TYPE_CHECKING:
-    from .cache import Hit, SemanticCache
+    from .cache.lookup import Hit
+    from .cache.semantic import SemanticCache
     from .embeddings import Embedder
 
 ErrorKind = str  # "embedding" | "store" | "upstream"
@@ -120,7 +121,7 @@ class Metrics:
     def bind(self, cache: SemanticCache) -> None:
         """Entries, index vectors and queue depth are read from the cache when Prometheus scrapes."""
         self.registry.register(CacheCollector(cache))
-        self.recent.writes = lambda: cache.committed
+        self.recent.writes = lambda: cache.writer.committed
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
