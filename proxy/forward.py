@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
@@ -100,7 +100,8 @@ def write_back(exchange: Exchange, completion: dict[str, Any]) -> None:
         exchange.flight.land(Answer(completion), keep=queued)
 
 
-async def tee_stream(exchange: Exchange, upstream: httpx.Response, *, rewrites: bool) -> AsyncIterator[bytes]:
+async def tee_stream(exchange: Exchange, upstream: httpx.Response, *,
+                     rewrites: bool) -> AsyncGenerator[bytes, None]:
     """Pass upstream chunks through as they come (rewritten by the endpoint's tee when `rewrites`: the usage Deja
     asked for taken out again); write back the assembled answer as soon as the stream is complete."""
     assembler = exchange.endpoint.tee(rewrites)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.responses import Response, StreamingResponse
@@ -34,19 +34,24 @@ def _keep(task: asyncio.Future[Any]) -> None:
 class Relay:
     """Pumps `chunks` (the tee'd upstream stream, which assembles, lands and stores the answer) in its own task."""
 
-    def __init__(self, chunks: AsyncIterator[bytes], flight: Flight) -> None:
+    def __init__(self, chunks: AsyncGenerator[bytes, None], flight: Flight) -> None:
         self.flight = flight
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._leader_here = True
         self._task = asyncio.ensure_future(self._pump(chunks))
         _keep(self._task)
 
-    async def _pump(self, chunks: AsyncIterator[bytes]) -> None:
+    async def _pump(self, chunks: AsyncGenerator[bytes, None]) -> None:
+        # Never cancelled from outside: a task cancelled before it starts runs no `finally`, and the flight would
+        # stay open and the upstream response unclosed. It stops itself at the next chunk nobody waits for.
         try:
             async for chunk in chunks:
                 if self._leader_here:
                     self._queue.put_nowait(chunk)
+                elif not self.flight.followers:
+                    break
         finally:
+            await chunks.aclose()  # closes the upstream stream (tee_stream's own `finally`)
             self.flight.land(None)  # no-op when the tee landed the answer
             self._queue.put_nowait(None)
 
@@ -58,11 +63,8 @@ class Relay:
             self.leader_gone()
 
     def leader_gone(self) -> None:
-        """The leader's client stopped reading: go on for the followers, or stop when there are none."""
-        if self._leader_here:
-            self._leader_here = False
-            if not self.flight.followers and not self._task.done():
-                self._task.cancel()
+        """The leader's client stopped reading: the pump goes on for the followers, or stops when there are none."""
+        self._leader_here = False
 
 
 class FlightStreamingResponse(StreamingResponse):

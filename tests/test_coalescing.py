@@ -135,6 +135,18 @@ async def test_a_leader_hanging_up_alone_still_stores_its_answer(proxy):
     assert (await proxy.chat(q)).headers["x-cache-status"] == "HIT" and proxy.upstream.calls == 1
 
 
+async def test_a_streamed_leader_gone_before_its_answer_starts_leaves_no_open_flight(proxy):
+    q = "HOLD stream nobody reads"
+    leader = asyncio.create_task(proxy.client.post("/v1/chat/completions", json=body(q, stream=True),
+                                                   headers={"Authorization": "Bearer sk-a"}))
+    await until(lambda: proxy.upstream.calls == 1)
+    leader.cancel()
+    proxy.upstream.release.set()
+    await until(lambda: len(proxy.cache.flights) == 0)  # nobody waited: the relay stopped and landed it empty
+    again = await proxy.chat(q)  # answered, not left waiting on a flight nobody lands
+    assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"].endswith(q)
+
+
 async def test_other_tenants_do_not_share_a_flight(proxy):
     q = "HOLD whose answer is this"
     _, other = await flight(proxy, body(q), [body(q, headers={"Authorization": "Bearer sk-b"})], waiting=0)
