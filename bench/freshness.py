@@ -55,7 +55,12 @@ def report(path: Path) -> str:
              "", "The same person wrote the questions and the word lists (the lists against the tuning half only), so "
              "these figures are optimistic for questions worded otherwise (see the first-contact figures below); each "
              "question was written in all 9 languages, so translations of one question sit in both halves. The "
-             "held-out halves were measured once each, and their misses are listed rather than fixed.", ""]
+             "held-out half was first measured at 5/190 timeless questions caught (2.6%); those five were then "
+             "fixed by general rules (past-tense weather, how weather works, durations, definitions, titles in "
+             "Title Case), so the held-out figures below are no longer first contact. Batch 4 (36 questions of "
+             "those kinds, written before the fix and measured once before it) is the check: before the fix 11 of "
+             "its 20 timeless questions were caught (55%) and 16 of 16 time-sensitive ones; its figures after the "
+             "fix are below, with the same caveat (one person wrote both).", ""]
     for half in ("tune", "holdout"):
         part = [r for r in rows if in_split(r["id"], half)]
         lines += [f"### {half} half ({len(part)} questions)", "", *table(part), ""]

@@ -100,11 +100,11 @@ def render(results: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def replace_section(text: str, section: str) -> str:
-    """`text` with its Stores section replaced by `section` (appended when there is none)."""
-    if HEADING not in text:
+def replace_section(text: str, section: str, heading: str = HEADING) -> str:
+    """`text` with its `heading` section replaced by `section` (appended when there is none)."""
+    if heading not in text:
         return text.rstrip("\n") + "\n\n" + section
-    head, _, rest = text.partition(HEADING)
+    head, _, rest = text.partition(heading)
     following = rest.find("\n## ")
     tail = rest[following + 1:] if following >= 0 else ""
     return head + section + ("\n" + tail if tail else "")

@@ -22,6 +22,7 @@ from .azure import azure_routes
 from .dashboard import dashboard_routes
 from .embeddings import Embedder
 from .errors import DejaError, openai_error_body
+from .header_limit import HeaderLimit
 from .modelcache import modelcache
 from .policies import PolicySet
 from .route_counts import counted, passthrough_route
@@ -94,6 +95,7 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
         *admin_routes(),
         *dashboard_routes(),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(KeyGate, settings=settings)],
+    middleware = [Middleware(HeaderLimit, limit=settings.max_header_bytes), Middleware(KeyGate, settings=settings)]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers={DejaError: deja_error, HTTPException: http_error,
                                          Exception: unexpected_error})

@@ -12,21 +12,25 @@ to their length (token arrays: exactly their length); a repeated batch reports e
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .cache.flights import UpstreamReply
 from .cache.lookup import Hit
 from .canonical import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
 from .endpoints import Target
 from .errors import BadRequestError
 from .forward import send
 from .incoming import parse_json, read_body, services_of
+from .leaders import shared_call
 from .outgoing import to_target
 from .policies import Policy
 from .render import cache_headers, zero_counts
@@ -132,27 +136,33 @@ async def embed_call(request: Request, target: Target) -> Response:
     services.metrics.observe_request(body["model"], status)
     missing = [i for i, hit in enumerate(hits) if hit is None]
     forward = client_body if not cached else {**client_body, "input": [items[i] for i in missing]}
-    started = time.perf_counter()
-    upstream = await send(services, to_target(request, target, raw if not cached else json.dumps(forward).encode()))
-    services.metrics.observe_upstream(body["model"], time.perf_counter() - started)
-    headers = {**response_headers(upstream, decoded=True), "X-Cache-Status": status}
-    headers.pop("content-length", None)
-    content = await read_all(upstream)
-    answer = _json(content) if upstream.status_code == 200 else None
-    data = answer.get("data") if isinstance(answer, dict) else None
-    if not isinstance(answer, dict) or not isinstance(data, list) or len(data) != len(missing) or not all(
-            isinstance(d, dict) for d in data):
-        return Response(content, status_code=upstream.status_code, headers=headers)  # errors pass through as sent
-    data = sorted(data, key=lambda d: d.get("index", 0))
-    tokens = split_tokens(_tokens(answer.get("usage")), [items[i] for i in missing])
-    if status is not Status.BYPASS:
-        for i, item, n in zip(missing, data, tokens, strict=True):
-            entry = {**item, "model": answer.get("model"), "usage": {"prompt_tokens": n, "total_tokens": n}}
-            entry.pop("index", None)
-            services.cache.submit(requests[i], policy, entry)
+
+    async def call() -> EmbeddingReply:
+        started = time.perf_counter()
+        upstream = await send(services, to_target(request, target,
+                                                  raw if not cached else json.dumps(forward).encode()))
+        services.metrics.observe_upstream(body["model"], time.perf_counter() - started)
+        reply = read_reply(upstream.status_code, response_headers(upstream, decoded=True),
+                           await read_all(upstream), len(missing))
+        if reply.data is not None and status is not Status.BYPASS:  # stored by the caller that asked, not followers
+            tokens = split_tokens(_tokens(reply.answer.get("usage")), [items[i] for i in missing])
+            for i, item, n in zip(missing, reply.data, tokens, strict=True):
+                entry = {**item, "model": reply.answer.get("model"), "usage": {"prompt_tokens": n, "total_tokens": n}}
+                entry.pop("index", None)
+                services.cache.submit(requests[i], policy, entry)
+        return reply
+
+    if status is Status.MISS:  # concurrent identical misses (same tenant, partition and items) share one call
+        reply, coalesced = await shared_call(services.cache.flights, batch_key(requests, missing), call)
+    else:
+        reply, coalesced = await call(), False
+    headers = {**reply.headers, "X-Cache-Status": status, **({"X-Cache-Coalesced": "true"} if coalesced else {})}
+    if reply.data is None:
+        return Response(reply.content, status_code=reply.status_code, headers=headers)  # errors pass as sent
+    answer, data = reply.answer, reply.data
     headers["X-Cache-Items"] = f"{cached}/{len(items)}"
     if not cached:
-        return Response(content, status_code=200, headers=headers)
+        return Response(reply.content, status_code=200, headers=headers)
     merged: list[dict[str, Any]] = [{}] * len(items)
     for i, item in zip(missing, data, strict=True):
         merged[i] = {**item, "index": i}
@@ -165,6 +175,30 @@ async def embed_call(request: Request, target: Target) -> Response:
             services.metrics.observe_saved(body["model"], hit.record.response.get("usage"))
     return JSONResponse({**answer, "data": merged, "usage": {"prompt_tokens": spent, "total_tokens": spent}},
                         headers=headers)
+
+
+@dataclass(frozen=True)
+class EmbeddingReply(UpstreamReply):
+    """The upstream's reply; with `data` (its items in input order) only when it answers every item it was sent."""
+
+    answer: dict[str, Any] = field(default_factory=dict)
+    data: list[dict[str, Any]] | None = None
+
+
+def read_reply(status_code: int, headers: dict[str, str], content: bytes, sent: int) -> EmbeddingReply:
+    headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+    answer = _json(content) if status_code == 200 else None
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(answer, dict) or not isinstance(data, list) or len(data) != sent or not all(
+            isinstance(d, dict) for d in data):
+        return EmbeddingReply(status_code, headers, content)
+    return EmbeddingReply(status_code, headers, content, answer, sorted(data, key=lambda d: d.get("index", 0)))
+
+
+def batch_key(requests: list[CacheRequest], missing: list[int]) -> str:
+    """The flight of a batch's uncached items: their exact keys (each holds the tenant and partition)."""
+    joined = "\n".join(requests[i].exact_key for i in missing)
+    return "embeddings:" + hashlib.sha256(joined.encode()).hexdigest()
 
 
 def serve_all(body: dict[str, Any], hits: list[Hit | None], policy: Policy, services: Services) -> Response:

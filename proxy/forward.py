@@ -5,7 +5,8 @@ queued for write-back while the response goes out. A streamed answer is passed o
 endpoint's tee assembles it; the assembled answer is queued the moment the stream is complete, before the last
 chunk is yielded (a client hanging up after [DONE] cancels the generator). A leader of coalesced misses hands
 its outcome to the followers (cache/flights.py) in every case: an answer, the upstream's error reply, its failure, or
-nothing. Pass-through calls are relayed unchanged, both bodies streamed.
+nothing; its upstream call runs in a task of its own, so its own client hanging up does not end it (leaders.py).
+Pass-through calls are relayed unchanged, both bodies streamed.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
 
-from .cache.flights import Answer, Failure, Flight, UpstreamReply
+from .cache.flights import Answer, UpstreamReply
 from .debug import DEBUG_HEADER
-from .errors import UpstreamTimeoutError, UpstreamUnreachableError, openai_error_body
+from .errors import UpstreamUnreachableError, openai_error_body
 from .exchange import Exchange
+from .leaders import FlightStreamingResponse, Relay, lead
 from .nonanswers import worth_storing
 from .outgoing import UpstreamCall, to_target, with_usage
 from .services import Services
@@ -35,23 +36,14 @@ log = logging.getLogger("deja.forward")
 
 
 async def forward(exchange: Exchange) -> Response:
-    flight = exchange.flight
-    response = None
-    try:
-        response = await _forward(exchange)
-        if exchange.skipped is not None:
-            response.headers["X-Cache-Semantic"] = f"skipped-{exchange.skipped}"
-        if exchange.debug is not None:
-            response.headers[DEBUG_HEADER] = exchange.debug
-        return response
-    except (UpstreamUnreachableError, UpstreamTimeoutError) as exc:
-        if flight is not None:
-            flight.land(Failure(exc))
-        raise
-    finally:
-        # A leader that failed or was cancelled releases its followers; a tee'd stream lands its flight itself.
-        if flight is not None and not isinstance(response, FlightStreamingResponse):
-            flight.land(None)
+    forwarding = _forward(exchange)
+    # A leader forwards for its followers too: its own client hanging up must not end their flight (leaders.py).
+    response = await (forwarding if exchange.flight is None else lead(exchange.flight, forwarding))
+    if exchange.skipped is not None:
+        response.headers["X-Cache-Semantic"] = f"skipped-{exchange.skipped}"
+    if exchange.debug is not None:
+        response.headers[DEBUG_HEADER] = exchange.debug
+    return response
 
 
 async def send(services: Services, call: UpstreamCall) -> httpx.Response:
@@ -82,7 +74,7 @@ async def _forward(exchange: Exchange) -> Response:
     if upstream.status_code == 200 and chat.stream and is_sse:
         body = tee_stream(exchange, upstream, rewrites=rewritten is not None)
         if exchange.flight is not None:
-            return FlightStreamingResponse(body, status_code=200, headers=headers, flight=exchange.flight)
+            return FlightStreamingResponse(Relay(body, exchange.flight), status_code=200, headers=headers)
         return StreamingResponse(body, status_code=200, headers=headers)
     content = await read_all(upstream)
     if upstream.status_code == 200 and not chat.stream:
@@ -109,7 +101,8 @@ def write_back(exchange: Exchange, completion: dict[str, Any]) -> None:
         exchange.flight.land(Answer(completion), keep=queued)
 
 
-async def tee_stream(exchange: Exchange, upstream: httpx.Response, *, rewrites: bool) -> AsyncIterator[bytes]:
+async def tee_stream(exchange: Exchange, upstream: httpx.Response, *,
+                     rewrites: bool) -> AsyncGenerator[bytes, None]:
     """Pass upstream chunks through as they come (rewritten by the endpoint's tee when `rewrites`: the usage Deja
     asked for taken out again); write back the assembled answer as soon as the stream is complete."""
     assembler = exchange.endpoint.tee(rewrites)
@@ -134,20 +127,6 @@ async def tee_stream(exchange: Exchange, upstream: httpx.Response, *, rewrites: 
         yield encode_event(openai_error_body(error.message, error.error_type, error.code))
     finally:
         await upstream.aclose()
-
-
-class FlightStreamingResponse(StreamingResponse):
-    """A leader's tee'd stream: lands its flight with nothing if the stream ends without an answer."""
-
-    def __init__(self, *args: Any, flight: Flight, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.flight = flight
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.flight.land(None)
 
 
 async def relay(services: Services, call: UpstreamCall) -> Response:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-import re._constants as sre  # the parsed form of a pattern, to find the words every match must contain
-import re._parser as sre_parse
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
@@ -80,38 +78,126 @@ def _join(patterns: list[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE) if patterns else None
 
 
-def required_words(items: list[tuple[object, object]]) -> frozenset[str] | None:
-    """Words one of which every match of the parsed sequence contains (lowercased), or None if unsure."""
+def required_words(pattern: str) -> frozenset[str] | None:
+    r"""Words (lowercased) one of which every match of `pattern` contains, or None if unsure: the pattern then
+    always runs. Read from the pattern's text: literal runs, groups, alternatives, classes of plain characters and
+    quantifiers are understood; anything else (lookarounds, escapes like \d, `.`) contributes no word."""
+    try:
+        words, end = _alternatives(pattern, 0)
+    except _Unsure:
+        return None
+    return words if end == len(pattern) else None
+
+
+class _Unsure(Exception):
+    """A construct the reader does not know: no gate for this pattern."""
+
+
+_QUANTIFIER = re.compile(r"[?*+]|\{(\d*)(?:,(\d*))?\}")
+_GROUP_FLAGS = re.compile(r"\?[aiLmsux-]*:|\?P<\w+>")
+_LOOKAROUND = re.compile(r"\?(?:=|!|<=|<!)")
+_META = frozenset(".^$")
+
+
+def _alternatives(p: str, i: int) -> tuple[frozenset[str] | None, int]:
+    branches = []
+    while True:
+        words, i = _sequence(p, i)
+        branches.append(words)
+        if i < len(p) and p[i] == "|":
+            i += 1
+            continue
+        break
+    if any(b is None for b in branches):
+        return None, i
+    return frozenset().union(*branches), i  # type: ignore[arg-type]
+
+
+def _sequence(p: str, i: int) -> tuple[frozenset[str] | None, int]:
     options: list[frozenset[str]] = []
     run = ""
-    for op, arg in items:
-        if op is sre.LITERAL:
-            run += chr(arg).lower()  # type: ignore[arg-type]
+    while i < len(p) and p[i] not in "|)":
+        literal, words, i = _atom(p, i)
+        least, i = _repeats(p, i)
+        if literal is not None and least is None:
+            run += literal.lower()
             continue
         if run:
             options.append(frozenset([run]))
             run = ""
-        found: frozenset[str] | None = None
-        if op is sre.SUBPATTERN:
-            found = required_words(list(arg[3]))  # type: ignore[index]
-        elif op is sre.BRANCH:
-            branches = [required_words(list(b)) for b in arg[1]]  # type: ignore[index]
-            found = None if any(b is None for b in branches) else frozenset().union(*branches)  # type: ignore[arg-type]
-        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and arg[0] >= 1:  # type: ignore[index]
-            found = required_words(list(arg[2]))  # type: ignore[index]
-        elif op is sre.IN and all(o is sre.LITERAL for o, _ in arg):  # type: ignore[attr-defined]
-            found = frozenset(chr(c).lower() for _, c in arg)  # type: ignore[attr-defined]
-        if found:
-            options.append(found)
+        if literal is not None and least:
+            options.append(frozenset([literal.lower()]))
+        elif words and (least is None or least >= 1):
+            options.append(words)
     if run:
         options.append(frozenset([run]))
-    return max(options, key=lambda words: min(map(len, words)), default=None)  # longer words gate better
+    return max(options, key=lambda words: min(map(len, words)), default=None), i  # longer words gate better
+
+
+def _atom(p: str, i: int) -> tuple[str | None, frozenset[str] | None, int]:
+    """One atom at `i`: (its literal character, or the words it requires), and where it ends."""
+    char = p[i]
+    if char == "\\":
+        escaped = p[i + 1:i + 2]
+        if not escaped or escaped in "uxUN":  # a character by its code: not worth reading
+            raise _Unsure
+        # Escaped punctuation is itself; letters and digits are classes, anchors, codes or back-references.
+        return (None if escaped.isalnum() else escaped), None, i + 2
+    if char == "[":
+        return _char_class(p, i)
+    if char == "(":
+        if p.startswith("?#", i + 1):
+            return None, None, p.index(")", i) + 1
+        head = _GROUP_FLAGS.match(p, i + 1) or _LOOKAROUND.match(p, i + 1)
+        if p.startswith("?", i + 1) and head is None:
+            raise _Unsure
+        words, end = _alternatives(p, head.end() if head else i + 1)
+        if end >= len(p) or p[end] != ")":
+            raise _Unsure
+        lookaround = head is not None and _LOOKAROUND.match(p, i + 1) is not None
+        return None, None if lookaround else words, end + 1
+    if char in _META:
+        return None, None, i + 1
+    if char in "*+?{":
+        if char == "{" and _repeats(p, i)[0] is None:
+            return "{", None, i + 1
+        raise _Unsure  # a quantifier with nothing before it
+    return char, None, i + 1
+
+
+def _char_class(p: str, i: int) -> tuple[str | None, frozenset[str] | None, int]:
+    """`[...]`: the set of its characters when it lists plain characters only (no range, escape or negation)."""
+    negated = p.startswith("^", i + 1)
+    end = i + 2 if negated else i + 1
+    end += p.startswith("]", end)  # a "]" right after "[" (or "[^") is a member
+    while end < len(p) and p[end] != "]":
+        end += 2 if p[end] == "\\" else 1
+    if end >= len(p):
+        raise _Unsure
+    members = p[i + 1:end]
+    plain = not negated and "\\" not in members and "[" not in members and "-" not in members.strip("-")
+    return None, frozenset(c.lower() for c in members) if plain else None, end + 1
+
+
+def _repeats(p: str, i: int) -> tuple[int | None, int]:
+    """The quantifier at `i`: (its minimum count, or None when there is none), and where it ends."""
+    found = _QUANTIFIER.match(p, i)
+    if found is None or found.group(0) == "{}":  # "{}" is two characters, not a count
+        return None, i
+    text = found.group(0)
+    least = {"?": 0, "*": 0, "+": 1}.get(text)
+    if least is None:
+        least = int(found.group(1) or 0)
+    end = found.end()
+    if end < len(p) and p[end] in "?+":  # lazy or possessive
+        end += 1
+    return least, end
 
 
 def _gate(patterns: list[str]) -> Gated:
     always, gated = [], []
     for pattern in patterns:
-        words = required_words(list(sre_parse.parse(pattern, re.IGNORECASE)))
+        words = required_words(pattern)
         if words is None:
             always.append(pattern)
         else:

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from .activity import Activity
+from .health import Operation, RecentErrors
 from .pricing import PriceTable
 from .settings import ModelPrice
 from .status import Status
@@ -41,7 +42,6 @@ ERROR_KINDS = ("embedding", "store", "upstream")
 STATUSES = tuple(s.value for s in Status if s is not Status.ERROR)
 # Model names come from clients: past this many distinct names, new ones are labelled "other".
 MAX_MODEL_LABELS = 50
-HEALTH_WINDOW = 60.0
 HEALTH_REASON_CHARS = 200
 RECENT_TEXT_CHARS = 500
 # Per-partition series on /metrics: the largest partitions only (totals cover all of them).
@@ -118,14 +118,15 @@ class Metrics:
         # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
         self.max_label_chars = 64
         self.label_globs: list[str] = []
-        # kind -> (when, what) of the latest error: /healthz reports "degraded" while one is recent.
-        self.last_errors: dict[ErrorKind, tuple[float, str]] = {}
+        # The latest error of each part: /healthz reports "degraded" while one is recent and not recovered from.
+        self.recent = RecentErrors(clock)
 
     # -- wiring ---------------------------------------------------------------------------------------------------
 
     def bind(self, cache: SemanticCache) -> None:
         """Entries, index vectors and queue depth are read from the cache when Prometheus scrapes."""
         self.registry.register(CacheCollector(cache))
+        self.recent.writes = lambda: cache.writer.committed
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -189,17 +190,19 @@ class Metrics:
 
     def observe_lookup(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
+        self.recent.succeeded("store")
         self.activity.latency["lookup"].append(seconds)
 
     def observe_embedding(self, seconds: float) -> None:
         self.embedding_seconds.observe(seconds)
+        self.recent.succeeded("embedding")
         self.activity.latency["embedding"].append(seconds)
 
     def observe_upstream(self, model: str, seconds: float) -> None:
         self.child(self.upstream_seconds, self.model_label(model)).observe(seconds)
         self.activity.latency["upstream"].append(seconds)
 
-    def count_error(self, kind: ErrorKind, exc: BaseException | None = None) -> None:
+    def count_error(self, kind: ErrorKind, exc: BaseException | None = None, operation: Operation = "read") -> None:
         """Count an error once: an exception already counted lower down (e.g. by the embedder) is skipped."""
         if exc is not None:
             if counted_kind(exc) is not None:
@@ -207,14 +210,11 @@ class Metrics:
             mark_error(exc, kind)
         self.errors.labels(kind).inc()
         what = f"{type(exc).__name__}: {exc}" if exc is not None else "failed"
-        self.last_errors[kind] = (self.clock(), what[:HEALTH_REASON_CHARS])
+        self.recent.failed(kind, what[:HEALTH_REASON_CHARS], operation)
 
     def degraded_reasons(self, kinds: tuple[str, ...] = ("embedding", "store")) -> list[str]:
-        """Which of Deja's own parts (not the upstream) failed within the last HEALTH_WINDOW seconds."""
-        now = self.clock()
-        return [f"{kind} failing ({what}; {int(now - at)} s ago)"
-                for kind, (at, what) in sorted(self.last_errors.items())
-                if kind in kinds and now - at < HEALTH_WINDOW]
+        """Which of Deja's own parts (not the upstream) failed recently and have not worked since (health.py)."""
+        return self.recent.reasons(kinds)
 
 
 def _int(value: Any) -> int:
@@ -244,6 +244,10 @@ class CacheCollector(Collector):
                                 value=sum(1 for c, _ in sizes.values() if c))
         yield GaugeMetricFamily("deja_writeback_queue_depth", "Jobs waiting for the write-back worker",
                                 value=self.cache.queue_depth)
+        yield GaugeMetricFamily("deja_coalesced_waiting", "Requests waiting for an identical miss's upstream call",
+                                value=self.cache.flights.waiting)
+        yield CounterMetricFamily("deja_coalesced", "Misses answered by an identical miss's upstream call",
+                                  value=self.cache.flights.coalesced)
         dropped = CounterMetricFamily("deja_writeback_dropped", "Answers served but not cached: no room left in "
                                       "write-back (queue_full) or larger than max_answer_bytes (too_large)",
                                       labels=["reason"])
@@ -295,4 +299,4 @@ class WriteBackErrorCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
-        self.metrics.count_error("store", exc)
+        self.metrics.count_error("store", exc, "write")

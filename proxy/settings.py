@@ -82,7 +82,7 @@ class Settings:
     # Bounds on what one request may make Deja hold or compute (issue 9); each error names its setting.
     max_json_depth: int = 100
     max_messages: int = 2048
-    # Request line + headers, in bytes: uvicorn enforces it with its h11 parser only (not with httptools).
+    # Request line + headers, in bytes: over it a 431 (header_limit.py; httptools has read them by then).
     max_header_bytes: int = 16384
     # Answers larger than this are served but not cached.
     max_answer_bytes: int = 4 * 1024 * 1024

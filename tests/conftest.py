@@ -17,7 +17,7 @@ from proxy.policies import Policy, PolicySet
 from proxy.settings import EmbeddingSettings, Settings, StoreSettings
 from proxy.stores import make_store
 
-from .fakes import FakeUpstream, HashEmbedder, ThreadedServer
+from .fakes import FakeUpstream, HashEmbedder, RealisticUpstream, ThreadedServer
 
 # Loopback must never go through a proxy from the environment.
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
@@ -192,6 +192,18 @@ def make_proxy(tmp_path: Path, upstream: FakeUpstream, store_url: str | None):
 @pytest.fixture
 async def proxy(make_proxy) -> AsyncIterator[Proxy]:
     async with make_proxy() as built:
+        yield built
+
+
+@pytest.fixture
+def realistic() -> RealisticUpstream:
+    return RealisticUpstream()
+
+
+@pytest.fixture
+async def deja(make_proxy, realistic: RealisticUpstream) -> AsyncIterator[Proxy]:
+    """A proxy in front of the upstream that answers every cached endpoint like the real API."""
+    async with make_proxy(transport=httpx.ASGITransport(app=realistic.app)) as built:
         yield built
 
 

@@ -187,7 +187,8 @@ class RealisticUpstream(FakeUpstream):
     replay must keep (service_tier, system_fingerprint, refusal: null, usage details, per-chunk obfuscation, typed
     Responses events). Magic words: CALL_TOOL (a tool call when tools are given), REASON (reasoning content),
     FAIL400 (an error), OLD_SERVER (rejects stream_options), FAILSTREAM (a Responses stream ending in
-    response.failed). `calls_to[path]` counts upstream calls, `embedded` the embedding inputs received, `seen`
+    response.failed), HOLD in an `input` (counts the call, then waits until the test sets `release`).
+    `calls_to[path]` counts upstream calls, `embedded` the embedding inputs received, `seen`
     each call's path, query, headers and body."""
 
     def __init__(self) -> None:
@@ -218,6 +219,8 @@ class RealisticUpstream(FakeUpstream):
                               "body": dict(body)})
             if "deployment" in request.path_params:
                 body.setdefault("model", request.path_params["deployment"])
+            if "HOLD" in json.dumps(body.get("input")):
+                await self.release.wait()
             return answer(body)
         return handle
 

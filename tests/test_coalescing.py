@@ -99,7 +99,7 @@ async def test_no_store_and_no_cache_requests_do_not_join(proxy):
     assert all(r.headers.get("x-cache-coalesced") is None for r in responses)
 
 
-async def test_followers_ask_the_upstream_themselves_when_the_leader_hangs_up(proxy):
+async def test_followers_get_the_answer_when_the_leader_hangs_up(proxy):
     q = "HOLD the leader will hang up"
 
     def send():
@@ -107,14 +107,44 @@ async def test_followers_ask_the_upstream_themselves_when_the_leader_hangs_up(pr
 
     leader = asyncio.create_task(send())
     await until(lambda: proxy.upstream.calls == 1)
-    followers = [asyncio.create_task(send()) for _ in range(2)]
-    await until(lambda: proxy.cache.flights.waiting == 2)
+    followers = [asyncio.create_task(send()) for _ in range(3)]
+    await until(lambda: proxy.cache.flights.waiting == 3)
     leader.cancel()
-    await until(lambda: proxy.upstream.calls == 3)  # the flight landed empty: each follower asked itself
+    with pytest.raises(asyncio.CancelledError):
+        await leader
     proxy.upstream.release.set()
-    answers = [r.json()["choices"][0]["message"]["content"] for r in await asyncio.gather(*followers)]
-    assert answers == [f"answer #3 to: {q}"] * 2
-    assert len(proxy.cache.flights) == 0 and proxy.cache.flights.coalesced == 0
+    responses = await asyncio.gather(*followers)
+    assert [r.status_code for r in responses] == [200] * 3
+    assert [r.json()["choices"][0]["message"]["content"] for r in responses] == [f"answer #1 to: {q}"] * 3
+    assert all(r.headers["x-cache-coalesced"] == "true" for r in responses)
+    await proxy.cache.drain()
+    assert proxy.upstream.calls == 1 and len(proxy.cache.flights) == 0
+    again = await proxy.chat(q)
+    assert again.headers["x-cache-status"] == "HIT" and proxy.upstream.calls == 1
+
+
+async def test_a_leader_hanging_up_alone_still_stores_its_answer(proxy):
+    q = "HOLD nobody else asks this"
+    leader = asyncio.create_task(proxy.client.post("/v1/chat/completions", json=body(q),
+                                                   headers={"Authorization": "Bearer sk-a"}))
+    await until(lambda: proxy.upstream.calls == 1)
+    leader.cancel()
+    proxy.upstream.release.set()
+    await until(lambda: len(proxy.cache.flights) == 0)
+    await proxy.cache.drain()
+    assert (await proxy.chat(q)).headers["x-cache-status"] == "HIT" and proxy.upstream.calls == 1
+
+
+async def test_a_streamed_leader_gone_before_its_answer_starts_leaves_no_open_flight(proxy):
+    q = "HOLD stream nobody reads"
+    leader = asyncio.create_task(proxy.client.post("/v1/chat/completions", json=body(q, stream=True),
+                                                   headers={"Authorization": "Bearer sk-a"}))
+    await until(lambda: proxy.upstream.calls == 1)
+    leader.cancel()
+    proxy.upstream.release.set()
+    await until(lambda: len(proxy.cache.flights) == 0)  # nobody waited: the relay stopped and landed it empty
+    again = await proxy.chat(q)  # answered, not left waiting on a flight nobody lands
+    assert again.status_code == 200 and again.json()["choices"][0]["message"]["content"].endswith(q)
 
 
 async def test_other_tenants_do_not_share_a_flight(proxy):

@@ -16,20 +16,7 @@ from proxy.policies import parse_policy
 from proxy.render import fresh_id, zero_counts
 from proxy.sse import EventReader, StreamAssembler
 
-from .fakes import RealisticUpstream
-
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def realistic() -> RealisticUpstream:
-    return RealisticUpstream()
-
-
-@pytest.fixture
-async def deja(make_proxy, realistic):
-    async with make_proxy(transport=httpx.ASGITransport(app=realistic.app)) as built:
-        yield built
 
 
 async def post(deja, path: str, body: Any, key: str = "sk-a", **headers: str) -> httpx.Response:

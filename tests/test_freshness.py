@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from proxy.freshness import LANGUAGES, default_detector, parse_lists, time_sensitivity
+from proxy.freshness import LANGUAGES, default_detector, parse_lists, required_words, time_sensitivity
 
 DATA = Path(__file__).resolve().parent / "data" / "time_sensitive.jsonl"
 
@@ -31,6 +32,9 @@ def test_time_sensitive_questions_are_caught_with_a_reason(text, reason):
     'Summarize the plot of "The Day After Tomorrow".',
     "Schreib ein Gedicht über den Morgen.",
     "2000年1月1日是星期几？",
+    "Who sang Tomorrow Never Dies?",
+    "Сколько времени варить яйцо?",
+    "天気はどうやって決まるの？",
 ])
 def test_look_alikes_are_timeless(text):
     assert time_sensitivity(text) is None
@@ -71,3 +75,46 @@ def test_labelled_set_stays_at_its_measured_figures():
     # Over both halves (bench/QUALITY.md has the held-out figures): a change to the lists must not lose ground.
     assert caught / len(sensitive) >= 0.99
     assert false / len(timeless) <= 0.02
+
+
+@pytest.mark.parametrize(("pattern", "words"), [
+    (r"\btoday\b", {"today"}),
+    (r"colou?r", {"colo"}),
+    (r"\b(today|tonight)('?s)?\b", {"today", "tonight"}),
+    (r"\bweather (in|at)\b", {"weather "}),
+    (r"(?:very )+hot", {"very "}),
+    (r"(?:very )?hot", {"hot"}),
+    (r"(?-i:Morgen)", {"morgen"}),
+    (r"(?:ab){2}c", {"ab"}),
+    (r"[ab]x", {"a", "b"}),
+    (r"\bis [\w.\- ]{1,25} down\b", {" down"}),
+    (r"a{}b", {"a{}b"}),
+])
+def test_required_words_are_read_from_the_pattern_text(pattern, words):
+    assert required_words(pattern) == words
+
+
+@pytest.mark.parametrize("pattern", [r"\d+ ?(am|pm)?", r"(?i)today", r"x|\w+", r"(?=today)", r".*", r"(?P=n)x",
+                                     r"\u0041bc"])
+def test_a_pattern_without_a_sure_word_always_runs(pattern):
+    assert required_words(pattern) is None
+
+
+def test_every_shipped_pattern_match_contains_one_of_its_gate_words():
+    """A gate word missing from a text the pattern matches would hide a time-sensitive question: checked for every
+    shipped pattern on every labelled question (and a few extra spellings) it matches."""
+    texts = [json.loads(line)["text"] for line in DATA.read_text(encoding="utf-8").splitlines()]
+    texts += ["WHAT TIME IS IT NOW?", "Weather   forecast for TOMORROW", "Is GitHub down right now?"]
+    folder = Path(__file__).resolve().parent.parent / "proxy" / "data" / "freshness"
+    checked = 0
+    for path in folder.glob("*.txt"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or (line.startswith("[") and line.endswith("]")):
+                continue
+            pattern, words = re.compile(line, re.IGNORECASE), required_words(line)
+            for text in texts:
+                if pattern.search(text):
+                    checked += 1
+                    assert words is None or any(w in text.lower() for w in words), (path.name, line, text)
+    assert checked > 500

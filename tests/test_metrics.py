@@ -6,6 +6,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy.health import HEALTH_WINDOW, RecentErrors
 from proxy.metrics import Metrics
 from proxy.pricing import PriceTable
 from proxy.settings import ModelPrice, load_settings
@@ -168,3 +169,24 @@ def test_admin_stats_totals_are_the_prometheus_counters():
     assert stats["matches"] == {"exact": 0, "semantic": 3}
     assert stats["tokens_saved"] == {"prompt": 7, "completion": 0, "total": 7}
     assert stats["unpriced_models"] == ["llama"] and stats["errors"]["store"] == 2
+
+
+def test_a_recent_error_clears_when_the_same_operation_succeeds_again():
+    now = [1000.0]
+    recent = RecentErrors(lambda: now[0])
+    writes = [0]
+    recent.writes = lambda: writes[0]
+    recent.failed("store", "OSError: disk full", "write")
+    recent.failed("embedding", "RuntimeError: boom")
+    now[0] += 5
+    assert recent.reasons(("store", "embedding")) == ["embedding failing (RuntimeError: boom; 5 s ago)",
+                                                      "store failing (OSError: disk full; 5 s ago)"]
+    recent.succeeded("store")  # a read says nothing about writes
+    assert len(recent.reasons(("store",))) == 1
+    writes[0] += 1
+    assert recent.reasons(("store",)) == []
+    recent.succeeded("embedding")
+    assert recent.reasons(("embedding",)) == []
+    recent.failed("store", "OSError: unreadable")
+    now[0] += HEALTH_WINDOW
+    assert recent.reasons(("store",)) == []  # aged out

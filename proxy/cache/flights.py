@@ -8,8 +8,10 @@ What followers receive, decided once:
     answered exactly this request with it; it is passed on, never cached);
   - the leader's own upstream failure (`Failure`: unreachable, or no answer within the upstream timeout): the
     followers answer with the same error instead of waiting that long again on their own upstream calls;
-  - nothing (None) when the leader ended without any of these — client gone, stream broken, unstorable answer.
-    Each follower then forwards its own request: a transient failure is not multiplied.
+  - nothing (None) when the leader ended without any of these — stream broken, unstorable answer, or its client
+    gone mid-stream with no follower waiting. Each follower then forwards its own request: a transient failure is
+    not multiplied. A leader whose client hangs up while followers wait still finishes its upstream call for them
+    (leaders.py).
 Requests with Cache-Control no-store or no-cache neither lead nor join (they ask for their own upstream call).
 A landed answer stays joinable until write-back has stored it, so late arrivals do not call the upstream again.
 """

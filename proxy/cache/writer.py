@@ -77,6 +77,8 @@ class Writer:
         self.pending_hits = PendingHits()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._worker: asyncio.Task[None] | None = None
+        # Answers committed: /healthz sees the store take writes again after a failure (health.py).
+        self.committed = 0
 
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="deja-writeback")
@@ -215,3 +217,4 @@ class Writer:
         # Findable exactly and by meaning at the same moment, once committed; remembered here only then.
         for stored in await self.store.put([new], {request.partition: policy.max_entries}):
             self.hot.put(stored)
+        self.committed += 1

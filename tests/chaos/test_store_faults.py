@@ -66,6 +66,30 @@ def test_disk_full_never_serves_another_tenants_answer(fake, tmp_path, model_dir
             assert deja.stop() == 0
 
 
+def test_health_is_ok_again_once_the_store_takes_writes_again(fake, tmp_path, model_dir):
+    _, url = fake
+    with tmpfs(tmp_path / "mnt", "24m") as mnt:
+        deja = Deja(tmp_path, url, model_dir, data_dir=mnt / "data").wait_ready()
+        try:
+            deja.chat("warm up the store")
+            assert wait_for(lambda: deja.chat("warm up the store").headers["x-cache-status"] == "HIT")
+            assert health(deja)["status"] == "ok"
+            filler = fill(mnt)
+            deja.chat("asked while the disk is full")
+            assert wait_for(lambda: health(deja)["status"] == "degraded")
+            assert "store failing" in health(deja)["reasons"][0]
+            # Lookups still work with the disk full: they say nothing about writes.
+            assert deja.chat("warm up the store").headers["x-cache-status"] == "HIT"
+            assert health(deja)["status"] == "degraded"
+            filler.unlink()
+            deja.chat("asked once the disk has room")
+            assert wait_for(lambda: deja.chat("asked once the disk has room").headers["x-cache-status"] == "HIT")
+            recovered = health(deja)
+            assert recovered["status"] == "ok", recovered  # well inside the 60 s window: the write cleared it
+        finally:
+            assert deja.stop() == 0
+
+
 def test_corrupted_sqlite_exits_non_zero_with_one_line(fake, tmp_path, model_dir):
     _, url = fake
     data = tmp_path / "data"

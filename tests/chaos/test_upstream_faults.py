@@ -127,3 +127,21 @@ def test_client_mistakes_get_an_answer_and_keep_the_connection(deja, method, pat
         assert connection.getresponse().status == 200
     finally:
         connection.close()
+
+
+def test_headers_over_max_header_bytes_get_a_431_and_reach_no_handler(deja, fake):
+    """`deja serve` parses with httptools, which has no header bound of its own: the app enforces the setting."""
+    upstream, _ = fake
+    question = "headers too large for this proxy"
+    big = {"X-Padding": "x" * 17_000}  # over the default 16384 with the request line and the other headers
+    refused = deja.chat(question, headers=big)
+    assert refused.status_code == 431 and refused.headers["x-cache-status"] == "ERROR"
+    error = refused.json()["error"]
+    assert error["code"] == "request_headers_too_large" and error["param"] == "max_header_bytes"
+    assert "max_header_bytes" in error["message"]
+    assert calls_for(upstream, question) == 0
+    assert deja.client.get("/v1/models", headers=big).status_code == 431  # pass-through too
+    assert deja.client.get("/healthz", params={"q": "y" * 17_000}).status_code == 431  # the query counts
+    fits = deja.chat(question, headers={"X-Padding": "x" * 15_000})
+    assert fits.status_code == 200 and calls_for(upstream, question) == 1
+    assert deja.client.get("/healthz").status_code == 200  # the same connection goes on serving
