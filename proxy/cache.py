@@ -218,7 +218,7 @@ class SemanticCache:
             candidate = records.get(entry_id)
             if candidate is None or not self._own(request, candidate):
                 continue
-            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale)
+            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale, similarity)
             if reason is None:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
@@ -287,7 +287,7 @@ class SemanticCache:
 
     @staticmethod
     def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
-                  max_stale: int = 0) -> str | None:
+                  max_stale: int = 0, similarity: float | None = None) -> str | None:
         """The check a similar-enough candidate fails, or None when it may answer: the same conversation
         ("context"), still fresh ("stale"; `max_stale` seconds past its TTL still count), and no difference the
         guard sees as answer-changing (the rule's name)."""
@@ -295,14 +295,14 @@ class SemanticCache:
             return "context"
         if not usable(candidate, now, max_age, max_stale):
             return "stale"
-        return find_conflict(candidate.question, request.question)
+        return find_conflict(candidate.question, request.question, similarity)
 
     async def _rejection_off_loop(self, request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
-                                  max_stale: int) -> str | None:
+                                  max_stale: int, similarity: float | None = None) -> str | None:
         """The guard's cost grows with the texts: long pairs are vetted on a thread, so the loop keeps serving."""
         if len(candidate.question) + len(request.question) <= GUARD_INLINE_CHARS:
-            return self.rejection(request, candidate, now, max_age, max_stale)
-        return await asyncio.to_thread(self.rejection, request, candidate, now, max_age, max_stale)
+            return self.rejection(request, candidate, now, max_age, max_stale, similarity)
+        return await asyncio.to_thread(self.rejection, request, candidate, now, max_age, max_stale, similarity)
 
     # -- write-back -----------------------------------------------------------------------------------------------
 
