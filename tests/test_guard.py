@@ -147,6 +147,10 @@ def test_swaps_that_could_be_opposites_or_other_things_are_rejected(real_embedde
         ("What's the capital of Australia?", "What's the capital of Austria?", "entity"),  # two letters: a new name
         ("How do I get a refund on a gift?", "How do I get a refund on a gift card?", "modifier"),
         ("Should I water succulents in winter?", "Should I stop watering succulents in winter?", "negation"),
+        ("Which foods should I eat before surgery?", "Which foods should I avoid before surgery?", "negation"),
+        ("Can I load hundreds of files at once?", "Can I load thousands of files at once?", "number"),
+        ("Is option 1) the cheapest?", "Is option 2) the cheapest?", "number"),
+        ("How do I check in at the hotel?", "How do I check out of the hotel?", "polarity"),
     ],
 )
 def test_traps_next_to_new_allowances_are_rejected(cached: str, incoming: str, rule: str) -> None:
@@ -163,6 +167,13 @@ def test_traps_next_to_new_allowances_are_rejected(cached: str, incoming: str, r
         ("If the dataset has no metadata, which labels are used?",
          "In the absence of metadata, which labels are used?"),
         ("When does the Wembley box office open?", "When does the Wembly box office open?"),  # still a slip
+        ("By calling enable_propagation(), the default handler can be disabled to avoid double logging.",
+         "The default handler can be disabled to prevent double logging by calling enable_propagation()."),
+        ("Can I load a dataset with thousands of audio files?",
+         "Can I load a dataset with several thousand audio files?"),
+        ("The download works in two steps: 1) it downloads the raw files, and 2) then it generates the dataset.",
+         "The download is a two-step process: it first downloads the raw files, then it generates the dataset."),
+        ("How do I fill out the claim form?", "How do I fill in the claim form?"),
     ],
 )
 def test_new_allowances(cached: str, incoming: str) -> None:
