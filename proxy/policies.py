@@ -11,10 +11,11 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
-from .render import HitUsage
 from .settings import build_dataclass
 
 Mode = Literal["off", "exact", "semantic"]
+# The usage a hit reports: the answer's real size, or what it cost upstream (render.py).
+HitUsage = Literal["original", "zero"]
 BUILTIN_POLICY = "default_policy.yaml"
 
 
