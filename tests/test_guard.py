@@ -109,6 +109,7 @@ SWAPS_THAT_PASS = [
     ("How do I set up a standing order?", "How do I create a standing order?"),
     ("How do I register with a GP surgery?", "How do I sign up with a GP surgery?"),
     ("Does your plan include single sign-on?", "Does your plan come with single sign-on?"),
+    ("How do I apply for student finance?", "How do I go about applying for student finance?"),
 ]
 SWAPS_STILL_REJECTED = [
     ("How do I report a lost card?", "How do I report a stolen card?", "substitution"),  # close, not the same
@@ -117,6 +118,8 @@ SWAPS_STILL_REJECTED = [
     ("What does my travel insurance cover?", "What does my travel insurance exclude?", "substitution"),
     ("Which subjects are compulsory at GCSE?", "Which subjects are optional at GCSE?", "substitution"),
     ("Should I water succulents in winter?", "Should I stop watering succulents in winter?", "negation"),
+    ("What's the interest rate on your easy access saver?", "What's the interest rate on your fixed rate bond?",
+     "substitution"),  # a three-word product for another
 ]
 
 
@@ -128,7 +131,7 @@ def _cosine(embedder, a: str, b: str) -> float:
 @pytest.mark.parametrize(("cached", "incoming"), SWAPS_THAT_PASS)
 def test_swaps_the_model_scores_as_the_same_pass(real_embedder, cached: str, incoming: str) -> None:
     similarity = _cosine(real_embedder, cached, incoming)
-    assert find_conflict(cached, incoming) == "substitution"  # words alone cannot tell
+    assert find_conflict(cached, incoming) is not None  # words alone cannot tell
     assert find_conflict(cached, incoming, similarity) is None
     assert find_conflict(incoming, cached, similarity) is None
 

@@ -208,13 +208,13 @@ def _variant(x: str, y: str) -> bool:
 
 
 def _opposable(left: Tokens, right: Tokens) -> bool:
-    """Whether a swap could turn the question round, which cosine cannot see: a preposition or other function
-    word ("within"/"after"), the second pole of a polarity pair ("cover"/"exclude", "stop watering") or WordNet
+    """Whether a swap could turn the question round, which cosine cannot see: a preposition that qualifies
+    ("within"/"after"), the second pole of a polarity pair ("cover"/"exclude", "stop watering") or WordNet
     antonyms ("compulsory"/"optional"). A span that is one WordNet phrase ("set up", "come with") is one word."""
     def words(span: Tokens) -> Tokens:
         return ("_".join(span),) if len(span) > 1 and "_".join(span) in WORDNET else span
     left, right = words(left), words(right)
-    if any(w in STOPWORDS or w in SECOND_POLE_WORDS for w in left + right):
+    if any(w in QUALIFYING_PREPOSITIONS or w in SECOND_POLE_WORDS for w in left + right):
         return True
     return any(wordnet_antonyms(x, y) for x in left for y in right)
 
@@ -228,7 +228,7 @@ def substitution(p: Pair) -> bool:
     if len(changes) != 1 or changes[0][0] != "replace":
         return False
     _, left, right = changes[0]
-    if len(left) > 2 or len(right) > 2 or len(ta) - len(left) < 2:
+    if len(left) > 3 or len(right) > 3 or len(ta) - len(left) < 2:
         return False
     left = tuple(w for w in left if w not in GRAMMAR_WORDS)
     right = tuple(w for w in right if w not in GRAMMAR_WORDS)
