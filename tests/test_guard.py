@@ -182,3 +182,9 @@ def test_traps_next_to_new_allowances_are_rejected(cached: str, incoming: str, r
 def test_new_allowances(cached: str, incoming: str) -> None:
     assert find_conflict(cached, incoming) is None
     assert find_conflict(incoming, cached) is None
+
+
+def test_a_qualifier_the_other_side_names_elsewhere_adds_nothing() -> None:
+    # "babies" is what "my baby" asks about; the other way round "my" still reads as someone else's case.
+    assert find_conflict("What are the symptoms of flu in babies?", "How can I tell if my baby has the flu?") is None
+    assert find_conflict("Can I take leave on Fridays?", "Can interns take leave on Fridays?") == "scope"

@@ -167,8 +167,8 @@ def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens,
             continue
         if len(added) > 1 and added[0] in QUALIFYING_PREPOSITIONS:
             return True
-        if any(singular(w) in members for w in added for members in CLOSED_CLASS_SETS.values()):
-            return True  # "can I work from home" vs "can contractors work from home"
+        if any(singular(w) in members and w not in elsewhere for w in added for members in CLOSED_CLASS_SETS.values()):
+            return True  # "can I work from home" vs "can contractors work from home" (not "flu in babies")
     return False
 
 
