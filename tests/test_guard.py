@@ -154,6 +154,8 @@ def test_swaps_that_could_be_opposites_or_other_things_are_rejected(real_embedde
         ("Can I load hundreds of files at once?", "Can I load thousands of files at once?", "number"),
         ("Is option 1) the cheapest?", "Is option 2) the cheapest?", "number"),
         ("How do I check in at the hotel?", "How do I check out of the hotel?", "polarity"),
+        ("What changed in v2.1.0?", "What changed in version 2.2.0?", "number"),
+        ("Is my version the same as yours?", "Is my version not the same as yours?", "substitution"),
     ],
 )
 def test_traps_next_to_new_allowances_are_rejected(cached: str, incoming: str, rule: str) -> None:
@@ -177,6 +179,9 @@ def test_traps_next_to_new_allowances_are_rejected(cached: str, incoming: str, r
         ("The download works in two steps: 1) it downloads the raw files, and 2) then it generates the dataset.",
          "The download is a two-step process: it first downloads the raw files, then it generates the dataset."),
         ("How do I fill out the claim form?", "How do I fill in the claim form?"),
+        ("What changed in v2.1.0?", "What changed in version 2.1.0?"),
+        ("Using a version that is different from your local one causes issues.",
+         "Using a version that is not the same as your local one causes issues."),
     ],
 )
 def test_new_allowances(cached: str, incoming: str) -> None:
