@@ -18,6 +18,7 @@ import numpy as np
 
 from ..canonical import CacheRequest
 from ..embedding_router import EmbedderRouter
+from ..embeddings import DEFAULT_MODEL_NAME
 from ..guard import find_conflict
 from ..hot import HotRecords
 from ..policies import Policy
@@ -105,12 +106,15 @@ class Matcher:
         threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
         candidates = [(i, s) for i, s in candidates if s >= threshold]
+        # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
+        calibrated = name.split("@")[0] == DEFAULT_MODEL_NAME
         records = await self.records(i for i, _ in candidates)
         for entry_id, similarity in candidates:
             candidate = records.get(entry_id)
             if candidate is None or not self.own(request, candidate):
                 continue
-            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale, similarity)
+            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale,
+                                                    similarity if calibrated else None)
             if reason is None:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
