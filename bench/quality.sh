@@ -45,6 +45,13 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo "is-it-English test, against a semantic hit's 1 ms budget."
   echo
   python -m bench.coverage 400 2>/dev/null
+  echo
+  echo "### What the guard costs a hit"
+  echo
+  echo "\`python -m bench.guard_cost 400\` (caches cold, fastest of 3 runs per pair): the guard's rules on one candidate,"
+  echo "against a semantic hit's 1 ms budget."
+  echo
+  python -m bench.guard_cost 400
 } > "$OUT"
 python -m bench.freshness --write "$OUT" >/dev/null
 echo "wrote $OUT"

@@ -27,11 +27,11 @@ class Policy:
     mode: Mode = "semantic"
     # Cosine similarity a stored question needs to answer a new one (the guard then vets it); calibrated on the
     # tuning half of the labelled data in bench/QUALITY.md.
-    threshold: float = 0.76
+    threshold: float = 0.65
     # Long questions share more words by construction, so they need a higher bar (as ModelCache does).
-    long_threshold: float = 0.905
+    long_threshold: float = 0.92
     # A final user message longer than this many characters uses long_threshold.
-    long_after: int = 50
+    long_after: int = 60
     # The bar for questions the multilingual model embeds (non-English text): e5 packs its cosines into a narrow
     # high range, so it needs its own threshold; tuned on bench/data/multilingual.jsonl's tuning half.
     multilingual_threshold: float = 0.93

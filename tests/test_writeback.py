@@ -180,9 +180,9 @@ async def test_long_pairs_are_vetted_off_the_event_loop(make_proxy, monkeypatch)
     threads = []
     real = lookup_module.find_conflict
 
-    def spy(cached, incoming):
+    def spy(cached, incoming, similarity=None):
         threads.append(threading.current_thread() is threading.main_thread())
-        return real(cached, incoming)
+        return real(cached, incoming, similarity)
 
     monkeypatch.setattr(lookup_module, "find_conflict", spy)
     async with make_proxy() as proxy:

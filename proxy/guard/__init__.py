@@ -18,13 +18,14 @@ from .rules import RULE_NAMES, RULES, Pair
 __all__ = ["RULE_NAMES", "features", "find_conflict"]
 
 
-def find_conflict(cached: str, incoming: str) -> str | None:
-    """Name of the first rule saying the two questions need different answers, or None if none does."""
+def find_conflict(cached: str, incoming: str, similarity: float | None = None) -> str | None:
+    """Name of the first rule saying the two questions need different answers, or None if none does.
+    `similarity` (the default model's cosine of the two) lets near-identical swaps pass (rules.SWAP_SIMILARITY)."""
     if cached == incoming:
         return None
     if is_foreign(cached) or is_foreign(incoming):
         return find_script_conflict(cached, incoming)  # the rules below read English words only
-    pair = Pair(cached, incoming)
+    pair = Pair(cached, incoming, similarity)
     for name, rule in RULES:
         if rule(pair):
             return name
