@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .canonical import CacheRequest
+from .conversation import context_rejection
 from .embedding_router import EmbedderRouter
 from .embeddings import Embedder
 from .flights import FlightTable
@@ -219,6 +220,9 @@ class SemanticCache:
             if candidate is None or not self._own(request, candidate):
                 continue
             reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale)
+            if reason == "context" and policy.conversations == "meaning":
+                reason = (await context_rejection(request, candidate, lane.batcher.embed_many)
+                          or await self._rejection_off_loop(request, candidate, now, max_age, max_stale, True))
             if reason is None:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
@@ -287,22 +291,22 @@ class SemanticCache:
 
     @staticmethod
     def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
-                  max_stale: int = 0) -> str | None:
+                  max_stale: int = 0, context_agreed: bool = False) -> str | None:
         """The check a similar-enough candidate fails, or None when it may answer: the same conversation
         ("context"), still fresh ("stale"; `max_stale` seconds past its TTL still count), and no difference the
         guard sees as answer-changing (the rule's name)."""
-        if candidate.context_digest != request.context_digest:
+        if candidate.context_digest != request.context_digest and not context_agreed:
             return "context"
         if not usable(candidate, now, max_age, max_stale):
             return "stale"
         return find_conflict(candidate.question, request.question)
 
     async def _rejection_off_loop(self, request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
-                                  max_stale: int) -> str | None:
+                                  max_stale: int, context_agreed: bool = False) -> str | None:
         """The guard's cost grows with the texts: long pairs are vetted on a thread, so the loop keeps serving."""
         if len(candidate.question) + len(request.question) <= GUARD_INLINE_CHARS:
-            return self.rejection(request, candidate, now, max_age, max_stale)
-        return await asyncio.to_thread(self.rejection, request, candidate, now, max_age, max_stale)
+            return self.rejection(request, candidate, now, max_age, max_stale, context_agreed)
+        return await asyncio.to_thread(self.rejection, request, candidate, now, max_age, max_stale, context_agreed)
 
     # -- write-back -----------------------------------------------------------------------------------------------
 
