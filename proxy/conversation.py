@@ -97,7 +97,7 @@ def _assistants_in_order(short: Sequence[Turn], long: Sequence[Turn]) -> bool:
     return all(any(text == other for other in rest) for role, text in short if role == "assistant")
 
 
-def _aligned(short: Sequence[Turn], long: Sequence[Turn], agree: Callable[[Turn, Turn], bool]) -> bool:
+def aligned(short: Sequence[Turn], long: Sequence[Turn], agree: Callable[[Turn, Turn], bool]) -> bool:
     """Every turn of `short` matched in order; `long` may skip whole user + assistant exchanges; the turns just
     before the question match each other."""
     if not short or not long or not agree(short[-1], long[-1]):
@@ -116,8 +116,10 @@ def _aligned(short: Sequence[Turn], long: Sequence[Turn], agree: Callable[[Turn,
     return reach[n][m]
 
 
-async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embed: Embed) -> str | None:
-    """None when the cached turns may stand for the incoming ones (see the module docstring), else the reason."""
+async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embed: Embed,
+                          threshold: float = TURN_THRESHOLD) -> str | None:
+    """None when the cached turns may stand for the incoming ones (see the module docstring), else the reason;
+    `threshold`: the cosine a reworded user turn needs (bench/calibrate.py sweeps it)."""
     short, long = (cached, incoming) if len(cached) <= len(incoming) else (incoming, cached)
     if not _assistants_in_order(short, long):
         return "context-assistant"
@@ -135,10 +137,10 @@ async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embe
             return True
         if x[0] == "assistant" or x[1] not in vectors or y[1] not in vectors:
             return False  # a turn said identically elsewhere is matched there, not to a rewording
-        return (float(np.dot(vectors[x[1]], vectors[y[1]])) >= TURN_THRESHOLD
+        return (float(np.dot(vectors[x[1]], vectors[y[1]])) >= threshold
                 and find_conflict(x[1], y[1]) is None)
 
-    return None if _aligned(short, long, agree) else "context-turns"
+    return None if aligned(short, long, agree) else "context-turns"
 
 
 async def context_rejection(request: CacheRequest, candidate: Entry, embed: Embed) -> str | None:
