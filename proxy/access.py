@@ -11,6 +11,7 @@ Without that key nothing changes: every client's own credential is forwarded. Wi
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import logging
 
@@ -76,3 +77,13 @@ class KeyGate:
         response = JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
                                 headers={"X-Cache-Status": "ERROR"})
         await response(scope, receive, send)
+
+
+def token_matches(expected: str | None, authorization: str | None) -> bool:
+    """`Authorization: Bearer <expected>`, compared in constant time (the admin token: /admin, /modelcache)."""
+    if not expected or not authorization:
+        return False
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(presented.strip().encode(), expected.encode())

@@ -8,7 +8,6 @@ Deletions go through SemanticCache (its write-back worker), so the vector indexe
 from __future__ import annotations
 
 import functools
-import hmac
 import json
 import math
 import time
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from .access import token_matches
 from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_error_body
 from .importer import import_lines, split_lines
 from .incoming import parse_json, read_body, services_of
@@ -35,15 +35,6 @@ MAX_PURGE_BODY = 64 * 1024
 MAX_OFFSET = 2**62  # SQLite's OFFSET is a signed 64-bit integer
 TOP_ENTRIES = 10
 FILTER_KEYS = ("model", "namespace", "tenant", "partition", "q", "older_than")
-
-
-def token_matches(expected: str | None, authorization: str | None) -> bool:
-    if not expected or not authorization:
-        return False
-    scheme, _, presented = authorization.partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(presented.strip().encode(), expected.encode())
 
 
 def require_admin(handler: Handler) -> Handler:

@@ -19,22 +19,20 @@ from starlette.routing import Route
 from .access import KeyGate
 from .admin import admin_routes
 from .azure import azure_routes
-from .completions_api import completions
 from .dashboard import dashboard_routes
 from .embeddings import Embedder
-from .embeddings_api import embeddings
 from .errors import DejaError, openai_error_body
+from .exchange import Status
 from .modelcache import modelcache
 from .policies import PolicySet
-from .responses_api import responses
 from .route_counts import counted, passthrough_route
-from .routes import chat_completions, healthz, metrics, passthrough
+from .routes import chat_completions, completions, embeddings, healthz, metrics, passthrough, responses
 from .services import Services
 from .settings import Settings
 
 log = logging.getLogger("deja")
 # Deja's own error responses say so, apart from the upstream's (docs: X-Cache-Status).
-OWN_ERROR = {"X-Cache-Status": "ERROR"}
+OWN_ERROR = {"X-Cache-Status": Status.ERROR.value}
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 

@@ -22,10 +22,10 @@ from .completions_api import COMPLETIONS
 from .embeddings_api import embed_call
 from .endpoints import CHAT, Endpoint, Target
 from .errors import BadRequestError, NotFoundError
+from .flow import cached_call
 from .incoming import services_of
 from .responses_api import RESPONSES
 from .route_counts import Handler, counted
-from .routes import cached_call
 from .settings import Settings
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]

@@ -9,14 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
 from . import render
 from .canonical import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, canonical_json, require_model
-from .endpoints import ChunkTee, Endpoint, Target
+from .endpoints import ChunkTee, Endpoint
 from .errors import BadRequestError
-from .routes import cached_call
 from .sse import STORABLE_FINISH, StreamAssembler, accumulate
 
 OBJECT = "text_completion"
@@ -77,7 +73,3 @@ class CompletionAssembler(StreamAssembler):
 COMPLETIONS = Endpoint(
     name="completions", path="/completions", shape=render.COMPLETION, validate=validate, build=build,
     storable=storable, tee=lambda strip: ChunkTee(CompletionAssembler(), strip))
-
-
-async def completions(request: Request) -> Response:
-    return await cached_call(request, COMPLETIONS, Target(COMPLETIONS.path))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from .cache import Lookup
+from .cache.lookup import Lookup
 
 DEBUG_HEADER = "X-Cache-Debug"
 

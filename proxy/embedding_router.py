@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .batcher import EmbeddingBatcher
 from .embeddings import Embedder
 from .multilingual import reads
@@ -39,6 +41,21 @@ class EmbedderRouter:
             if reads(lane.embedder, text):
                 return lane
         return None
+
+    async def embed(self, texts: list[str]) -> list[tuple[np.ndarray, str] | None]:
+        """Each text's (vector, embedder name) from the lane that reads it; None where no model can."""
+        out: list[tuple[np.ndarray, str] | None] = [None] * len(texts)
+        groups: dict[int, list[int]] = {}
+        for n, text in enumerate(texts):
+            lane = self.lane_for(text)
+            if lane is not None:
+                groups.setdefault(self.lanes.index(lane), []).append(n)
+        for number, positions in groups.items():
+            lane = self.lanes[number]
+            vectors = await lane.batcher.embed_many([texts[n] for n in positions])
+            for n, vector in zip(positions, vectors, strict=True):
+                out[n] = (vector, lane.embedder.name)
+        return out
 
     def by_name(self, embedder: str | None) -> Lane | None:
         return self._by_name.get(embedder) if embedder is not None else None

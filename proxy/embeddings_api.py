@@ -18,15 +18,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .cache import Hit
+from .cache.lookup import Hit
 from .canonical import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
 from .endpoints import Target
 from .errors import BadRequestError
+from .exchange import Status
+from .forward import send
 from .incoming import parse_json, read_body, services_of
+from .outgoing import to_target
 from .policies import Policy
 from .render import cache_headers, zero_counts
 from .services import Services
@@ -98,11 +100,8 @@ def _tokens(usage: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-async def embeddings(request: Request) -> Response:
-    return await embed_call(request, Target("/embeddings"))
-
-
 async def embed_call(request: Request, target: Target) -> Response:
+    """One embeddings request (`/v1/embeddings` or an Azure twin): every item cached, or the missing ones forwarded."""
     services = services_of(request)
     raw = await read_body(request, services.settings.max_body_bytes)
     client_body = parse_json(raw)
@@ -114,27 +113,28 @@ async def embed_call(request: Request, target: Target) -> Response:
                              share_across_keys=policy.share_across_keys) for item in items]
     hits: list[Hit | None] = [None] * len(items)
     if policy.mode == "off" or control.no_store:
-        status = "BYPASS"
+        status = Status.BYPASS
     elif control.no_cache:
-        status = "REFRESH"
+        status = Status.REFRESH
     else:
-        status = "MISS"
+        status = Status.MISS
         try:
             lookups = await asyncio.gather(*(services.cache.lookup(r, policy, control.max_age) for r in requests))
         except Exception as exc:
             log.exception("cache lookup failed; forwarding uncached")
             services.metrics.count_error("store", exc)
-            status = "BYPASS"
+            status = Status.BYPASS
         else:
             hits = [lookup.hit for lookup in lookups]
     cached = sum(hit is not None for hit in hits)
-    if status == "MISS" and cached == len(items):
+    if status is Status.MISS and cached == len(items):
         return serve_all(body, hits, policy, services)
     services.metrics.observe_request(body["model"], status)
     missing = [i for i, hit in enumerate(hits) if hit is None]
     forward = client_body if not cached else {**client_body, "input": [items[i] for i in missing]}
-    upstream = await send(request, target, services, body["model"],
-                          raw if not cached else json.dumps(forward).encode())
+    started = time.perf_counter()
+    upstream = await send(services, to_target(request, target, raw if not cached else json.dumps(forward).encode()))
+    services.metrics.observe_upstream(body["model"], time.perf_counter() - started)
     headers = {**response_headers(upstream, decoded=True), "X-Cache-Status": status}
     headers.pop("content-length", None)
     content = await read_all(upstream)
@@ -145,7 +145,7 @@ async def embed_call(request: Request, target: Target) -> Response:
         return Response(content, status_code=upstream.status_code, headers=headers)  # errors pass through as sent
     data = sorted(data, key=lambda d: d.get("index", 0))
     tokens = split_tokens(_tokens(answer.get("usage")), [items[i] for i in missing])
-    if status != "BYPASS":
+    if status is not Status.BYPASS:
         for i, item, n in zip(missing, data, tokens, strict=True):
             entry = {**item, "model": answer.get("model"), "usage": {"prompt_tokens": n, "total_tokens": n}}
             entry.pop("index", None)
@@ -178,7 +178,7 @@ def serve_all(body: dict[str, Any], hits: list[Hit | None], policy: Policy, serv
         services.cache.record_hit(hit.record.id)
         if hit is not found[0]:
             services.metrics.observe_saved(body["model"], hit.record.response.get("usage"))
-    headers = cache_headers("HIT", found[0], time.time())
+    headers = cache_headers(Status.HIT, found[0], time.time())
     headers["Age"] = str(max(0, int(time.time() - min(hit.record.created_at for hit in found))))
     headers["X-Cache-Key"] = ",".join(str(hit.record.id) for hit in found[:MAX_KEYS_IN_HEADER])
     headers["X-Cache-Items"] = f"{len(found)}/{len(found)}"
@@ -196,16 +196,3 @@ def _json(content: bytes) -> Any:
         return json.loads(content)
     except ValueError:
         return None
-
-
-async def send(request: Request, target: Target, services: Services, model: str, content: bytes) -> httpx.Response:
-    started = time.perf_counter()
-    try:
-        upstream = await services.upstream.send("POST", target.path, request.url.query,
-                                                target.headers or request.headers, content, decoded=True,
-                                                base=target.base)
-    except Exception:
-        services.metrics.count_error("upstream")
-        raise
-    services.metrics.observe_upstream(model, time.perf_counter() - started)
-    return upstream

@@ -1,4 +1,4 @@
-"""What each cached endpoint brings to the one request flow in routes.py: how its body is checked and keyed, which
+"""What each cached endpoint brings to the one request flow (flow.py): how its body is checked and keyed, which
 answers may be stored, how a streamed miss is read while it passes, and how a cached answer is shaped.
 
 Misses go to a `Target`: a path under the OpenAI upstream, or an Azure deployment's URL (azure.py).
@@ -6,7 +6,6 @@ Misses go to a `Target`: a path under the OpenAI upstream, or an Azure deploymen
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,16 +41,6 @@ class Endpoint:
     asks_usage: bool = True
     # Why a request must not be cached at all (state held upstream…), or None.
     bypass: Callable[[dict[str, Any]], str | None] = lambda body: None
-
-    def upstream_body(self, body: dict[str, Any]) -> bytes | None:
-        """The body to send instead of the client's bytes, or None to send them unchanged."""
-        if not (self.asks_usage and body.get("stream") is True):
-            return None
-        options = body.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage"):
-            return None
-        options = options if isinstance(options, dict) else {}
-        return json.dumps({**body, "stream_options": {**options, "include_usage": True}}).encode()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from .cache import SemanticCache
+from .cache.semantic import SemanticCache
 from .canonical import build_chat_request, text_of, validate_body
 from .embeddings import Embedder
 from .freshness import time_sensitivity

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .cache import SemanticCache
+from .cache.semantic import SemanticCache
 from .canonical import build_chat_request, validate_body
 from .completions_api import storable as completion_storable
 from .embeddings_api import is_embedding

@@ -31,7 +31,8 @@ from .pricing import PriceTable
 from .settings import ModelPrice
 
 if TYPE_CHECKING:
-    from .cache import Hit, SemanticCache
+    from .cache.lookup import Hit
+    from .cache.semantic import SemanticCache
     from .embeddings import Embedder
 
 ErrorKind = str  # "embedding" | "store" | "upstream"

@@ -28,9 +28,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .admin import token_matches
+from .access import token_matches
 from .canonical import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
 from .errors import DejaError, UnauthorizedError, openai_error_body
+from .exchange import Status
 from .incoming import read_body, services_of
 from .render import answer_text
 from .services import Services
@@ -144,7 +145,7 @@ async def handle_query(services: Services, body: dict[str, Any], caller: Caller)
     delta = f"{time.perf_counter() - started:.2f}s"
     hit = lookup.hit
     if hit is None:
-        services.metrics.observe_request(model, "MISS")
+        services.metrics.observe_request(model, Status.MISS)
         return query_result(0, "", delta=delta)
     services.cache.record_hit(hit.record.id)
     services.metrics.observe_hit(model, hit, chat.question)

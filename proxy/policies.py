@@ -11,12 +11,13 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
-from .render import HitUsage
 from .settings import build_dataclass
 
 Mode = Literal["off", "exact", "semantic"]
 # exact: only an identical context (system prompt and earlier turns) hits; meaning: proxy/conversation.py.
 Conversations = Literal["exact", "meaning"]
+# The usage a hit reports: the answer's real size, or what it cost upstream (render.py).
+HitUsage = Literal["original", "zero"]
 BUILTIN_POLICY = "default_policy.yaml"
 
 

@@ -13,19 +13,23 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
+from starlette.responses import Response, StreamingResponse
+
+from .fastjson import JSONBytesResponse
+from .policies import HitUsage
 from .sse import DONE, encode_event
 
 if TYPE_CHECKING:
-    from .cache import Hit
+    from .cache.lookup import Hit
 
-HitUsage = Literal["original", "zero"]
 REPLAY_PIECE = 64  # characters of text per replayed chunk or delta event
 # Message fields a chat replay sends in their own way; any other field goes out as the upstream sent it.
 MESSAGE_STREAMED = frozenset({"role", "content", "tool_calls", "function_call"})
 # Top-level fields every chunk of a chat or legacy completion stream repeats as they are (model, service_tier…).
 RENDERED = frozenset({"id", "object", "created", "choices", "usage"})
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @dataclass(frozen=True)
@@ -218,6 +222,18 @@ def cache_headers(status: str, hit: Hit | None = None, now: float | None = None)
         if hit.similarity is not None:
             headers["X-Cache-Similarity"] = f"{hit.similarity:.4f}"
     return headers
+
+
+def response(shape: Shape, stored: dict[str, Any], mode: HitUsage, stream: bool, include_usage: bool,
+             headers: dict[str, str]) -> Response:
+    """A stored answer as a new one (own id and created time), as JSON or, for `stream`, as SSE."""
+    answer = fresh(shape, stored, mode)
+    if isinstance(stored.get("id"), str):
+        headers = {**headers, "X-Cache-Original-Id": stored["id"]}
+    if stream:
+        return StreamingResponse(shape.stream(answer, include_usage), media_type="text/event-stream",
+                                 headers={**SSE_HEADERS, **headers})
+    return JSONBytesResponse(answer, headers=headers)
 
 
 def answer_text(response: dict[str, Any]) -> str:

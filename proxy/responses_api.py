@@ -15,14 +15,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
 from . import render
 from .canonical import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, normalise_text, require_model
-from .endpoints import Endpoint, Target
+from .endpoints import Endpoint
 from .errors import BadRequestError
-from .routes import cached_call
 from .sse import EventReader
 
 TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
@@ -133,7 +129,3 @@ class ResponseTee:
 RESPONSES = Endpoint(
     name="responses", path="/responses", shape=render.RESPONSE, validate=validate, build=build, storable=storable,
     tee=lambda strip: ResponseTee(), asks_usage=False, bypass=bypass)
-
-
-async def responses(request: Request) -> Response:
-    return await cached_call(request, RESPONSES, Target(RESPONSES.path))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from .cache import SemanticCache
+from .cache.semantic import SemanticCache
 from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .multilingual import load_multilingual
@@ -30,12 +30,12 @@ class Services:
     policies: PolicySet
     cache: SemanticCache
     upstream: UpstreamClient
+    revalidator: Revalidator
     metrics: Metrics = field(default_factory=Metrics)
     # Counts the write-back worker's logged failures as `store` errors while these services are open.
     error_counter: logging.Handler | None = None
     # DEJA_ADMIN_TOKEN as it was at start-up: /admin and /dashboard exist only when it is set.
     admin_token: str | None = None
-    revalidator: Revalidator = field(default_factory=Revalidator)
 
     @classmethod
     async def open(cls, settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,
@@ -67,8 +67,9 @@ class Services:
         metrics.bind(cache)
         counter = WriteBackErrorCounter(metrics)
         logging.getLogger("deja.cache").addHandler(counter)
-        return cls(settings, policies, cache, UpstreamClient(settings, transport), metrics, counter,
-                   settings.admin_token)
+        upstream = UpstreamClient(settings, transport)
+        return cls(settings, policies, cache, upstream, Revalidator(upstream, cache, metrics.stale_refreshes), metrics,
+                   counter, settings.admin_token)
 
     async def close(self) -> None:
         """Drain write-back first: answers already sent must be stored before the store closes."""

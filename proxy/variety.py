@@ -18,10 +18,10 @@ import random
 from numbers import Real
 from typing import TYPE_CHECKING
 
-from .cache import Hit, Lookup, SemanticCache
+from .cache.lookup import Hit, Lookup
+from .cache.semantic import SemanticCache
 from .canonical import CacheRequest, sha256_hex
 from .policies import Policy
-from .stores.base import Entry
 from .terms import Terms, usable
 
 if TYPE_CHECKING:
@@ -40,16 +40,6 @@ def slot_key(exact_key: str, slot: int) -> str:
     return exact_key if slot == 0 else sha256_hex("variety", exact_key, str(slot))
 
 
-async def _record(cache: SemanticCache, key: str) -> Entry | None:
-    record = cache.hot.by_key(key)
-    if record is None:
-        epoch = cache.hot.epoch
-        record = await cache.store.get_exact(key)
-        if record is not None:
-            cache.hot.put(record, epoch)
-    return record
-
-
 async def variety_lookup(cache: SemanticCache, chat: CacheRequest, terms: Terms, metrics: Metrics | None = None,
                          rng: random.Random | None = None) -> tuple[CacheRequest, Lookup | None]:
     """(the request to serve or forward, its lookup). A None lookup: look the request up as usual. A Lookup
@@ -58,7 +48,7 @@ async def variety_lookup(cache: SemanticCache, chat: CacheRequest, terms: Terms,
     if not wants_variety(chat, policy):
         return chat, None
     now = cache.clock()
-    slots = [await _record(cache, slot_key(chat.exact_key, i)) for i in range(policy.variety)]
+    slots = [await cache.record(slot_key(chat.exact_key, i)) for i in range(policy.variety)]
     fresh = [r for r in slots if r is not None and usable(r, now, terms.max_age, terms.max_stale)]
     if not fresh:
         return chat, None

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from proxy.app import create_app
-from proxy.cache import SemanticCache
+from proxy.cache.semantic import SemanticCache
 from proxy.embeddings import Embedder
 from proxy.policies import Policy, PolicySet
 from proxy.settings import EmbeddingSettings, Settings, StoreSettings

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from proxy.cache import SemanticCache
+from proxy.cache.semantic import SemanticCache
 from proxy.canonical import build_chat_request, validate_body
 from proxy.policies import Policy
 from proxy.stores.sqlite import SqliteStore

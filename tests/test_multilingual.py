@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from proxy import multilingual
-from proxy.cache import SemanticCache
+from proxy.cache.semantic import SemanticCache
 from proxy.canonical import parse_cache_control
 from proxy.embeddings import EmbeddingError, PackagedFile
 from proxy.multilingual import E5Embedder, latin_language, reads

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from proxy.cache import Hit
+from proxy.cache.lookup import Hit
 from proxy.canonical import CacheControl, build_chat_request
 from proxy.errors import BadRequestError, ConfigError
 from proxy.nonanswers import skip_reason

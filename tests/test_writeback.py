@@ -10,8 +10,8 @@ import threading
 import httpx
 import pytest
 
-from proxy import cache as cache_module
-from proxy.cache import SemanticCache
+from proxy.cache import lookup as lookup_module
+from proxy.cache.semantic import SemanticCache
 from proxy.stores.sqlite import SqliteStore
 
 from .fakes import FakeUpstream, HashEmbedder, ThreadedServer
@@ -147,13 +147,13 @@ async def test_questions_past_guard_max_chars_match_exactly_only(make_proxy):
 
 async def test_long_pairs_are_vetted_off_the_event_loop(make_proxy, monkeypatch):
     threads = []
-    real = cache_module.find_conflict
+    real = lookup_module.find_conflict
 
     def spy(cached, incoming):
         threads.append(threading.current_thread() is threading.main_thread())
         return real(cached, incoming)
 
-    monkeypatch.setattr(cache_module, "find_conflict", spy)
+    monkeypatch.setattr(lookup_module, "find_conflict", spy)
     async with make_proxy() as proxy:
         words = " ".join(f"word{i}" for i in range(400))
         await proxy.chat(words)

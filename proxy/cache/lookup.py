@@ -1,0 +1,167 @@
+"""The lookup: the one place that decides whether a stored entry answers a request.
+
+exact key (in memory, then the store; no embedding) -> embed the question (micro-batched with concurrent lookups)
+and search the partition's index on the embedding thread -> records (in memory, then the store) -> the first
+candidate that passes every check (context, freshness, guard) is the hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from ..canonical import CacheRequest
+from ..conversation import context_rejection
+from ..embedding_router import EmbedderRouter
+from ..guard import find_conflict
+from ..hot import HotRecords
+from ..policies import Policy
+from ..stores.base import Entry, Store
+from ..terms import usable
+
+log = logging.getLogger("deja.cache")
+
+MatchType = Literal["exact", "semantic"]
+# Neighbours examined per lookup: the nearest one can fail a check (context, freshness) while the next passes.
+CANDIDATES = 8
+# Below this many characters (both questions) the guard runs inline: a thread hop would cost more.
+GUARD_INLINE_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class Hit:
+    record: Entry
+    match: MatchType
+    similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why the nearest candidate did not answer: a guard rule, "context", "stale" or "threshold"."""
+
+    entry_id: int
+    similarity: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Lookup:
+    hit: Hit | None
+    # The question's embedding, when the lookup made one: a miss reuses it when its answer is stored.
+    vector: np.ndarray | None = None
+    # On a semantic miss: the nearest candidate and what kept it out (X-Cache-Debug, deja eval --explain).
+    nearest: Rejection | None = None
+    # Why no semantic lookup ran although the policy wanted one: "unreadable" = no embedder covers the text.
+    skipped: str | None = None
+
+
+def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
+              max_stale: int = 0, context_agreed: bool = False) -> str | None:
+    """The check a similar-enough candidate fails, or None when it may answer: the same conversation ("context"),
+    still fresh ("stale"; `max_stale` seconds past its TTL still count), and no difference the guard sees as
+    answer-changing (the rule's name)."""
+    if candidate.context_digest != request.context_digest and not context_agreed:
+        return "context"
+    if not usable(candidate, now, max_age, max_stale):
+        return "stale"
+    return find_conflict(candidate.question, request.question)
+
+
+class Matcher:
+    """Finds the entry that answers a request, reading through the hot records to the store."""
+
+    def __init__(self, store: Store, hot: HotRecords, router: EmbedderRouter, guard_max_chars: int) -> None:
+        self.store = store
+        self.hot = hot
+        self.router = router
+        self.guard_max_chars = guard_max_chars
+        # Candidates above the threshold turned away, by reason (guard rule, "context", "stale"): /metrics.
+        self.rejections: Counter[str] = Counter()
+        # Candidates that belonged to another partition than the request's (never served): should stay 0.
+        self.foreign_candidates = 0
+
+    async def lookup(self, request: CacheRequest, policy: Policy, now: float, max_age: int | None,
+                     max_stale: int) -> Lookup:
+        record = await self.record(request.exact_key)
+        if record is not None and usable(record, now, max_age, max_stale) and self.own(request, record):
+            return Lookup(Hit(record, "exact"))
+        if policy.mode != "semantic" or not request.semantic_ok or len(request.question) > self.guard_max_chars:
+            return Lookup(None)
+        partition = request.partition
+        lane = self.router.lane_for(request.question)
+        if lane is None:
+            return Lookup(None, skipped="unreadable")  # never judge what no model can read
+        name = lane.embedder.name
+        if not self.store.searchable(partition, name):
+            return Lookup(None)  # nothing to compare with: the question is embedded at write-back instead
+        vector, found = await lane.batcher.embed(
+            request.question, lambda v: (v, self.store.search_now(partition, v, CANDIDATES, name)))
+        candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES, name)
+        threshold = lane.threshold(policy, request.question)
+        nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
+        candidates = [(i, s) for i, s in candidates if s >= threshold]
+        records = await self.records(i for i, _ in candidates)
+        for entry_id, similarity in candidates:
+            candidate = records.get(entry_id)
+            if candidate is None or not self.own(request, candidate):
+                continue
+            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale)
+            if reason == "context" and policy.conversations == "meaning":
+                reason = (await context_rejection(request, candidate, lane.batcher.embed_many)
+                          or await self._rejection_off_loop(request, candidate, now, max_age, max_stale, True))
+            if reason is None:
+                if candidate.exact_key == request.exact_key:
+                    # Stored while this lookup was embedding: it is the identical request, so say so.
+                    return Lookup(Hit(candidate, "exact"), vector)
+                return Lookup(Hit(candidate, "semantic", min(similarity, 1.0)), vector)
+            self.rejections[reason] += 1
+            if nearest is not None and nearest.entry_id == entry_id:
+                nearest = Rejection(entry_id, nearest.similarity, reason)
+        return Lookup(None, vector, nearest)
+
+    async def record(self, exact_key: str) -> Entry | None:
+        """The entry stored under `exact_key`, from memory when it is there."""
+        record = self.hot.by_key(exact_key)
+        if record is None:
+            epoch = self.hot.epoch
+            record = await self.store.get_exact(exact_key)
+            if record is not None:
+                self.hot.put(record, epoch)
+        return record
+
+    async def records(self, ids: Iterable[int]) -> dict[int, Entry]:
+        found: dict[int, Entry] = {}
+        missing = []
+        for entry_id in ids:
+            record = self.hot.by_id(entry_id)
+            if record is None:
+                missing.append(entry_id)
+            else:
+                found[entry_id] = record
+        if missing:
+            epoch = self.hot.epoch
+            for entry_id, record in (await self.store.get_many(missing)).items():
+                found[entry_id] = record
+                self.hot.put(record, epoch)
+        return found
+
+    def own(self, request: CacheRequest, candidate: Entry) -> bool:
+        """Defence in depth: a store or index fault must never serve another partition's answer."""
+        if candidate.partition == request.partition:
+            return True
+        self.foreign_candidates += 1
+        log.error("entry %d of another partition came up for a lookup; not served", candidate.id)
+        return False
+
+    async def _rejection_off_loop(self, request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
+                                  max_stale: int, context_agreed: bool = False) -> str | None:
+        """The guard's cost grows with the texts: long pairs are vetted on a thread, so the loop keeps serving."""
+        if len(candidate.question) + len(request.question) <= GUARD_INLINE_CHARS:
+            return rejection(request, candidate, now, max_age, max_stale, context_agreed)
+        return await asyncio.to_thread(rejection, request, candidate, now, max_age, max_stale, context_agreed)

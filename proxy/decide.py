@@ -1,0 +1,79 @@
+"""The cache decision for one exchange: bypass it, refresh it, or look it up (exact, then by meaning).
+
+A lookup that fails (store or embedder down) bypasses the cache: the request is forwarded uncached. A hit past its
+TTL but inside the policy's stale-while-revalidate window is served STALE while one background request refreshes
+it (revalidate.py). Every decision is counted once here (deja_requests_total).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from .debug import debug_wanted, describe_miss
+from .exchange import Exchange, Status
+from .outgoing import refresh_call
+from .terms import is_stale
+from .variety import variety_lookup
+
+log = logging.getLogger("deja.decide")
+
+
+def bypass_reason(exchange: Exchange) -> str | None:
+    """Why this request must neither be looked up nor stored, or None."""
+    if exchange.policy.mode == "off":
+        return "policy off"
+    if exchange.control.no_store:
+        return "no-store"
+    reason = exchange.endpoint.bypass(exchange.body)
+    if reason is not None:
+        return reason
+    if not exchange.terms.cacheable:
+        return "time-sensitive"
+    return None
+
+
+async def decide(exchange: Exchange) -> None:
+    """Set the exchange's status, and its hit when the cache answers."""
+    reason = bypass_reason(exchange)
+    if reason is not None:
+        exchange.bypass(reason)
+    elif exchange.control.no_cache:
+        exchange.status = Status.REFRESH
+    else:
+        await look_up(exchange)
+        if exchange.hit is not None:
+            return  # counted with its match type
+    exchange.services.metrics.observe_request(exchange.chat.model, exchange.status)
+
+
+async def look_up(exchange: Exchange) -> None:
+    services, cache, terms = exchange.services, exchange.services.cache, exchange.terms
+    started = time.perf_counter()
+    try:
+        exchange.chat, found = await variety_lookup(cache, exchange.chat, terms, services.metrics)
+        lookup = found or await cache.lookup(exchange.chat, terms.policy, terms.max_age, terms.max_stale)
+    except Exception as exc:
+        log.exception("cache lookup failed; forwarding uncached")
+        services.metrics.count_error("store", exc)  # skipped when the embedder counted it already
+        exchange.bypass("lookup failed")
+        return
+    services.metrics.observe_lookup(time.perf_counter() - started)
+    hit = lookup.hit
+    if hit is not None:
+        cache.record_hit(hit.record.id)
+        stale = is_stale(hit.record, cache.clock())
+        if stale and terms.policy.stale_while_revalidate:
+            services.revalidator.refresh(hit.record, refresh_call(exchange.request, exchange.target,
+                                                                  exchange.client_body),
+                                         exchange.chat, terms.policy, exchange.endpoint.storable)
+        exchange.status = Status.STALE if stale else Status.HIT
+        exchange.hit = hit
+        services.metrics.observe_hit(exchange.chat.model, hit, exchange.chat.question, exchange.status)
+        return
+    exchange.vector = lookup.vector
+    if lookup.skipped is not None:
+        services.metrics.semantic_skipped.labels(lookup.skipped).inc()
+        exchange.skipped = lookup.skipped
+    if debug_wanted(exchange.request.headers, services.settings.debug_header, services.admin_token):
+        exchange.debug = describe_miss(lookup)

@@ -1,0 +1,106 @@
+"""One request to a cached endpoint, carried from parsing to response.
+
+An Exchange holds what was asked (the client's body, its canonical form: partition and exact key), the terms it is
+served under (policy, Cache-Control), what the cache decided (a Status, the hit, or why it was bypassed) and how
+long the upstream took. Each step fills in its part, in this order (flow.py runs them):
+
+  parse (here) -> decide.py (bypass, refresh, or look up) -> serve.py (a hit, rendered by render.py)
+                                                          -> coalesce.py -> forward.py (a miss; then write-back)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+
+from . import render
+from .cache.lookup import Hit
+from .canonical import CacheControl, CacheRequest, parse_cache_control
+from .endpoints import Endpoint, Target
+from .flights import Flight
+from .incoming import parse_json, read_body, services_of
+from .limits import check_messages
+from .policies import Policy
+from .services import Services
+from .terms import Terms, request_terms, terms_headers
+
+
+class Status(StrEnum):
+    """X-Cache-Status: what the cache did with the request (the match type of a hit is in `Exchange.hit`)."""
+    HIT = "HIT"  # answered from the cache, exactly or by meaning
+    STALE = "STALE"  # answered from an entry past its TTL (stale-while-revalidate, max-stale)
+    MISS = "MISS"  # looked up, not found: forwarded, and the answer stored
+    REFRESH = "REFRESH"  # Cache-Control: no-cache: not looked up, forwarded, the answer replaces the entry
+    BYPASS = "BYPASS"  # neither looked up nor stored (`Exchange.bypass_reason` says why)
+    ERROR = "ERROR"  # Deja's own error response (app.py)
+
+
+@dataclass(slots=True, eq=False)
+class Exchange:
+    request: Request
+    services: Services
+    endpoint: Endpoint
+    target: Target
+    raw: bytes  # the body as the client sent it: forwarded unchanged unless usage must be asked for
+    client_body: Any
+    body: dict[str, Any]  # validated, as the cache keys it (Target.keyed)
+    control: CacheControl
+    chat: CacheRequest  # the canonical request: partition, context, question, exact key
+    terms: Terms  # the policy, made stricter by this request's headers
+    status: Status = Status.MISS
+    bypass_reason: str | None = None  # "policy off", "no-store", "lookup failed", an endpoint's reason…
+    hit: Hit | None = None
+    vector: np.ndarray | None = None  # the question's embedding made by the lookup, reused at write-back
+    skipped: str | None = None  # why no semantic lookup ran although the policy wanted one
+    debug: str | None = None  # X-Cache-Debug's value on a miss, when asked for
+    flight: Flight | None = None  # set when this exchange leads a miss that others wait for
+    upstream_seconds: float = 0.0
+
+    @property
+    def policy(self) -> Policy:
+        return self.terms.policy
+
+    @property
+    def partition(self) -> str:
+        return self.chat.partition
+
+    @property
+    def key(self) -> str:
+        return self.chat.exact_key
+
+    @property
+    def stores(self) -> bool:
+        """Whether the upstream's answer is written back."""
+        return self.status is Status.MISS or self.status is Status.REFRESH
+
+    def bypass(self, reason: str) -> None:
+        self.status = Status.BYPASS
+        self.bypass_reason = reason
+
+    def cache_headers(self, now: float) -> dict[str, str]:
+        """X-Cache-Status and what goes with it: the hit's match, age, key and similarity, and the TTL."""
+        record = self.hit.record if self.hit is not None else None
+        return {**render.cache_headers(self.status, self.hit, now),
+                **terms_headers(self.terms, self.status, record, now)}
+
+
+async def parse(request: Request, endpoint: Endpoint, target: Target) -> Exchange:
+    """The request's body, checked and put in canonical form, with the terms it is served under."""
+    services = services_of(request)
+    settings = services.settings
+    raw = await read_body(request, settings.max_body_bytes)
+    client_body = parse_json(raw, settings.max_json_depth)
+    body = endpoint.validate(target.keyed(client_body))
+    check_messages(body, settings.max_messages)
+    policy = services.policies.policy_for(body["model"])
+    control = parse_cache_control(request.headers.get("cache-control"))
+    chat = endpoint.build(body, request.headers, fallback_key=settings.upstream_api_key,
+                          share_across_keys=policy.share_across_keys)
+    terms = request_terms(chat, policy, request.headers, control)
+    if terms.volatile:
+        services.metrics.time_sensitive.labels(terms.volatile).inc()
+    return Exchange(request, services, endpoint, target, raw, client_body, body, control, chat, terms)

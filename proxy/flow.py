@@ -1,0 +1,26 @@
+"""One request to a cached endpoint, step by step (chat, Responses API, legacy completions, and their Azure twins;
+embeddings, batched per item, have their own flow in embeddings_api.py). Cache failures never fail a request."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .coalesce import coalesce
+from .decide import decide
+from .endpoints import Endpoint, Target
+from .exchange import Status, parse
+from .forward import forward
+from .serve import serve_hit
+
+
+async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> Response:
+    exchange = await parse(request, endpoint, target)
+    await decide(exchange)
+    if exchange.hit is not None:
+        return serve_hit(exchange)
+    if exchange.status is Status.MISS:
+        follower = await coalesce(exchange)
+        if follower is not None:
+            return follower
+    return await forward(exchange)
