@@ -43,9 +43,9 @@ MAX_TURN_CHARS = 2000
 
 # Words that point back at earlier turns. "is there" is existential, "instead of" self-contained.
 _BACK_REFERENCE = re.compile(
-    r"\b(?:it|its|it's|that|that's|this|these|those|them|they|their|there|then|one|ones|him|her|he|she|his|same|"
+    r"\b(?:it|its|it's|that|that's|this|these|those|them|they|their|there|then|one|ones|him|her|he|she|his|"
     r"instead(?! of)|again|also|too|either|other|another|above|earlier|previous|yes|yeah|yep|no|ok|okay|sure|so|"
-    r"and|but|first|second|third|last|option|options)\b", re.IGNORECASE)
+    r"and|first|second|third|last|option|options)\b", re.IGNORECASE)
 _EXISTENTIAL = re.compile(r"\b(?:is|are) there\b", re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z0-9']+")
 # A capitalised word that does not start a sentence ("PulseFit", "Christmas"): the question names its subject.
@@ -54,7 +54,7 @@ _NOT_NAMES = frozenset({"I", "I'm", "I've", "I'd", "I'll"})
 # "... for cabin bags", "... on your flights": a prepositional phrase that states the topic.
 _TOPIC = re.compile(r"\b(?:for|on|at|of|about|with|in|from|by)\s+(?:(?:a|an|the|my|your|our|new)\s+)?"
                     r"(?!you\b|me\b|us\b)[a-z][a-z-]{2,}", re.IGNORECASE)
-MIN_SELF_CONTAINED_WORDS = 5
+MIN_SELF_CONTAINED_WORDS = 4
 
 
 @dataclass(frozen=True)

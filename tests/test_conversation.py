@@ -64,6 +64,8 @@ def test_contexts_the_text_does_not_capture_are_never_compared_by_meaning(messag
     "Is PulseFit open on Christmas Day?",
     "What's the weight limit for cabin bags?",
     "Do you charge anything if I pay by card instead of direct debit?",
+    "Do you accept Amex?",
+    "How many screens can stream at the same time on the Family plan?",
 ])
 def test_self_contained_questions(question):
     assert self_contained(question)
@@ -75,6 +77,7 @@ def test_self_contained_questions(question):
     "yes please, go ahead",
     "the second one",
     "how much notice do I need to give?",  # names no subject of its own
+    "What's the deadline?",
     "so what's the total then?",
     "¿Cuánto cuesta el envío a Madrid?",  # not English: the word lists cannot tell
 ])
