@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,10 @@ CONV_TRAP_BUDGET = 0.02
 
 # The shipped defaults (policies/default.yaml), reported on both halves.
 DEFAULT = builtin_policy()
-SHIPPED = "shipped (`conversations: meaning`): self-contained question alone, else aligned turns, assistant identical"
+SHIPPED = ("shipped (`conversations: meaning`): self-contained question alone, else aligned turns (assistant "
+           f"identical, user cosine ≥ {conversation.TURN_THRESHOLD} + guard, detours skipped)")
+SHIPPED_SWEPT = "as shipped, user-turn cosine swept"
+BY_MEANING = "as shipped, but assistant turns by meaning too"
 # The embedder reads ~256 tokens from the start, so the proxy embeds only the context's tail: recent turns decide
 # what "it" means. The guard still reads the whole context.
 CONTEXT_EMBED_CHARS = 1000
@@ -289,9 +293,12 @@ def shipped_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> dict[s
     same = [c["a"][:-1] == c["b"][:-1] for c in convs]
     designs = {"self-contained last question alone, else exact context": [
         (0.0, [q and (s or a) for q, s, a in zip(qok, same, alone, strict=True)])]}
-    for name, rule in ((SHIPPED, shipped), ("as shipped, but assistant turns by meaning too", by_meaning)):
-        designs[name] = [(t, [q and (s or a or rule(c, t)) for c, q, s, a in zip(convs, qok, same, alone, strict=True)])
-                         for t in SWEEP]
+    def flags(rule: Callable[[dict, float], bool], t: float) -> list[bool]:
+        return [q and (s or a or rule(c, t)) for c, q, s, a in zip(convs, qok, same, alone, strict=True)]
+
+    designs[SHIPPED] = [(conversation.TURN_THRESHOLD, flags(shipped, conversation.TURN_THRESHOLD))]
+    designs[SHIPPED_SWEPT] = [(t, flags(shipped, t)) for t in SWEEP]
+    designs[BY_MEANING] = [(t, flags(by_meaning, t)) for t in SWEEP]
     return designs
 
 
@@ -369,17 +376,15 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out
             f"| {name} | {t:.2f} | {pct(st['hit'])} / {pct(st['trap'])} | {pct(sh['hit'])} / {pct(sh['trap'])} |"
         )
     aligned = "aligned turns: each earlier turn identical or cosine + guard"
-    by_meaning = "as shipped, but assistant turns by meaning too"
-    out.append(f"\nTurn cosine swept, tuning half: `{aligned}` (last session's attempt), `{SHIPPED}` (the user-turn "
-               f"cosine; the proxy uses {conversation.TURN_THRESHOLD}) and `{by_meaning}`:\n")
+    out.append(f"\nTurn cosine swept, tuning half: `{aligned}` (last session's attempt), `{SHIPPED_SWEPT}` and "
+               f"`{BY_MEANING}`:\n")
     out.append("| turn cosine ≥ | aligned: hit / trap | shipped: hit / trap | assistant by meaning: hit / trap |")
     out.append("|---|---|---|---|")
-    for (t, f), (_, g), (_, h) in zip(designs[aligned], designs[SHIPPED], designs[by_meaning], strict=True):
+    for (t, f), (_, g), (_, h) in zip(designs[aligned], designs[SHIPPED_SWEPT], designs[BY_MEANING], strict=True):
         cells = [per_half(x, True) for x in (f, g, h)]
         out.append(f"| {t:.2f} | " + " | ".join(f"{pct(c['hit'])} / {pct(c['trap'])}" for c in cells) + " |")
-    name = SHIPPED
-    t, f = next((t, f) for t, f in designs[SHIPPED] if t >= conversation.TURN_THRESHOLD)
-    out.append(f"\nShipped design: {name}, user-turn cosine {t:.2f}. Per subtype:\n")
+    t, f = designs[SHIPPED][0]
+    out.append(f"\nShipped design: {SHIPPED}. Per subtype:\n")
     out.append("| subtype | tuning served | held-out served |")
     out.append("|---|---|---|")
     st, sh = per_half(f, True), per_half(f, False)
