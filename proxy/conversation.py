@@ -40,6 +40,8 @@ TURN_THRESHOLD = 0.905
 # this the contexts are too far apart to be worth the embeddings on the lookup path.
 MAX_DIFFERING_TURNS = 16
 MAX_TURN_CHARS = 2000
+# Turns per side aligned at most: the alignment costs their product in Python on the event loop.
+MAX_ALIGNED_TURNS = 128
 
 # Words that point back at earlier turns. "is there" is existential, "instead of" self-contained.
 _BACK_REFERENCE = re.compile(
@@ -121,6 +123,8 @@ async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embe
     """None when the cached turns may stand for the incoming ones (see the module docstring), else the reason;
     `threshold`: the cosine a reworded user turn needs (bench/calibrate.py sweeps it)."""
     short, long = (cached, incoming) if len(cached) <= len(incoming) else (incoming, cached)
+    if len(long) > MAX_ALIGNED_TURNS:
+        return "context-turns"
     if not _assistants_in_order(short, long):
         return "context-assistant"
     texts = {text for role, text in (*short, *long) if role == "user"}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from proxy.canonical import build_chat_request, validate_body
-from proxy.conversation import read_context, self_contained, turns_rejection
+from proxy.conversation import MAX_ALIGNED_TURNS, read_context, self_contained, turns_rejection
 from proxy.policies import builtin_policy
 
 pytestmark = pytest.mark.anyio
@@ -127,6 +127,16 @@ async def test_a_detour_is_skipped_but_never_the_exchange_before_the_question(em
     assert await turns_rejection(cached, (*detour, *cached), embed) is None
     assert await turns_rejection(cached, (*cached, *detour), embed) == "context-turns"
     assert await turns_rejection((), cached, embed) == "context-turns"  # "it" in a fresh chat vs after a topic
+
+
+async def test_overlong_conversations_are_not_aligned():
+    async def never(texts: list[str]) -> np.ndarray:
+        raise AssertionError("nothing to embed")
+
+    chat_turns = turns(*[f"turn {n}" for n in range(MAX_ALIGNED_TURNS + 2)])
+    assert await turns_rejection(chat_turns[2:], chat_turns, never) == "context-turns"
+    at_limit = chat_turns[:MAX_ALIGNED_TURNS]
+    assert await turns_rejection(at_limit, at_limit, never) is None
 
 
 async def put(cache, messages, policy=POLICY) -> None:
