@@ -127,9 +127,10 @@ async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embe
         return "context-turns"
     if not _assistants_in_order(short, long):
         return "context-assistant"
-    texts = {text for role, text in (*short, *long) if role == "user"}
-    shared = {text for role, text in short if role == "user"} & {text for role, text in long if role == "user"}
-    differing = sorted(texts - shared)
+    short_users = {text for role, text in short if role == "user"}
+    long_users = {text for role, text in long if role == "user"}
+    # Every user turn of the shorter side said identically in the other: nothing to compare by meaning.
+    differing = sorted(short_users ^ long_users) if short_users - long_users else []
     if len(differing) > MAX_DIFFERING_TURNS or any(len(t) > MAX_TURN_CHARS or is_foreign(t) for t in differing):
         return "context-turns"
     vectors = dict(zip(differing, await embed(differing), strict=True)) if differing else {}
