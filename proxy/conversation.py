@@ -25,6 +25,7 @@ import numpy as np
 
 from .canonical import CacheRequest, canonical_json, sha256_hex
 from .guard import find_conflict
+from .guard.lexicon import CALENDAR
 from .guard_scripts import is_foreign
 from .stores.base import Entry
 
@@ -55,7 +56,7 @@ _NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][A-Za-z0-9&'-]*")
 _NOT_NAMES = frozenset({"I", "I'm", "I've", "I'd", "I'll"})
 # "... for cabin bags", "... on your flights": a prepositional phrase that states the topic.
 _TOPIC = re.compile(r"\b(?:for|on|at|of|about|with|in|from|by)\s+(?:(?:a|an|the|my|your|our|new)\s+)?"
-                    r"(?!you\b|me\b|us\b)[a-z][a-z-]{2,}", re.IGNORECASE)
+                    r"(?!you\b|me\b|us\b)([a-z][a-z-]{2,})", re.IGNORECASE)
 MIN_SELF_CONTAINED_WORDS = 4
 
 
@@ -90,7 +91,13 @@ def self_contained(question: str) -> bool:
         return False
     if _BACK_REFERENCE.search(_EXISTENTIAL.sub("exists", question)):
         return False
-    return any(w not in _NOT_NAMES for w in _NAME.findall(question)) or bool(_TOPIC.search(question))
+    names = [w for w in _NAME.findall(question) if w not in _NOT_NAMES and not _is_calendar(w)]
+    return bool(names) or any(not _is_calendar(m.group(1)) for m in _TOPIC.finditer(question))
+
+
+def _is_calendar(word: str) -> bool:
+    """Days and months say when, not what: "Is the museum open on Sundays?" names no museum."""
+    return word.lower().rstrip("s") in CALENDAR
 
 
 def _assistants_in_order(short: Sequence[Turn], long: Sequence[Turn]) -> bool:

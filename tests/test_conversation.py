@@ -78,6 +78,7 @@ def test_self_contained_questions(question):
     "the second one",
     "how much notice do I need to give?",  # names no subject of its own
     "What's the deadline?",
+    "Is the museum open on Sundays?",  # which museum: days say when, not what
     "so what's the total then?",
     "¿Cuánto cuesta el envío a Madrid?",  # not English: the word lists cannot tell
 ])
