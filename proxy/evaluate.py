@@ -171,7 +171,7 @@ def volatile_reason(side: Any) -> str | None:
 def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) -> bool:
     if outcome.similarity is None:
         return False
-    text = outcome.pair.b if isinstance(outcome.pair.b, str) else ""
+    text = text_of(messages_of(outcome.pair.b)[-1].get("content"))  # a conversation's bar is its last message's
     if threshold is not None:
         bar = threshold
     else:
@@ -286,8 +286,7 @@ def explain_lines(outcomes: list[Outcome], policy: Policy) -> Iterator[str]:
     yield "| decision | id | category | similarity | why | stored (a) | asked (b) |"
     yield "|---|---|---|---|---|---|---|"
     for kind, o in decisions:
-        text = o.pair.b if isinstance(o.pair.b, str) else ""
-        bar = policy.threshold_for(text)
+        bar = policy.threshold_for(text_of(messages_of(o.pair.b)[-1].get("content")))
         similarity: float | None
         if kind == "missed" and o.similarity is not None:
             similarity, why = o.similarity, f"below threshold {bar}"

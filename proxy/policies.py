@@ -14,6 +14,8 @@ from .errors import ConfigError
 from .settings import build_dataclass
 
 Mode = Literal["off", "exact", "semantic"]
+# exact: only an identical context (system prompt and earlier turns) hits; meaning: proxy/conversation.py.
+Conversations = Literal["exact", "meaning"]
 # The usage a hit reports: the answer's real size, or what it cost upstream (render.py).
 HitUsage = Literal["original", "zero"]
 BUILTIN_POLICY = "default_policy.yaml"
@@ -56,6 +58,10 @@ class Policy:
     # picks one at random. Until the bucket is full, variety_fill of the requests go upstream to fill it.
     variety: int = 0
     variety_fill: float = 0.5
+    # How earlier turns are compared when the question matches by meaning: "exact" (identical contexts only) or
+    # "meaning" (self-contained questions judged alone; reworded user turns, identical assistant turns, detours
+    # skipped: proxy/conversation.py). System prompts always compare exactly.
+    conversations: Conversations = "meaning"
     name: str = "default"
 
     def threshold_for(self, text: str) -> float:

@@ -5,8 +5,7 @@ search the proxy asks `find_conflict(cached_question, incoming_question)`; any n
 rule that makes it a miss. The rules (rules.py, word lists in data/) look only at what decides an answer and never
 at phrasing, so typos, filler and synonyms pass.
 
-Conversations are not this package's business: the proxy requires the same context (system prompt and earlier
-turns) exactly, the only design that kept conversation traps near zero (bench/QUALITY.md).
+Earlier turns of a conversation are proxy/conversation.py's business; it asks the guard about reworded user turns.
 """
 
 from __future__ import annotations
