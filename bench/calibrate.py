@@ -10,11 +10,13 @@ use their index as id. Thresholds are chosen on the tuning half only; both halve
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from proxy import guard  # noqa: E402
+from proxy import conversation, guard  # noqa: E402
 from proxy.policies import builtin_policy  # noqa: E402
 
 SHOULD_HIT = ("paraphrase", "near_repeat")
@@ -34,12 +36,14 @@ TRAP_BUDGET = 0.01  # fow pairs: at most 1% of traps served
 CONV_TRAP_BUDGET = 0.02
 
 
-# -- context designs compared for conversations (the proxy ships exact context) ------------------
+# -- context designs compared for conversations (the proxy ships proxy/conversation.py) ------------
 
 # The shipped defaults (policies/default.yaml), reported on both halves.
 DEFAULT = builtin_policy()
-# 1.0 = the earlier turns must match exactly: no semantic context cut-off kept traps near 2%.
-CONTEXT_THRESHOLD = 1.0
+SHIPPED = ("shipped (`conversations: meaning`): self-contained question alone, else aligned turns (assistant "
+           f"identical, user cosine ≥ {conversation.TURN_THRESHOLD} + guard, detours skipped)")
+SHIPPED_SWEPT = "as shipped, user-turn cosine swept"
+BY_MEANING = "as shipped, but assistant turns by meaning too"
 # The embedder reads ~256 tokens from the start, so the proxy embeds only the context's tail: recent turns decide
 # what "it" means. The guard still reads the whole context.
 CONTEXT_EMBED_CHARS = 1000
@@ -258,6 +262,46 @@ def aligned_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> list[t
     return [(t, [q and turns_agree(c, t) for c, q in zip(convs, qok, strict=True)]) for t in SWEEP]
 
 
+def shipped_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> dict[str, list[tuple[float, list[bool]]]]:
+    """The shipped design (proxy/conversation.py, policy `conversations: meaning`) run as the proxy runs it, its
+    user-turn cosine swept; beside it the self-contained rule alone, and assistant turns compared by meaning too."""
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        return emb(texts)
+
+    def turns(side: list[dict]) -> tuple[tuple[str, str], ...]:
+        return tuple((m["role"], m["content"]) for m in side[:-1])
+
+    alone = [conversation.self_contained(c["a"][-1]["content"]) and conversation.self_contained(c["b"][-1]["content"])
+             for c in convs]
+    texts = sorted({m["content"] for c in convs for side in "ab" for m in c[side]})
+    vectors = dict(zip(texts, emb(texts), strict=True))
+
+    def by_meaning(c: dict, t: float) -> bool:
+        """Both roles reworded at cosine >= t, no guard conflict: what "assistant turns must be identical" rules out."""
+
+        def agree(x: tuple[str, str], y: tuple[str, str]) -> bool:
+            return x[0] == y[0] and (x[1] == y[1] or (float(vectors[x[1]] @ vectors[y[1]]) >= t
+                                                      and guard.find_conflict(x[1], y[1]) is None))
+
+        a, b = turns(c["a"]), turns(c["b"])
+        return conversation.aligned(*sorted((a, b), key=len), agree)
+
+    def shipped(c: dict, t: float) -> bool:
+        return asyncio.run(conversation.turns_rejection(turns(c["a"]), turns(c["b"]), embed, t)) is None
+
+    same = [c["a"][:-1] == c["b"][:-1] for c in convs]
+    designs = {"self-contained last question alone, else exact context": [
+        (0.0, [q and (s or a) for q, s, a in zip(qok, same, alone, strict=True)])]}
+    def flags(rule: Callable[[dict, float], bool], t: float) -> list[bool]:
+        return [q and (s or a or rule(c, t)) for c, q, s, a in zip(convs, qok, same, alone, strict=True)]
+
+    designs[SHIPPED] = [(conversation.TURN_THRESHOLD, flags(shipped, conversation.TURN_THRESHOLD))]
+    designs[SHIPPED_SWEPT] = [(t, flags(shipped, t)) for t in SWEEP]
+    designs[BY_MEANING] = [(t, flags(by_meaning, t)) for t in SWEEP]
+    return designs
+
+
 def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out: list[str]) -> dict:
     """`threshold` None: each last question's bar is the shipped default policy's for its length."""
     qa, qb = emb([c["a"][-1]["content"] for c in convs]), emb([c["b"][-1]["content"] for c in convs])
@@ -306,6 +350,7 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out
                 for t in SWEEP
             ]
     designs["aligned turns: each earlier turn identical or cosine + guard"] = aligned_turns(convs, emb, qok)
+    designs.update(shipped_turns(convs, emb, qok))
     ca = [conv_texts(c["a"], "combined")[-tail:] for c in convs]
     cb = [conv_texts(c["b"], "combined")[-tail:] for c in convs]
     ccos = (emb(ca) * emb(cb)).sum(1)
@@ -331,19 +376,15 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out
             f"| {name} | {t:.2f} | {pct(st['hit'])} / {pct(st['trap'])} | {pct(sh['hit'])} / {pct(sh['trap'])} |"
         )
     aligned = "aligned turns: each earlier turn identical or cosine + guard"
-    out.append(f"\nThe curve of `{aligned}` (the design issue 12 proposed), tuning half:\n")
-    out.append("| turn cosine ≥ | should-hit served | traps served |")
-    out.append("|---|---|---|")
-    for t, f in designs[aligned]:
-        st = per_half(f, True)
-        out.append(f"| {t:.2f} | {pct(st['hit'])} | {pct(st['trap'])} |")
-    name = (
-        "exact context"
-        if CONTEXT_THRESHOLD >= 1.0
-        else (f"context `roles`, last {tail} chars embedded, cosine + guard on whole context")
-    )
-    t, f = chosen[name]
-    out.append(f"\nChosen design: {name}, context threshold {t:.2f}. Per subtype:\n")
+    out.append(f"\nTurn cosine swept, tuning half: `{aligned}` (last session's attempt), `{SHIPPED_SWEPT}` and "
+               f"`{BY_MEANING}`:\n")
+    out.append("| turn cosine ≥ | aligned: hit / trap | shipped: hit / trap | assistant by meaning: hit / trap |")
+    out.append("|---|---|---|---|")
+    for (t, f), (_, g), (_, h) in zip(designs[aligned], designs[SHIPPED_SWEPT], designs[BY_MEANING], strict=True):
+        cells = [per_half(x, True) for x in (f, g, h)]
+        out.append(f"| {t:.2f} | " + " | ".join(f"{pct(c['hit'])} / {pct(c['trap'])}" for c in cells) + " |")
+    t, f = designs[SHIPPED][0]
+    out.append(f"\nShipped design: {SHIPPED}. Per subtype:\n")
     out.append("| subtype | tuning served | held-out served |")
     out.append("|---|---|---|")
     st, sh = per_half(f, True), per_half(f, False)

@@ -22,12 +22,16 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo "and the guard rule or threshold that decided them."
   for half in tune holdout; do run "$FOW/pairs.jsonl" --split $half --sweep 0.70:0.96:0.02 --explain; done
   echo "## fow-cache conversations: the same last message in another context (240 pairs)"
-  for half in tune holdout; do run "$FOW"/conv-parts/*.jsonl "$FOW"/conv-long/*.jsonl --split $half --sweep 0.80:0.96:0.08; done
+  echo "Turns compared as the policy's \`conversations: meaning\` does (proxy/conversation.py); the sweep starts below"
+  echo "the policy's threshold so that short last messages are scored at their own bar."
+  for half in tune holdout; do
+    run "$FOW"/conv-parts/*.jsonl "$FOW"/conv-long/*.jsonl --split $half --sweep 0.72:0.96:0.04 --explain
+  done
   echo "## GPTCache mock_data.json, corpus mode: all origins stored, each paraphrase asked (999 pairs)"
   for half in tune holdout; do
     run "$EVAL/mock_data.json" --mode corpus --a-field origin --b-field similar --split $half --sweep 0.70:0.96:0.02
   done
-  echo "## Conversations by meaning: designs compared (exact context ships)"
+  echo "## Conversations by meaning: designs compared (\`conversations: meaning\` ships)"
   echo
   echo '```'
   echo "\$ python bench/calibrate.py --conversations --eval-dir ../shared/eval"
@@ -45,6 +49,13 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo "is-it-English test, against a semantic hit's 1 ms budget."
   echo
   python -m bench.coverage 400 2>/dev/null
+  echo
+  echo "### What the guard costs a hit"
+  echo
+  echo "\`python -m bench.guard_cost 400\` (caches cold, fastest of 3 runs per pair): the guard's rules on one candidate,"
+  echo "against a semantic hit's 1 ms budget."
+  echo
+  python -m bench.guard_cost 400
 } > "$OUT"
 python -m bench.freshness --write "$OUT" >/dev/null
 echo "wrote $OUT"

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import UnauthorizedError, openai_error_body
 from .settings import Settings
+from .status import Status
 
 log = logging.getLogger("deja.access")
 
@@ -59,15 +60,18 @@ class KeyGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = [(k, v) for k, v in scope["headers"] if k != USE_UPSTREAM_KEY]
+        headers = scope["headers"]
+        if any(k == USE_UPSTREAM_KEY for k, _ in headers):
+            headers = [(k, v) for k, v in headers if k != USE_UPSTREAM_KEY]
         if self.guarding and scope["path"].startswith(FORWARDED_PREFIXES):
             credential = next((v for k, v in headers if k in CREDENTIAL_HEADERS and v.strip()), None)
             if credential is None and not self.open_to_keyless:
                 await self.refuse(scope, receive, send)
                 return
             if credential is not None and key_digest(credential.decode("latin-1")) in self.accepted:
-                headers.append((USE_UPSTREAM_KEY, b"1"))
-        await self.app({**scope, "headers": headers}, receive, send)
+                headers = [*headers, (USE_UPSTREAM_KEY, b"1")]
+        # The scope is copied only when its headers change (most requests: never).
+        await self.app(scope if headers is scope["headers"] else {**scope, "headers": headers}, receive, send)
 
     @staticmethod
     async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
@@ -75,7 +79,7 @@ class KeyGate:
                                   "(Authorization: Bearer …) or a client key the operator accepts (client_keys).",
                                   code="missing_api_key")
         response = JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                                headers={"X-Cache-Status": "ERROR"})
+                                headers={"X-Cache-Status": Status.ERROR.value})
         await response(scope, receive, send)
 
 

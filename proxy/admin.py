@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -23,14 +21,14 @@ from .errors import BadRequestError, NotFoundError, UnauthorizedError, openai_er
 from .importer import import_lines, split_lines
 from .incoming import parse_json, read_body, services_of
 from .limits import ascii_int
+from .listing import DEFAULT_LIMIT, number, parse_filter, summary
 from .render import answer_text
 from .stats import snapshot
-from .stores.base import Entry, EntryFilter, export_line
+from .status import Status
+from .stores.base import export_line
 
 Handler = Callable[[Request], Awaitable[Response]]
-DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-ANSWER_PREVIEW = 300
 MAX_PURGE_BODY = 64 * 1024
 MAX_OFFSET = 2**62  # SQLite's OFFSET is a signed 64-bit integer
 TOP_ENTRIES = 10
@@ -45,60 +43,12 @@ def require_admin(handler: Handler) -> Handler:
             raise NotFoundError("The admin API is disabled: set DEJA_ADMIN_TOKEN to enable it.")
         if not token_matches(expected, request.headers.get("authorization")):
             error = UnauthorizedError("A valid admin token is required: Authorization: Bearer <DEJA_ADMIN_TOKEN>.")
+            headers = {"WWW-Authenticate": 'Bearer realm="deja-admin"', "X-Cache-Status": Status.ERROR.value}
             return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                                headers={"WWW-Authenticate": 'Bearer realm="deja-admin"', "X-Cache-Status": "ERROR"})
+                                headers=headers)
         return await handler(request)
 
     return guarded
-
-
-# -- parsing ----------------------------------------------------------------------------------------------------
-
-
-def _number(name: str, value: Any, *, integer: bool, low: float, high: float | None = None) -> float:
-    if isinstance(value, str):
-        try:
-            value = int(value) if integer else float(value)
-        except ValueError:
-            raise BadRequestError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}",
-                                  param=name) from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
-        raise BadRequestError(f"{name}: expected {'an integer' if integer else 'a number'}, got {value!r}",
-                              param=name)
-    if not math.isfinite(value) or value < low or (high is not None and value > high):
-        bounds = f"{low:g}..{high:g}" if high is not None else f">= {low:g}"
-        raise BadRequestError(f"{name}: expected {bounds}, got {value!r}", param=name)
-    return value
-
-
-def parse_filter(values: Mapping[str, Any], allowed: tuple[str, ...], now: float) -> EntryFilter:
-    """Filters from query parameters or a JSON body. Unknown keys are refused: a typo must not widen a purge."""
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise BadRequestError(f"unknown filter {unknown[0]!r} (known: {', '.join(allowed)})", param=unknown[0])
-    strings: dict[str, str | None] = {}
-    for key in ("model", "namespace", "tenant", "partition", "q"):
-        value = values.get(key)
-        if value is not None and not isinstance(value, str):
-            raise BadRequestError(f"{key}: expected a string, got {value!r}", param=key)
-        strings[key] = value
-    for key in ("model", "tenant", "partition", "q"):
-        if strings[key] == "":
-            strings[key] = None  # an empty search box means no filter; namespace="" is the default namespace
-    older_than = values.get("older_than")
-    created_before = None
-    if older_than is not None:
-        created_before = now - _number("older_than", older_than, integer=False, low=0)
-    return EntryFilter(model=strings["model"], namespace=strings["namespace"], tenant=strings["tenant"],
-                       partition=strings["partition"], text=strings["q"], created_before=created_before)
-
-
-def summary(record: Entry) -> dict[str, Any]:
-    answer = answer_text(record.response)
-    return {"id": record.id, "model": record.model, "namespace": record.namespace, "tenant": record.tenant,
-            "partition": record.partition, "question": record.question,
-            "answer": answer[:ANSWER_PREVIEW] + ("…" if len(answer) > ANSWER_PREVIEW else ""),
-            "created_at": record.created_at, "expires_at": record.expires_at, "hits": record.hits}
 
 
 def entry_id_of(request: Request) -> int:
@@ -136,8 +86,8 @@ async def stats(request: Request) -> Response:
 @require_admin
 async def list_entries(request: Request) -> Response:
     params = dict(request.query_params)
-    limit = int(_number("limit", params.pop("limit", DEFAULT_LIMIT), integer=True, low=1, high=MAX_LIMIT))
-    offset = int(_number("offset", params.pop("offset", 0), integer=True, low=0, high=MAX_OFFSET))
+    limit = int(number("limit", params.pop("limit", DEFAULT_LIMIT), integer=True, low=1, high=MAX_LIMIT))
+    offset = int(number("offset", params.pop("offset", 0), integer=True, low=0, high=MAX_OFFSET))
     selection = parse_filter(params, FILTER_KEYS, time.time())
     store = services_of(request).cache.store
     total = await store.count_entries(selection)

@@ -20,8 +20,8 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
-from .admin import DEFAULT_LIMIT, summary
 from .importer import ImportReport, progress_bar
+from .listing import DEFAULT_LIMIT, parse_filter, summary
 from .settings import ADMIN_TOKEN_ENV
 from .stores.base import EntryFilter, export_line
 from .stores.sqlite import RecordStore
@@ -175,7 +175,6 @@ class LocalAdmin:
             await store.close()
 
     def _filter(self, values: dict[str, Any]) -> EntryFilter:
-        from .admin import parse_filter
         from .errors import DejaError
 
         try:

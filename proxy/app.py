@@ -22,7 +22,6 @@ from .azure import azure_routes
 from .dashboard import dashboard_routes
 from .embeddings import Embedder
 from .errors import DejaError, openai_error_body
-from .exchange import Status
 from .header_limit import HeaderLimit
 from .modelcache import modelcache
 from .policies import PolicySet
@@ -30,6 +29,7 @@ from .route_counts import counted, passthrough_route
 from .routes import chat_completions, completions, embeddings, healthz, metrics, passthrough, responses
 from .services import Services
 from .settings import Settings
+from .status import Status
 
 log = logging.getLogger("deja")
 # Deja's own error responses say so, apart from the upstream's (docs: X-Cache-Status).

@@ -37,6 +37,8 @@ BOOKKEEPING_FIELDS = frozenset({
 })
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_NAMESPACE_LENGTH = 128
+# The only headers a CacheRequest depends on: request_memo.py remembers built requests under their values.
+KEY_HEADERS = ("authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "x-cache-namespace")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 
 

@@ -168,7 +168,9 @@ def evaluate(args: argparse.Namespace) -> int:
     for file in args.files:
         pairs += ev.read_pairs(Path(file), fields, args.split)
     embedder = load_embedder(settings.embedding, Path(settings.data_dir))
-    outcomes = asyncio.run(ev.run_eval(pairs, embedder, policy, mode=args.mode, floor=min(thresholds),
+    # Look up as low as the sweep or the policy goes: below the floor nothing is ever served.
+    floor = min(*thresholds, policy.threshold, policy.long_threshold, policy.multilingual_threshold)
+    outcomes = asyncio.run(ev.run_eval(pairs, embedder, policy, mode=args.mode, floor=floor,
                                        model=args.model, progress=not args.json,
                                        extra_embedders=load_multilingual(settings.embedding)))
     name = ", ".join(Path(f).name for f in args.files) + ("" if args.split == "all" else f" ({args.split} half)")

@@ -1,5 +1,5 @@
 """Single-flight for a miss: of concurrent identical misses, the first (the leader) asks the upstream and the
-others (followers) wait for its outcome, each served in its own shape (flights.py says what followers receive).
+others (followers) wait for its outcome, each served in its own shape (cache/flights.py says what followers receive).
 Across replicas sharing a store, the leader first waits for another process that already asks (cache/leases.py).
 """
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
+from .cache.flights import Answer, Failure
 from .exchange import Exchange
-from .flights import Answer, Failure
 from .serve import serve_coalesced
 
 

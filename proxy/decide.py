@@ -11,8 +11,9 @@ import logging
 import time
 
 from .debug import debug_wanted, describe_miss
-from .exchange import Exchange, Status
+from .exchange import Exchange
 from .outgoing import refresh_call
+from .status import Status
 from .terms import is_stale
 from .variety import variety_lookup
 
@@ -38,6 +39,7 @@ async def decide(exchange: Exchange) -> None:
     reason = bypass_reason(exchange)
     if reason is not None:
         exchange.bypass(reason)
+        log.debug("%s bypasses the cache: %s", exchange.request.url.path, reason)
     elif exchange.control.no_cache:
         exchange.status = Status.REFRESH
     else:

@@ -15,7 +15,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -103,6 +103,21 @@ def prepare_default_model(target: Path) -> Path:
     return target
 
 
+def without_spinning(session: Any) -> Any:
+    """The same onnxruntime session, but its intra-op threads sleep between runs instead of spinning (onnxruntime's
+    default): on cores shared with the event loop the spin took half the CPU of every embedding (bench/RESULTS.md,
+    "speed work"). A session whose model file is unknown is kept as it is."""
+    import onnxruntime as ort
+
+    path = getattr(session, "_model_path", None)
+    if not isinstance(session, ort.InferenceSession) or not isinstance(path, str) or not Path(path).is_file():
+        return session
+    options = session.get_session_options()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(path, sess_options=options, providers=session.get_providers(),
+                                provider_options=list(session.get_provider_options().values()))
+
+
 class FastEmbedder:
     """fastembed's TextEmbedding behind the Embedder protocol. Not thread-safe: call from one thread at a time."""
 
@@ -142,7 +157,10 @@ class FastEmbedder:
         default = settings.model == DEFAULT_MODEL and not settings.model_path
         self.scripts: frozenset[str] | None = DEFAULT_SCRIPTS if default else None
         self.languages: frozenset[str] | None = DEFAULT_LANGUAGES if default else None
-        tokenizer = getattr(getattr(self._model, "model", None), "tokenizer", None)
+        inner = getattr(self._model, "model", None)
+        if inner is not None and getattr(inner, "model", None) is not None:
+            inner.model = without_spinning(inner.model)
+        tokenizer = getattr(inner, "tokenizer", None)
         unk = getattr(getattr(tokenizer, "model", None), "unk_token", None)
         self._tokenizer = tokenizer
         self._unk_id = tokenizer.token_to_id(unk) if tokenizer is not None and unk else None

@@ -23,12 +23,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .cache.flights import UpstreamReply
 from .cache.lookup import Hit
 from .canonical import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
 from .endpoints import Target
 from .errors import BadRequestError
-from .exchange import Status
-from .flights import UpstreamReply
 from .forward import send
 from .incoming import parse_json, read_body, services_of
 from .leaders import shared_call
@@ -36,6 +35,7 @@ from .outgoing import to_target
 from .policies import Policy
 from .render import cache_headers, zero_counts
 from .services import Services
+from .status import Status
 from .upstream import read_all, response_headers
 
 log = logging.getLogger("deja.embeddings")

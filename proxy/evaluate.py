@@ -28,6 +28,7 @@ from .canonical import build_chat_request, text_of, validate_body
 from .embeddings import Embedder
 from .freshness import time_sensitivity
 from .policies import Policy
+from .render import text_completion
 from .stores.sqlite import SqliteStore
 
 EvalMode = Literal["pairs", "corpus"]
@@ -113,8 +114,7 @@ def chat_request(side: Any, namespace: str, model: str) -> Any:
 
 
 def answer_for(tag: str) -> dict[str, Any]:
-    return {"id": f"eval-{tag}", "object": "chat.completion", "created": 0, "model": "eval",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": tag}}]}
+    return text_completion(tag, "eval", answer_id=f"eval-{tag}", created=0)
 
 
 async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mode: EvalMode = "pairs",
@@ -171,7 +171,7 @@ def volatile_reason(side: Any) -> str | None:
 def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) -> bool:
     if outcome.similarity is None:
         return False
-    text = outcome.pair.b if isinstance(outcome.pair.b, str) else ""
+    text = text_of(messages_of(outcome.pair.b)[-1].get("content"))  # a conversation's bar is its last message's
     if threshold is not None:
         bar = threshold
     else:
@@ -286,8 +286,7 @@ def explain_lines(outcomes: list[Outcome], policy: Policy) -> Iterator[str]:
     yield "| decision | id | category | similarity | why | stored (a) | asked (b) |"
     yield "|---|---|---|---|---|---|---|"
     for kind, o in decisions:
-        text = o.pair.b if isinstance(o.pair.b, str) else ""
-        bar = policy.threshold_for(text)
+        bar = policy.threshold_for(text_of(messages_of(o.pair.b)[-1].get("content")))
         similarity: float | None
         if kind == "missed" and o.similarity is not None:
             similarity, why = o.similarity, f"below threshold {bar}"

@@ -11,32 +11,22 @@ long the upstream took. Each step fills in its part, in this order (flow.py runs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from starlette.requests import Request
 
 from . import render
+from .cache.flights import Flight
 from .cache.lookup import Hit
 from .canonical import CacheControl, CacheRequest, parse_cache_control
 from .endpoints import Endpoint, Target
-from .flights import Flight
-from .incoming import parse_json, read_body, services_of
-from .limits import check_messages
+from .incoming import read_body, services_of
 from .policies import Policy
+from .request_memo import parse_request
 from .services import Services
+from .status import Status
 from .terms import Terms, request_terms, terms_headers
-
-
-class Status(StrEnum):
-    """X-Cache-Status: what the cache did with the request (the match type of a hit is in `Exchange.hit`)."""
-    HIT = "HIT"  # answered from the cache, exactly or by meaning
-    STALE = "STALE"  # answered from an entry past its TTL (stale-while-revalidate, max-stale)
-    MISS = "MISS"  # looked up, not found: forwarded, and the answer stored
-    REFRESH = "REFRESH"  # Cache-Control: no-cache: not looked up, forwarded, the answer replaces the entry
-    BYPASS = "BYPASS"  # neither looked up nor stored (`Exchange.bypass_reason` says why)
-    ERROR = "ERROR"  # Deja's own error response (app.py)
 
 
 @dataclass(slots=True, eq=False)
@@ -93,13 +83,10 @@ async def parse(request: Request, endpoint: Endpoint, target: Target) -> Exchang
     services = services_of(request)
     settings = services.settings
     raw = await read_body(request, settings.max_body_bytes)
-    client_body = parse_json(raw, settings.max_json_depth)
-    body = endpoint.validate(target.keyed(client_body))
-    check_messages(body, settings.max_messages)
+    parsed = parse_request(services, raw, request.headers, endpoint, target)
+    client_body, body, chat = parsed.client_body, parsed.body, parsed.chat
     policy = services.policies.policy_for(body["model"])
     control = parse_cache_control(request.headers.get("cache-control"))
-    chat = endpoint.build(body, request.headers, fallback_key=settings.upstream_api_key,
-                          share_across_keys=policy.share_across_keys)
     terms = request_terms(chat, policy, request.headers, control)
     if terms.volatile:
         services.metrics.time_sensitive.labels(terms.volatile).inc()

@@ -9,9 +9,10 @@ from starlette.responses import Response
 from .coalesce import coalesce
 from .decide import decide
 from .endpoints import Endpoint, Target
-from .exchange import Status, parse
+from .exchange import parse
 from .forward import forward
 from .serve import serve_hit
+from .status import Status
 
 
 async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> Response:

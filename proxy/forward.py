@@ -4,7 +4,7 @@ A plain answer is read whole, passed on, and (when the exchange stores and it is
 queued for write-back while the response goes out. A streamed answer is passed on chunk by chunk while the
 endpoint's tee assembles it; the assembled answer is queued the moment the stream is complete, before the last
 chunk is yielded (a client hanging up after [DONE] cancels the generator). A leader of coalesced misses hands
-its outcome to the followers (flights.py) in every case: an answer, the upstream's error reply, its failure, or
+its outcome to the followers (cache/flights.py) in every case: an answer, the upstream's error reply, its failure, or
 nothing; its upstream call runs in a task of its own, so its own client hanging up does not end it (leaders.py).
 Pass-through calls are relayed unchanged, both bodies streamed.
 """
@@ -20,15 +20,16 @@ from typing import Any
 import httpx
 from starlette.responses import Response, StreamingResponse
 
+from .cache.flights import Answer, UpstreamReply
 from .debug import DEBUG_HEADER
 from .errors import UpstreamUnreachableError, openai_error_body
-from .exchange import Exchange, Status
-from .flights import Answer, UpstreamReply
+from .exchange import Exchange
 from .leaders import FlightStreamingResponse, Relay, lead
 from .nonanswers import worth_storing
 from .outgoing import UpstreamCall, to_target, with_usage
 from .services import Services
 from .sse import encode_event
+from .status import Status
 from .upstream import read_all, response_headers, translate_error
 
 log = logging.getLogger("deja.forward")

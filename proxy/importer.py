@@ -29,6 +29,7 @@ from .errors import DejaError
 from .limits import DEFAULT_MAX_JSON_DEPTH, loads_bounded
 from .nonanswers import skip_reason
 from .policies import PolicySet
+from .render import text_completion
 from .responses_api import storable as response_storable
 from .sse import storable
 from .stores.base import Entry
@@ -62,9 +63,7 @@ class _Pending:
 
 def _completion(answer: str, model: str) -> dict[str, Any]:
     digest = hashlib.sha256(f"{model}\x00{answer}".encode()).hexdigest()[:24]
-    return {"id": f"chatcmpl-import-{digest}", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "logprobs": None,
-                         "finish_reason": "stop"}]}
+    return text_completion(answer, model, answer_id=f"chatcmpl-import-{digest}", created=0)
 
 
 class LineParser:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
+from . import fastjson
 from .errors import BadRequestError, PayloadTooLargeError
-from .limits import DEFAULT_MAX_JSON_DEPTH, loads_bounded
-from .services import Services
+from .limits import DEFAULT_MAX_JSON_DEPTH, deeper_than, depth_error, loads_bounded
+
+if TYPE_CHECKING:
+    from .services import Services
 
 
 def services_of(request: Request) -> Services:
@@ -30,6 +33,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(raw: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
+    value = fastjson.loads(raw)
+    if value is not fastjson.UNREAD:
+        if deeper_than(value, max_depth):
+            raise depth_error(max_depth)
+        return value
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from .cache.flights import Failure, Flight, FlightTable, UpstreamReply
 from .errors import UpstreamTimeoutError, UpstreamUnreachableError
-from .flights import Failure, Flight, FlightTable, UpstreamReply
 
 Reply = TypeVar("Reply", bound=UpstreamReply)
 Landed = TypeVar("Landed", bound=Response | UpstreamReply)

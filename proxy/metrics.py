@@ -30,6 +30,7 @@ from .activity import Activity
 from .health import Operation, RecentErrors
 from .pricing import PriceTable
 from .settings import ModelPrice
+from .status import Status
 
 if TYPE_CHECKING:
     from .cache.lookup import Hit
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 ErrorKind = str  # "embedding" | "store" | "upstream"
 ERROR_KINDS = ("embedding", "store", "upstream")
-STATUSES = ("HIT", "MISS", "BYPASS", "REFRESH", "STALE")
+STATUSES = tuple(s.value for s in Status if s is not Status.ERROR)
 # Model names come from clients: past this many distinct names, new ones are labelled "other".
 MAX_MODEL_LABELS = 50
 HEALTH_REASON_CHARS = 200
@@ -46,6 +47,8 @@ RECENT_TEXT_CHARS = 500
 # Per-partition series on /metrics: the largest partitions only (totals cover all of them).
 MAX_PARTITION_SERIES = 100
 PARTITION_LABEL_CHARS = 16
+# Labelled series whose child object is kept at hand (prometheus_client's labels() costs microseconds per call).
+MAX_CHILDREN = 10_000
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -109,6 +112,8 @@ class Metrics:
         self.variety = Counter("deja_variety", "Requests of variety partitions: served from the bucket or filling it",
                                ["event"], registry=r)
         self._models: set[str] = set()
+        self._others: set[str] = set()  # names already labelled "other" (a decision that never changes)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.activity = Activity(clock)
         # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
         self.max_label_chars = 64
@@ -131,19 +136,30 @@ class Metrics:
         specific policy, where there are any), else "other": every series stays bounded whatever clients send."""
         if model in self._models:
             return model
-        if len(model) > self.max_label_chars:
+        if model in self._others:
             return "other"
-        if self.label_globs and not any(fnmatch.fnmatchcase(model, glob) for glob in self.label_globs):
-            return "other"
-        if len(self._models) < MAX_MODEL_LABELS:
+        if (len(model) <= self.max_label_chars and len(self._models) < MAX_MODEL_LABELS
+                and (not self.label_globs or any(fnmatch.fnmatchcase(model, glob) for glob in self.label_globs))):
             self._models.add(model)
             return model
+        if len(self._others) < MAX_MODEL_LABELS * 20:
+            self._others.add(model)
         return "other"
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: the same few series are counted on every request."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = metric.labels(*labels)
+            if len(self._children) < MAX_CHILDREN:
+                self._children[key] = found
+        return found
 
     # -- observations ---------------------------------------------------------------------------------------------
 
     def observe_request(self, model: str, status: str, match: str = "none") -> None:
-        self.requests.labels(self.model_label(model), status, match).inc()
+        self.child(self.requests, self.model_label(model), status, match).inc()
         if status in ("HIT", "MISS"):
             self.activity.bucket()["requests"] += 1
 
@@ -160,17 +176,17 @@ class Metrics:
         prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
         completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
         label = self.model_label(model)
-        self.tokens_saved.labels(label, "prompt").inc(prompt)
-        self.tokens_saved.labels(label, "completion").inc(completion)
+        self.child(self.tokens_saved, label, "prompt").inc(prompt)
+        self.child(self.tokens_saved, label, "completion").inc(completion)
         cost = self.prices.cost(model, prompt, completion)
         if cost is None:
-            self.unpriced_tokens.labels(label).inc(prompt + completion)
+            self.child(self.unpriced_tokens, label).inc(prompt + completion)
         else:
-            self.cost_saved.labels(label).inc(cost)
+            self.child(self.cost_saved, label).inc(cost)
         self.activity.saved(prompt + completion, cost)
 
     def observe_route(self, route: str, status: str, code: int) -> None:
-        self.routes.labels(route, status, str(code)).inc()
+        self.child(self.routes, route, status, str(code)).inc()
 
     def observe_lookup(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
@@ -183,7 +199,7 @@ class Metrics:
         self.activity.latency["embedding"].append(seconds)
 
     def observe_upstream(self, model: str, seconds: float) -> None:
-        self.upstream_seconds.labels(self.model_label(model)).observe(seconds)
+        self.child(self.upstream_seconds, self.model_label(model)).observe(seconds)
         self.activity.latency["upstream"].append(seconds)
 
     def count_error(self, kind: ErrorKind, exc: BaseException | None = None, operation: Operation = "read") -> None:

@@ -31,10 +31,10 @@ from starlette.responses import JSONResponse, Response
 from .access import token_matches
 from .canonical import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
 from .errors import DejaError, UnauthorizedError, openai_error_body
-from .exchange import Status
 from .incoming import read_body, services_of
-from .render import answer_text
+from .render import answer_text, text_completion
 from .services import Services
+from .status import Status
 from .stores.base import EntryFilter
 
 log = logging.getLogger("deja.modelcache")
@@ -70,7 +70,7 @@ def unauthenticated() -> Response:
     error = UnauthorizedError("/modelcache needs a tenant's API key (Authorization: Bearer <key>, or \"auth\" in "
                               "the body) or the admin token.", code="missing_api_key")
     return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                        headers={"X-Cache-Status": "ERROR"})
+                        headers={"X-Cache-Status": Status.ERROR.value})
 
 
 class ModelCacheError(Exception):
@@ -121,11 +121,8 @@ def chat_request(services: Services, model: str, messages: Any, caller: Caller, 
 
 
 def completion_for(model: str, answer: str, now: float) -> dict[str, Any]:
-    """The chat.completion the proxy serves for an inserted answer. No `usage`: ModelCache inserts carry no token
-    counts, so hits on them save tokens nobody counted (and metrics report none)."""
-    return {"id": f"chatcmpl-modelcache-{int(now * 1000)}", "object": "chat.completion", "created": int(now),
-            "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": answer},
-                                         "finish_reason": "stop"}]}
+    """The chat.completion the proxy serves for an inserted answer."""
+    return text_completion(answer, model, answer_id=f"chatcmpl-modelcache-{int(now * 1000)}", created=int(now))
 
 
 async def handle_query(services: Services, body: dict[str, Any], caller: Caller) -> dict[str, Any]:

@@ -14,9 +14,13 @@ from .errors import ConfigError
 from .settings import build_dataclass
 
 Mode = Literal["off", "exact", "semantic"]
+# exact: only an identical context (system prompt and earlier turns) hits; meaning: proxy/conversation.py.
+Conversations = Literal["exact", "meaning"]
 # The usage a hit reports: the answer's real size, or what it cost upstream (render.py).
 HitUsage = Literal["original", "zero"]
 BUILTIN_POLICY = "default_policy.yaml"
+# Distinct model names whose policy is remembered (client-chosen names: bounded; past it, matched each time).
+MEMO_MODELS = 1024
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,11 @@ class Policy:
     mode: Mode = "semantic"
     # Cosine similarity a stored question needs to answer a new one (the guard then vets it); calibrated on the
     # tuning half of the labelled data in bench/QUALITY.md.
-    threshold: float = 0.76
+    threshold: float = 0.65
     # Long questions share more words by construction, so they need a higher bar (as ModelCache does).
-    long_threshold: float = 0.905
+    long_threshold: float = 0.92
     # A final user message longer than this many characters uses long_threshold.
-    long_after: int = 50
+    long_after: int = 60
     # The bar for questions the multilingual model embeds (non-English text): e5 packs its cosines into a narrow
     # high range, so it needs its own threshold; tuned on bench/data/multilingual.jsonl's tuning half.
     multilingual_threshold: float = 0.93
@@ -54,6 +58,10 @@ class Policy:
     # picks one at random. Until the bucket is full, variety_fill of the requests go upstream to fill it.
     variety: int = 0
     variety_fill: float = 0.5
+    # How earlier turns are compared when the question matches by meaning: "exact" (identical contexts only) or
+    # "meaning" (self-contained questions judged alone; reworded user turns, identical assistant turns, detours
+    # skipped: proxy/conversation.py). System prompts always compare exactly.
+    conversations: Conversations = "meaning"
     name: str = "default"
 
     def threshold_for(self, text: str) -> float:
@@ -101,8 +109,17 @@ class PolicySet:
         self.policies = sorted(policies, key=lambda p: (-p.specificity, p.name))
         if not any(p.match == "*" for p in self.policies):
             self.policies.append(builtin_policy())
+        self._memo: dict[str, Policy] = {}
 
     def policy_for(self, model: str) -> Policy:
+        policy = self._memo.get(model)
+        if policy is None:
+            policy = self._match(model)
+            if len(self._memo) < MEMO_MODELS:
+                self._memo[model] = policy
+        return policy
+
+    def _match(self, model: str) -> Policy:
         for policy in self.policies:
             if fnmatch.fnmatchcase(model, policy.match):
                 return policy

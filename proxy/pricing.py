@@ -11,6 +11,9 @@ import yaml
 
 from .settings import ModelPrice
 
+# Distinct model names whose price is remembered (they come from clients: bounded; past it, looked up each time).
+MEMO_MODELS = 1024
+
 
 @cache
 def default_prices() -> dict[str, ModelPrice]:
@@ -21,8 +24,18 @@ def default_prices() -> dict[str, ModelPrice]:
 class PriceTable:
     def __init__(self, prices: Mapping[str, ModelPrice] | None = None) -> None:
         self.prices = {**default_prices(), **(prices or {})}
+        self._memo: dict[str, ModelPrice | None] = {}
 
     def price_for(self, model: str) -> ModelPrice | None:
+        """Every hit asks: the glob search (hundreds of fnmatch calls) runs once per model name."""
+        if model in self._memo:
+            return self._memo[model]
+        price = self._search(model)
+        if len(self._memo) < MEMO_MODELS:
+            self._memo[model] = price
+        return price
+
+    def _search(self, model: str) -> ModelPrice | None:
         if model in self.prices:
             return self.prices[model]
         matches = [p for p in self.prices if fnmatch.fnmatchcase(model, p)]

@@ -9,7 +9,7 @@ field is replayed as the upstream sent it, `null` included.
 from __future__ import annotations
 
 import json
-import secrets
+import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,7 +47,9 @@ def fresh_id(original: Any, prefix: str) -> str:
         cuts = [i for i in (original.find("-"), original.find("_")) if i > 0]
         if cuts:
             prefix = original[:min(cuts) + 1]
-    return prefix + secrets.token_hex(16 if prefix.endswith("-") else 24)
+    # Unique, not secret: the module's generator (seeded from os.urandom, reseeded in forked workers) costs a
+    # third of secrets' system call on every hit.
+    return prefix + (f"{random.getrandbits(128):032x}" if prefix.endswith("-") else f"{random.getrandbits(192):048x}")
 
 
 def zero_counts(value: Any) -> Any:
@@ -234,6 +236,14 @@ def response(shape: Shape, stored: dict[str, Any], mode: HitUsage, stream: bool,
         return StreamingResponse(shape.stream(answer, include_usage), media_type="text/event-stream",
                                  headers={**SSE_HEADERS, **headers})
     return JSONBytesResponse(answer, headers=headers)
+
+
+def text_completion(text: str, model: str, *, answer_id: str, created: int) -> dict[str, Any]:
+    """A chat.completion for an answer that came as text (ModelCache inserts, `deja import`, `deja eval`), shaped
+    as the API sends one. No `usage`: nobody counted its tokens, so hits on it report none saved."""
+    return {"id": answer_id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                         "finish_reason": "stop"}]}
 
 
 def answer_text(response: dict[str, Any]) -> str:

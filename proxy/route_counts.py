@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from .errors import DejaError
 
@@ -26,18 +27,33 @@ def passthrough_route(request: Request) -> str:
     return f"v1/{first}" if first in API_RESOURCES else "other"
 
 
-def counted(route: str | Callable[[Request], str], handler: Handler) -> Handler:
+def counted(route: str | Callable[[Request], str], handler: Handler) -> CountedRoute:
     """`handler`, with each answer (or error Deja raised) counted under `route`."""
+    return CountedRoute(route, handler)
 
-    async def run(request: Request) -> Response:
-        label = route if isinstance(route, str) else route(request)
+
+class CountedRoute:
+    """A handler as its route's ASGI app, rather than a request function: Starlette then skips its per-request
+    wrapper (a second exception-handling layer and two closures, ~8% of an exact hit); errors reach the same
+    handlers through ExceptionMiddleware."""
+
+    def __init__(self, route: str | Callable[[Request], str], handler: Handler) -> None:
+        self.route = route
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive, send)
+        label = self.route if isinstance(self.route, str) else self.route(request)
         metrics = request.app.state.services.metrics
         try:
-            response = await handler(request)
+            response = await self.handler(request)
         except DejaError as exc:
             metrics.observe_route(label, "ERROR", exc.status_code)
             raise
-        metrics.observe_route(label, response.headers.get("x-cache-status", "NONE"), response.status_code)
-        return response
+        metrics.observe_route(label, cache_status(response), response.status_code)
+        await response(scope, receive, send)
 
-    return run
+
+def cache_status(response: Response) -> str:
+    """X-Cache-Status, read off the raw headers (a Headers view costs more than the scan)."""
+    return next((v.decode("latin-1") for k, v in response.raw_headers if k == b"x-cache-status"), "NONE")

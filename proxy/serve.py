@@ -9,8 +9,8 @@ from typing import Any
 from starlette.responses import Response
 
 from . import render
+from .cache.flights import Answer, UpstreamReply
 from .exchange import Exchange
-from .flights import Answer, UpstreamReply
 
 
 def serve_hit(exchange: Exchange) -> Response:

@@ -15,6 +15,7 @@ from .embeddings import Embedder, load_embedder
 from .metrics import Metrics, TimedEmbedder, WriteBackErrorCounter
 from .multilingual import load_multilingual
 from .policies import PolicySet, load_policies
+from .request_memo import RequestMemo
 from .revalidate import Revalidator
 from .settings import Settings
 from .stores import UnavailableStore, make_store, mask_url, store_kind
@@ -36,6 +37,8 @@ class Services:
     error_counter: logging.Handler | None = None
     # DEJA_ADMIN_TOKEN as it was at start-up: /admin and /dashboard exist only when it is set.
     admin_token: str | None = None
+    # Bodies seen recently, parsed and keyed (exchange.parse).
+    request_memo: RequestMemo = field(default_factory=RequestMemo)
 
     @classmethod
     async def open(cls, settings: Settings, *, policies: PolicySet | None = None, embedder: Embedder | None = None,

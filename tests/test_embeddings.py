@@ -55,3 +55,19 @@ def test_real_model_separates_paraphrases_from_unrelated(real_embedder):
     assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     assert float(v[0] @ v[1]) >= 0.96
     assert float(v[0] @ v[2]) < 0.3
+
+
+def test_the_model_threads_sleep_between_runs_and_embed_the_same(real_embedder):
+    import onnxruntime as ort
+
+    session = real_embedder._model.model.model
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    spinning = ort.InferenceSession(session._model_path, providers=session.get_providers())
+    texts = ["How do I reset my password?", "What is the capital of France?"]
+    quiet = real_embedder.embed(texts)
+    real_embedder._model.model.model = spinning
+    try:
+        assert np.allclose(real_embedder.embed(texts), quiet, atol=1e-6)
+    finally:
+        real_embedder._model.model.model = session

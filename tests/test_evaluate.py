@@ -112,6 +112,19 @@ def test_deja_eval_command_reports_json(tmp_path, model_dir):
     assert report["pairs"][0]["similarity"] >= 0.96
 
 
+@pytest.mark.model
+def test_a_sweep_above_the_policy_threshold_still_scores_the_policy(tmp_path, model_dir):
+    path = write_jsonl(tmp_path / "mine.jsonl", [
+        {"a": "What is the capital of France?", "b": "What is the capital city of France?", "same_answer": True}])
+    (tmp_path / "c.yaml").write_text(f"embedding:\n  cache_dir: {model_dir}\n")
+    out = subprocess.run([sys.executable, "-m", "proxy", "eval", str(path), "--json", "--threshold", "0.5",
+                          "--sweep", "0.98:0.99:0.01", "--config", str(tmp_path / "c.yaml"), "--data-dir",
+                          str(tmp_path)], capture_output=True, text=True, timeout=120, check=True)
+    report = json.loads(out.stdout)
+    assert report["total"]["served"] == 1  # cosine ~0.96: under the sweep, over the policy's 0.5
+    assert report["sweep"][0]["served"] == 0
+
+
 @pytest.mark.anyio
 async def test_explain_lists_each_wrong_decision_with_its_similarity_and_rule():
     pairs = [

@@ -100,3 +100,96 @@ def test_allows_paraphrases(cached: str, incoming: str) -> None:
 
 def test_identical_texts_never_conflict() -> None:
     assert find_conflict("Cancel it", "Cancel it") is None
+
+
+# With the default model's cosine: a one-span swap it scores as near-identical passes unless it could be an opposite.
+SWAPS_THAT_PASS = [
+    ("How do I apply for a parking permit for my street?", "How do I apply for a parking permit for my road?"),
+    ("How do I switch energy supplier?", "How do I change energy supplier?"),
+    ("How do I set up a standing order?", "How do I create a standing order?"),
+    ("How do I register with a GP surgery?", "How do I sign up with a GP surgery?"),
+    ("Does your plan include single sign-on?", "Does your plan come with single sign-on?"),
+    ("How do I apply for student finance?", "How do I go about applying for student finance?"),
+]
+SWAPS_STILL_REJECTED = [
+    ("How do I report a lost card?", "How do I report a stolen card?", "substitution"),  # close, not the same
+    ("What does my home insurance cover?", "What does my car insurance cover?", "substitution"),
+    ("Can I cancel within the cooling-off period?", "Can I cancel after the cooling-off period?", "substitution"),
+    ("What does my travel insurance cover?", "What does my travel insurance exclude?", "substitution"),
+    ("Which subjects are compulsory at GCSE?", "Which subjects are optional at GCSE?", "substitution"),
+    ("Should I water succulents in winter?", "Should I stop watering succulents in winter?", "negation"),
+    ("What's the interest rate on your easy access saver?", "What's the interest rate on your fixed rate bond?",
+     "substitution"),  # a three-word product for another
+]
+
+
+def _cosine(embedder, a: str, b: str) -> float:
+    va, vb = embedder.embed([a, b])
+    return float(va @ vb)
+
+
+@pytest.mark.parametrize(("cached", "incoming"), SWAPS_THAT_PASS)
+def test_swaps_the_model_scores_as_the_same_pass(real_embedder, cached: str, incoming: str) -> None:
+    similarity = _cosine(real_embedder, cached, incoming)
+    assert find_conflict(cached, incoming) is not None  # words alone cannot tell
+    assert find_conflict(cached, incoming, similarity) is None
+    assert find_conflict(incoming, cached, similarity) is None
+
+
+@pytest.mark.parametrize(("cached", "incoming", "rule"), SWAPS_STILL_REJECTED)
+def test_swaps_that_could_be_opposites_or_other_things_are_rejected(real_embedder, cached: str, incoming: str,
+                                                                    rule: str) -> None:
+    similarity = _cosine(real_embedder, cached, incoming)
+    assert find_conflict(cached, incoming, similarity) == rule
+    assert find_conflict(incoming, cached, similarity) == rule
+
+
+@pytest.mark.parametrize(
+    ("cached", "incoming", "rule"),
+    [
+        ("What's the capital of Australia?", "What's the capital of Austria?", "entity"),  # two letters: a new name
+        ("How do I get a refund on a gift?", "How do I get a refund on a gift card?", "modifier"),
+        ("Should I water succulents in winter?", "Should I stop watering succulents in winter?", "negation"),
+        ("Which foods should I eat before surgery?", "Which foods should I avoid before surgery?", "negation"),
+        ("Can I load hundreds of files at once?", "Can I load thousands of files at once?", "number"),
+        ("Is option 1) the cheapest?", "Is option 2) the cheapest?", "number"),
+        ("How do I check in at the hotel?", "How do I check out of the hotel?", "polarity"),
+        ("What changed in v2.1.0?", "What changed in version 2.2.0?", "number"),
+        ("Is my version the same as yours?", "Is my version not the same as yours?", "substitution"),
+    ],
+)
+def test_traps_next_to_new_allowances_are_rejected(cached: str, incoming: str, rule: str) -> None:
+    assert find_conflict(cached, incoming) == rule
+
+
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("How long does delivery take?", "How long does delivery usually take?"),  # an adverb names no new thing
+        ("What time does the shop open?", "What time does the shop normally open?"),
+        ("How do I stop my annual plan from auto-renewing?",
+         "I don't want my yearly subscription to renew automatically, how do I switch that off?"),
+        ("If the dataset has no metadata, which labels are used?",
+         "In the absence of metadata, which labels are used?"),
+        ("When does the Wembley box office open?", "When does the Wembly box office open?"),  # still a slip
+        ("By calling enable_propagation(), the default handler can be disabled to avoid double logging.",
+         "The default handler can be disabled to prevent double logging by calling enable_propagation()."),
+        ("Can I load a dataset with thousands of audio files?",
+         "Can I load a dataset with several thousand audio files?"),
+        ("The download works in two steps: 1) it downloads the raw files, and 2) then it generates the dataset.",
+         "The download is a two-step process: it first downloads the raw files, then it generates the dataset."),
+        ("How do I fill out the claim form?", "How do I fill in the claim form?"),
+        ("What changed in v2.1.0?", "What changed in version 2.1.0?"),
+        ("Using a version that is different from your local one causes issues.",
+         "Using a version that is not the same as your local one causes issues."),
+    ],
+)
+def test_new_allowances(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming) is None
+    assert find_conflict(incoming, cached) is None
+
+
+def test_a_qualifier_the_other_side_names_elsewhere_adds_nothing() -> None:
+    # "babies" is what "my baby" asks about; the other way round "my" still reads as someone else's case.
+    assert find_conflict("What are the symptoms of flu in babies?", "How can I tell if my baby has the flu?") is None
+    assert find_conflict("Can I take leave on Fridays?", "Can interns take leave on Fridays?") == "scope"

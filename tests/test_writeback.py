@@ -61,6 +61,37 @@ async def test_hits_are_counted_once_flushed(tmp_path):
         await close(cache)
 
 
+async def test_a_stream_of_hits_is_flushed_once_per_interval(tmp_path, monkeypatch):
+    cache = await opened_cache(tmp_path)
+    touches = []
+    try:
+        cache.submit(request("popular"), POLICY, answer("x"))
+        await cache.drain()
+        record = await cache.store.get_exact(request("popular").exact_key)
+        real_touch = cache.store.touch
+
+        async def touch(hits):
+            touches.append(sum(n for n, _ in hits.values()))
+            await real_touch(hits)
+
+        monkeypatch.setattr(cache.store, "touch", touch)
+        for _ in range(50):
+            cache.record_hit(record.id)
+            await asyncio.sleep(0.002)  # the worker runs between hits, as it does between requests
+        assert touches == [1]  # the first hit's flush; the other 49 wait for the interval
+        for _ in range(100):  # no further hit brings a token: the worker flushes them by itself
+            if len(touches) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert touches == [1, 49]
+        cache.record_hit(record.id)
+        await cache.drain()  # flushes at once, interval or not
+        assert touches == [1, 49, 1]
+        assert (await cache.store.get_many([record.id]))[record.id].hits == 51
+    finally:
+        await close(cache)
+
+
 async def test_new_partitions_are_embedded_in_one_batch_at_write_back(tmp_path):
     embedder = HashEmbedder()
     cache = await opened_cache(tmp_path, embedder=embedder)
@@ -149,9 +180,9 @@ async def test_long_pairs_are_vetted_off_the_event_loop(make_proxy, monkeypatch)
     threads = []
     real = lookup_module.find_conflict
 
-    def spy(cached, incoming):
+    def spy(cached, incoming, similarity=None):
         threads.append(threading.current_thread() is threading.main_thread())
-        return real(cached, incoming)
+        return real(cached, incoming, similarity)
 
     monkeypatch.setattr(lookup_module, "find_conflict", spy)
     async with make_proxy() as proxy:

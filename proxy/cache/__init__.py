@@ -1,5 +1,6 @@
-"""The semantic cache over one store: lookup.py decides hits, writer.py stores answers after their responses,
-maintenance.py sweeps and saves, leases.py coalesces misses across replicas, semantic.py holds them together."""
+"""The semantic cache over one store: lookup.py decides hits (reading through hot.py's records in memory), writer.py
+stores answers after their responses, maintenance.py sweeps and saves, flights.py coalesces identical misses in
+this process and leases.py across replicas; semantic.py holds them together."""
 
 from .lookup import Hit, Lookup, Rejection
 from .semantic import SemanticCache

@@ -17,12 +17,14 @@ from typing import Literal
 import numpy as np
 
 from ..canonical import CacheRequest
+from ..conversation import context_rejection
 from ..embedding_router import EmbedderRouter
+from ..embeddings import DEFAULT_MODEL_NAME
 from ..guard import find_conflict
-from ..hot import HotRecords
 from ..policies import Policy
 from ..stores.base import Entry, Store
 from ..terms import usable
+from .hot import HotRecords
 
 log = logging.getLogger("deja.cache")
 
@@ -61,15 +63,15 @@ class Lookup:
 
 
 def rejection(request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
-              max_stale: int = 0) -> str | None:
+              max_stale: int = 0, similarity: float | None = None, context_agreed: bool = False) -> str | None:
     """The check a similar-enough candidate fails, or None when it may answer: the same conversation ("context"),
     still fresh ("stale"; `max_stale` seconds past its TTL still count), and no difference the guard sees as
     answer-changing (the rule's name)."""
-    if candidate.context_digest != request.context_digest:
+    if candidate.context_digest != request.context_digest and not context_agreed:
         return "context"
     if not usable(candidate, now, max_age, max_stale):
         return "stale"
-    return find_conflict(candidate.question, request.question)
+    return find_conflict(candidate.question, request.question, similarity)
 
 
 class Matcher:
@@ -105,12 +107,18 @@ class Matcher:
         threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
         candidates = [(i, s) for i, s in candidates if s >= threshold]
+        # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
+        calibrated = name.split("@")[0] == DEFAULT_MODEL_NAME
         records = await self.records(i for i, _ in candidates)
         for entry_id, similarity in candidates:
             candidate = records.get(entry_id)
             if candidate is None or not self.own(request, candidate):
                 continue
-            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale)
+            sim = similarity if calibrated else None
+            reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale, sim)
+            if reason == "context" and policy.conversations == "meaning":
+                reason = (await context_rejection(request, candidate, lane.batcher.embed_many)
+                          or await self._rejection_off_loop(request, candidate, now, max_age, max_stale, sim, True))
             if reason is None:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
@@ -156,8 +164,10 @@ class Matcher:
         return False
 
     async def _rejection_off_loop(self, request: CacheRequest, candidate: Entry, now: float, max_age: int | None,
-                                  max_stale: int) -> str | None:
+                                  max_stale: int, similarity: float | None = None,
+                                  context_agreed: bool = False) -> str | None:
         """The guard's cost grows with the texts: long pairs are vetted on a thread, so the loop keeps serving."""
         if len(candidate.question) + len(request.question) <= GUARD_INLINE_CHARS:
-            return rejection(request, candidate, now, max_age, max_stale)
-        return await asyncio.to_thread(rejection, request, candidate, now, max_age, max_stale)
+            return rejection(request, candidate, now, max_age, max_stale, similarity, context_agreed)
+        return await asyncio.to_thread(rejection, request, candidate, now, max_age, max_stale, similarity,
+                                       context_agreed)

@@ -19,11 +19,11 @@ import numpy as np
 from ..canonical import CacheRequest
 from ..embedding_router import EmbedderRouter
 from ..embeddings import Embedder
-from ..flights import FlightTable
-from ..hot import HotRecords
 from ..policies import Policy
 from ..stores.base import Entry, EntryFilter, Store
 from ..writeback import AnswerBudget
+from .flights import FlightTable
+from .hot import HotRecords
 from .leases import FlightLeases
 from .lookup import Hit, Lookup, Matcher
 from .maintenance import Maintenance

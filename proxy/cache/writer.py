@@ -19,12 +19,12 @@ import numpy as np
 
 from ..canonical import CacheRequest
 from ..embedding_router import EmbedderRouter
-from ..flights import FlightTable
-from ..hot import HotRecords
 from ..limits import answer_size
 from ..policies import Policy
 from ..stores.base import Entry, Store
 from ..writeback import AnswerBudget, PendingHits
+from .flights import FlightTable
+from .hot import HotRecords
 from .maintenance import Maintenance
 
 log = logging.getLogger("deja.cache")
@@ -75,6 +75,7 @@ class Writer:
         self._queue: asyncio.Queue[StoreJob | object | WriterJob] = asyncio.Queue()
         self.budget = AnswerBudget(queue_size, queue_bytes, max_answer_bytes)
         self.pending_hits = PendingHits()
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._worker: asyncio.Task[None] | None = None
         # Answers committed: /healthz sees the store take writes again after a failure (health.py).
         self.committed = 0
@@ -86,6 +87,8 @@ class Writer:
         """Store everything queued, then stop the worker."""
         if self._worker is not None:
             await self.drain()
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
             self._worker = None
@@ -105,6 +108,14 @@ class Writer:
     def record_hit(self, entry_id: int) -> None:
         if self.pending_hits.add(entry_id, self.clock()):
             self._queue.put_nowait(FLUSH_HITS)
+        elif self._flush_timer is None and self.pending_hits.waiting:
+            # Held back by the flush interval: flushed then, even if no further hit brings a token.
+            self._flush_timer = asyncio.get_running_loop().call_later(self.pending_hits.interval, self._flush_held)
+
+    def _flush_held(self) -> None:
+        self._flush_timer = None
+        if self.pending_hits.due(now=True):
+            self._queue.put_nowait(FLUSH_HITS)
 
     async def in_writer(self, work: Callable[[], Awaitable[Any]]) -> Any:
         """Run `work` in the worker, after what is queued already; returns its result."""
@@ -115,7 +126,9 @@ class Writer:
         return await job.result
 
     async def drain(self) -> None:
-        """Wait until everything queued so far is stored."""
+        """Wait until everything queued so far is stored, hits counted so far included."""
+        if self.pending_hits.due(now=True):
+            self._queue.put_nowait(FLUSH_HITS)
         await self._queue.join()
 
     @property

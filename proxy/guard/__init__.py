@@ -5,8 +5,7 @@ search the proxy asks `find_conflict(cached_question, incoming_question)`; any n
 rule that makes it a miss. The rules (rules.py, word lists in data/) look only at what decides an answer and never
 at phrasing, so typos, filler and synonyms pass.
 
-Conversations are not this package's business: the proxy requires the same context (system prompt and earlier
-turns) exactly, the only design that kept conversation traps near zero (bench/QUALITY.md).
+Earlier turns of a conversation are proxy/conversation.py's business; it asks the guard about reworded user turns.
 """
 
 from __future__ import annotations
@@ -18,13 +17,14 @@ from .rules import RULE_NAMES, RULES, Pair
 __all__ = ["RULE_NAMES", "features", "find_conflict"]
 
 
-def find_conflict(cached: str, incoming: str) -> str | None:
-    """Name of the first rule saying the two questions need different answers, or None if none does."""
+def find_conflict(cached: str, incoming: str, similarity: float | None = None) -> str | None:
+    """Name of the first rule saying the two questions need different answers, or None if none does.
+    `similarity` (the default model's cosine of the two) lets near-identical swaps pass (rules.SWAP_SIMILARITY)."""
     if cached == incoming:
         return None
     if is_foreign(cached) or is_foreign(incoming):
         return find_script_conflict(cached, incoming)  # the rules below read English words only
-    pair = Pair(cached, incoming)
+    pair = Pair(cached, incoming, similarity)
     for name, rule in RULES:
         if rule(pair):
             return name

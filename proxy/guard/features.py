@@ -13,6 +13,7 @@ from .lexicon import (
     DIRECTION_CUES,
     FILLER_WORDS,
     KNOWN_TERMS,
+    NEGATIVE_WORDS,
     NOT_NAMES,
     REWRITES,
     STOPWORDS,
@@ -207,7 +208,9 @@ def features(text: str) -> Features:
     calendar = frozenset(CALENDAR[t] for t in tokens if t in CALENDAR)
     negated = bool(NEGATION_RE.search(lower))
     inabilities = None
-    if negated and len(NEGATION_RE.findall(lower)) == len(INABILITY_RE.findall(lower)):
+    if not words.isdisjoint(NEGATIVE_WORDS):
+        negated = True  # "in the absence of metadata" says what "if there's no metadata" says
+    elif negated and len(NEGATION_RE.findall(lower)) == len(INABILITY_RE.findall(lower)):
         inabilities = frozenset(singular(m.group(1)) for m in INABILITY_RE.finditer(lower))
         if inabilities & SUBJECTS:
             inabilities = None

@@ -36,6 +36,7 @@ GRAMMAR_WORDS = _set("grammar_words")
 PERSONAL_PRONOUNS = _set("personal_pronouns")
 QUALIFYING_PREPOSITIONS = _set("qualifying_prepositions")
 DIRECTION_CUES = _set("direction_cues")
+NEGATIVE_WORDS = _set("negative_words")
 NEGATING_PREFIXES = tuple(_WORDS["negating_prefixes"].split())
 RESTATING_HEADS = _set("restating_heads")
 REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _load("phrases.yaml")["rewrites"]]
@@ -91,6 +92,26 @@ def _load_wordnet() -> dict[str, list[int]]:
 WORDNET = _load_wordnet()
 
 
+def _lines(name: str) -> list[str]:
+    text = resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if not line.startswith("#")]
+
+
+ADVERBS = frozenset(_lines("wordnet_adverbs.txt"))
+
+
+def _load_antonyms() -> dict[str, frozenset[str]]:
+    opposites: dict[str, set[str]] = {}
+    for line in _lines("wordnet_antonyms.txt"):
+        x, y = line.split()
+        opposites.setdefault(x, set()).add(y)
+        opposites.setdefault(y, set()).add(x)
+    return {word: frozenset(others) for word, others in opposites.items()}
+
+
+ANTONYMS = _load_antonyms()
+
+
 # Inflections tried back to a WordNet lemma: "quickest" -> "quick", "activated" -> "activate".
 _LEMMA_ENDINGS = (("iest", "y"), ("ies", "y"), ("ied", "y"), ("est", ""), ("er", ""), ("ing", ""), ("ing", "e"),
                   ("ed", ""), ("ed", "e"), ("es", ""), ("s", ""))
@@ -103,6 +124,12 @@ def _lemmas(phrase: str) -> set[str]:
         if word.endswith(ending) and len(word) - len(ending) >= 3:
             found.add(word[: -len(ending)] + replacement)
     return found
+
+
+def wordnet_antonyms(x: str, y: str) -> bool:
+    """Whether WordNet makes the two words opposites in one of their most frequent senses ("compulsory"/"optional")."""
+    right = _lemmas(y)
+    return any(not right.isdisjoint(ANTONYMS.get(w, ())) for w in _lemmas(x))
 
 
 def wordnet_synonyms(x: str, y: str) -> bool:

@@ -10,6 +10,7 @@ from functools import cached_property
 
 from .features import Features, Tokens, diff, edits, features
 from .lexicon import (
+    ADVERBS,
     CLOSED_CLASS_SETS,
     FILLER_WORDS,
     GENERIC_WORDS,
@@ -20,9 +21,16 @@ from .lexicon import (
     QUALIFYING_PREPOSITIONS,
     RESTATING_HEADS,
     STOPWORDS,
+    WORDNET,
     singular,
+    wordnet_antonyms,
     wordnet_synonyms,
 )
+
+# A one-span swap the default model (all-MiniLM-L6-v2) scores this close says the same thing in other words:
+# synonyms in context score >= 0.91 ("street"/"road" 0.97, "set up"/"create" 0.95, "register"/"sign up" 0.92),
+# swapped things <= 0.87 ("lost"/"stolen card" 0.87, "home"/"car insurance" 0.81, "boat"/"fishing licence").
+SWAP_SIMILARITY = 0.90
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Pair:
 
     cached: str
     incoming: str
+    similarity: float | None = None  # the embeddings' cosine, when the caller has it
 
     @cached_property
     def a(self) -> Features:
@@ -42,6 +51,8 @@ class Pair:
 
 
 Rule = Callable[[Pair], bool]
+# The second pole of each pair (closed, exclude, remove, stop…): a word swapped for one of these may be its opposite.
+SECOND_POLE_WORDS = frozenset(word for pair in POLE_SETS for word in pair[-1])
 
 
 def number(p: Pair) -> bool:
@@ -105,7 +116,13 @@ def _mentions(name: str, words: frozenset[str]) -> bool:
     """`name` or a typo of it (one slip in five letters) occurs among `words`."""
     if name in words:
         return True
-    return len(name) >= 5 and any(w[0] == name[0] and abs(len(w) - len(name)) <= 2 and _close(w, name) for w in words)
+    # One letter more or less in a short word is a slip; two ("Austria"/"Australia") make another word.
+    return len(name) >= 5 and any(w[0] == name[0] and abs(len(w) - len(name)) <= _slack(w, name) and _close(w, name)
+                                  for w in words)
+
+
+def _slack(word: str, name: str) -> int:
+    return 1 if min(len(word), len(name)) < 9 else 2
 
 
 def _one_sided_names(a: Features, b: Features) -> bool:
@@ -150,8 +167,8 @@ def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens,
             continue
         if len(added) > 1 and added[0] in QUALIFYING_PREPOSITIONS:
             return True
-        if any(singular(w) in members for w in added for members in CLOSED_CLASS_SETS.values()):
-            return True  # "can I work from home" vs "can contractors work from home"
+        if any(singular(w) in members and w not in elsewhere for w in added for members in CLOSED_CLASS_SETS.values()):
+            return True  # "can I work from home" vs "can contractors work from home" (not "flu in babies")
     return False
 
 
@@ -190,15 +207,28 @@ def _variant(x: str, y: str) -> bool:
     return x[0] == y[0] and SequenceMatcher(None, x, y).ratio() >= 0.8
 
 
+def _opposable(left: Tokens, right: Tokens) -> bool:
+    """Whether a swap could turn the question round, which cosine cannot see: a preposition that qualifies
+    ("within"/"after"), the second pole of a polarity pair ("cover"/"exclude", "stop watering") or WordNet
+    antonyms ("compulsory"/"optional"). A span that is one WordNet phrase ("set up", "come with") is one word."""
+    def words(span: Tokens) -> Tokens:
+        return ("_".join(span),) if len(span) > 1 and "_".join(span) in WORDNET else span
+    left, right = words(left), words(right)
+    if any(w in QUALIFYING_PREPOSITIONS or w in SECOND_POLE_WORDS for w in left + right):
+        return True
+    return any(wordnet_antonyms(x, y) for x in left for y in right)
+
+
 def substitution(p: Pair) -> bool:
     """A minimal edit that swaps one short span for another ("home insurance" vs "car insurance", "within" vs
     "after"): the texts agree on everything else, so the swapped words are what the question is about. Swaps of
-    grammatical words, word forms, typos and listed synonyms are not differences."""
+    grammatical words, word forms, typos and listed synonyms are not differences, nor is a swap the embeddings
+    score as near-identical in context (SWAP_SIMILARITY) unless it could be an opposite."""
     ta, _, changes = diff(p.cached, p.incoming)
     if len(changes) != 1 or changes[0][0] != "replace":
         return False
     _, left, right = changes[0]
-    if len(left) > 2 or len(right) > 2 or len(ta) - len(left) < 2:
+    if len(left) > 3 or len(right) > 3 or len(ta) - len(left) < 2:
         return False
     left = tuple(w for w in left if w not in GRAMMAR_WORDS)
     right = tuple(w for w in right if w not in GRAMMAR_WORDS)
@@ -209,12 +239,15 @@ def substitution(p: Pair) -> bool:
         return False
     if wordnet_synonyms(" ".join(left), " ".join(right)):
         return False  # "sign up" / "register", "shop" / "store"
+    if p.similarity is not None and p.similarity >= SWAP_SIMILARITY and not _opposable(left, right):
+        return False  # "street" / "road", "switch" / "change"
     return "".join(left) != "".join(right)  # "sign up" vs "signup"
 
 
 def modifier(p: Pair) -> bool:
     """The only edit adds one word next to a shared content word: "gift" vs "gift card", "warranty" vs "extended
-    warranty" name another thing. Nouns that restate their head ("capital city", "insurance policy") pass."""
+    warranty" name another thing. Nouns that restate their head ("capital city", "insurance policy") pass, and so
+    do adverbs ("how long does it usually take"), which qualify a verb, not a thing."""
     ta, tb, ops = edits(p.cached, p.incoming)
     if len(ops) != 1 or ops[0][0] not in ("insert", "delete"):
         return False
@@ -224,7 +257,7 @@ def modifier(p: Pair) -> bool:
         return False
     word = longer[start]
     if word in STOPWORDS or word in FILLER_WORDS or word in GENERIC_WORDS or word in GRAMMAR_WORDS \
-            or word in RESTATING_HEADS:
+            or word in RESTATING_HEADS or word in ADVERBS:
         return False
     neighbours = longer[max(0, start - 1) : start] + longer[end : end + 1]
     return any(n not in STOPWORDS and n not in GRAMMAR_WORDS for n in neighbours)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .stores.base import Entry
+from ..stores.base import Entry
 
 DEFAULT_CAPACITY = 10_000
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import DejaError
+from ..errors import DejaError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,167 @@
+"""Conversations by meaning (proxy/conversation.py): the context read back exactly, self-contained questions,
+turn alignment with the real model, and the lookup over each store."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+
+from proxy.canonical import build_chat_request, validate_body
+from proxy.conversation import MAX_ALIGNED_TURNS, read_context, self_contained, turns_rejection
+from proxy.policies import builtin_policy
+
+pytestmark = pytest.mark.anyio
+POLICY = builtin_policy()
+EXACT = dataclasses.replace(POLICY, conversations="exact")
+
+PASSWORD = "How do I reset my password?"
+PASSWORD_REWORDED = "How can I reset my password?"
+ANSWER = "Open Settings > Security and choose 'Reset password'. We email you a link."
+FOLLOW_UP = "What if I no longer have access to my email?"
+
+
+def request(messages: list[dict[str, Any]]):
+    body = validate_body({"model": "m", "messages": messages})
+    return build_chat_request(body, {"authorization": "Bearer k"}, fallback_key=None, share_across_keys=False)
+
+
+def chat(*turns: str, system: str | None = None) -> list[dict[str, Any]]:
+    """Alternating user/assistant turns, the last one the user's question."""
+    prompt = [{"role": "system", "content": system}] if system else []
+    return prompt + [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+
+
+def answer(text: str) -> dict:
+    return {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+
+
+def test_context_is_read_back_exactly():
+    built = request(chat("hi\nthere", "hello", "system: not a role line?", system="Be brief."))
+    context = read_context(built.context_text, built.context_digest)
+    assert context is not None
+    assert context.prompts == ("system: Be brief.",)
+    assert context.turns == (("user", "hi\nthere"), ("assistant", "hello"))
+
+
+@pytest.mark.parametrize("messages", [
+    chat("first line\nuser: looks like a turn", "ok", "and now?"),  # the text cannot be split back faithfully
+    [{"role": "user", "content": "hi", "name": "alice"}, {"role": "assistant", "content": "hello"},
+     {"role": "user", "content": "and now?"}],  # a field the text leaves out
+    [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "t", "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+     {"role": "tool", "tool_call_id": "t", "content": "sunny"}, {"role": "user", "content": "and now?"}],
+])
+def test_contexts_the_text_does_not_capture_are_never_compared_by_meaning(messages):
+    built = request(messages)
+    assert read_context(built.context_text, built.context_digest) is None
+
+
+@pytest.mark.parametrize("question", [
+    "Is PulseFit open on Christmas Day?",
+    "What's the weight limit for cabin bags?",
+    "Do you charge anything if I pay by card instead of direct debit?",
+    "Do you accept Amex?",
+    "How many screens can stream at the same time on the Family plan?",
+])
+def test_self_contained_questions(question):
+    assert self_contained(question)
+
+
+@pytest.mark.parametrize("question", [
+    "cancel it",
+    "How much does it cost?",
+    "yes please, go ahead",
+    "the second one",
+    "how much notice do I need to give?",  # names no subject of its own
+    "What's the deadline?",
+    "Is the museum open on Sundays?",  # which museum: days say when, not what
+    "so what's the total then?",
+    "¿Cuánto cuesta el envío a Madrid?",  # not English: the word lists cannot tell
+])
+def test_questions_that_lean_on_the_conversation(question):
+    assert not self_contained(question)
+
+
+@pytest.fixture
+def embed(real_embedder):
+    async def run(texts: list[str]) -> np.ndarray:
+        return np.asarray(real_embedder.embed(texts))
+    return run
+
+
+def turns(*texts: str) -> tuple[tuple[str, str], ...]:
+    return tuple(("user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(texts))
+
+
+@pytest.mark.model
+async def test_reworded_user_turn_with_the_same_answer_agrees(embed):
+    assert await turns_rejection(turns(PASSWORD, ANSWER), turns(PASSWORD_REWORDED, ANSWER), embed) is None
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(("cached", "incoming", "reason"), [
+    # a changed detail in a user turn: the guard refuses whatever the cosine
+    (turns("Book a table for 4 people on Friday", "Done."), turns("Book a table for 12 people on Friday", "Done."),
+     "context-turns"),
+    # the assistant offered something else: "yes please" means another thing
+    (turns("My plan renews tomorrow", "Shall I cancel it?"), turns("My plan renews tomorrow", "Shall I renew it?"),
+     "context-assistant"),
+    # options in another order: "the second one" is the other option
+    (turns("Which plans?", "1) Basic at £5, 2) Pro at £9"), turns("Which plans?", "1) Pro at £9, 2) Basic at £5"),
+     "context-assistant"),
+    # another subject with the same reply text
+    (turns("I want to cancel my gym membership", "Sure."), turns("I want to cancel my phone contract", "Sure."),
+     "context-turns"),
+])
+async def test_changed_turns_refuse(embed, cached, incoming, reason):
+    assert await turns_rejection(cached, incoming, embed) == reason
+
+
+@pytest.mark.model
+async def test_a_detour_is_skipped_but_never_the_exchange_before_the_question(embed):
+    cached = turns(PASSWORD, ANSWER)
+    detour = turns("Is the app down today?", "No, all systems are running.")
+    assert await turns_rejection(cached, (*detour, *cached), embed) is None
+    assert await turns_rejection(cached, (*cached, *detour), embed) == "context-turns"
+    assert await turns_rejection((), cached, embed) == "context-turns"  # "it" in a fresh chat vs after a topic
+
+
+async def test_overlong_conversations_are_not_aligned():
+    async def never(texts: list[str]) -> np.ndarray:
+        raise AssertionError("nothing to embed")
+
+    chat_turns = turns(*[f"turn {n}" for n in range(MAX_ALIGNED_TURNS + 2)])
+    assert await turns_rejection(chat_turns[2:], chat_turns, never) == "context-turns"
+    at_limit = chat_turns[:MAX_ALIGNED_TURNS]
+    assert await turns_rejection(at_limit, at_limit, never) is None
+
+
+async def put(cache, messages, policy=POLICY) -> None:
+    cache.submit(request(messages), policy, answer(f"about {messages[-1]['content']}"))
+    await cache.drain()
+
+
+async def served(cache, messages, policy=POLICY) -> str | None:
+    hit = (await cache.lookup(request(messages), policy, None)).hit
+    return None if hit is None else hit.record.response["choices"][0]["message"]["content"]
+
+
+@pytest.mark.model
+async def test_lookup_matches_conversations_by_meaning_over_each_store(tmp_path, opened, real_embedder):
+    async with opened(tmp_path, real_embedder) as cache:
+        await put(cache, chat(PASSWORD, ANSWER, FOLLOW_UP, system="You are Acme's helpdesk."))
+        reworded = chat(PASSWORD_REWORDED, ANSWER, FOLLOW_UP, system="You are Acme's helpdesk.")
+        assert await served(cache, reworded) == f"about {FOLLOW_UP}"
+        assert await served(cache, reworded, EXACT) is None
+        assert await served(cache, chat(PASSWORD_REWORDED, ANSWER, FOLLOW_UP, system="You are a pirate.")) is None
+        assert await served(cache, chat("How do I delete my account?", ANSWER, FOLLOW_UP,
+                                        system="You are Acme's helpdesk.")) is None
+        # a self-contained question after unrelated turns: judged by itself, the system prompt still counts
+        await put(cache, chat("hi", "Hello! How can I help?", "Is Acme open on Christmas Day?"))
+        other_talk = chat("my parcel is late", "Sorry, it is on its way.", "Is Acme open on Christmas Day?")
+        assert await served(cache, other_talk) == "about Is Acme open on Christmas Day?"
+        assert await served(cache, other_talk, EXACT) is None
