@@ -36,7 +36,8 @@ class Relay:
 
     def __init__(self, chunks: AsyncGenerator[bytes, None], flight: Flight) -> None:
         self.flight = flight
-        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # One chunk ahead at most: while the leader reads, the upstream is read at its pace, as without a relay.
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1)
         self._leader_here = True
         self._task = asyncio.ensure_future(self._pump(chunks))
         _keep(self._task)
@@ -47,13 +48,14 @@ class Relay:
         try:
             async for chunk in chunks:
                 if self._leader_here:
-                    self._queue.put_nowait(chunk)
+                    await self._queue.put(chunk)
                 elif not self.flight.followers:
                     break
         finally:
             await chunks.aclose()  # closes the upstream stream (tee_stream's own `finally`)
             self.flight.land(None)  # no-op when the tee landed the answer
-            self._queue.put_nowait(None)
+            if self._leader_here:
+                await self._queue.put(None)
 
     async def stream(self) -> AsyncIterator[bytes]:
         try:
@@ -65,6 +67,8 @@ class Relay:
     def leader_gone(self) -> None:
         """The leader's client stopped reading: the pump goes on for the followers, or stops when there are none."""
         self._leader_here = False
+        while not self._queue.empty():  # a pump waiting to hand over a chunk goes on
+            self._queue.get_nowait()
 
 
 class FlightStreamingResponse(StreamingResponse):

@@ -87,12 +87,14 @@ def test_hung_upstream_is_a_504_and_the_proxy_keeps_serving(deja):
 
 def test_client_disconnect_mid_stream_stores_nothing(deja, fake):
     upstream, _ = fake
-    with deja.client.stream("POST", "/v1/chat/completions", headers={"Authorization": "Bearer sk-chaos"},
+    # A namespace of its own: at the default threshold "DRIP slowly to me" (stored above) would answer it.
+    own = {"X-Cache-Namespace": "hang-up"}
+    with deja.client.stream("POST", "/v1/chat/completions", headers={"Authorization": "Bearer sk-chaos", **own},
                             json={"model": "gpt-4o-mini", "stream": True,
                                   "messages": [{"role": "user", "content": "DRIP then I hang up"}]}) as response:
         next(response.iter_bytes())
     time.sleep(0.5)
-    assert deja.chat("DRIP then I hang up").headers["x-cache-status"] == "MISS"
+    assert deja.chat("DRIP then I hang up", headers=own).headers["x-cache-status"] == "MISS"
     assert calls_for(upstream, "DRIP then I hang up") == 2
 
 
