@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector
 
 from .activity import Activity
 from .health import Operation, RecentErrors
+from .memo import Memo
 from .pricing import PriceTable
 from .settings import ModelPrice
 from .status import Status
@@ -113,7 +114,7 @@ class Metrics:
                                ["event"], registry=r)
         self._models: set[str] = set()
         self._others: set[str] = set()  # names already labelled "other" (a decision that never changes)
-        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self._children: Memo[tuple[Any, tuple[str, ...]], Any] = Memo(lambda key: key[0].labels(*key[1]), MAX_CHILDREN)
         self.activity = Activity(clock)
         # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
         self.max_label_chars = 64
@@ -148,13 +149,7 @@ class Metrics:
 
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, remembered: the same few series are counted on every request."""
-        key = (metric, labels)
-        found = self._children.get(key)
-        if found is None:
-            found = metric.labels(*labels)
-            if len(self._children) < MAX_CHILDREN:
-                self._children[key] = found
-        return found
+        return self._children((metric, labels))
 
     # -- observations ---------------------------------------------------------------------------------------------
 

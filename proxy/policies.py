@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 
 from .errors import ConfigError
+from .memo import Memo
 from .settings import build_dataclass
 
 Mode = Literal["off", "exact", "semantic"]
@@ -109,15 +110,10 @@ class PolicySet:
         self.policies = sorted(policies, key=lambda p: (-p.specificity, p.name))
         if not any(p.match == "*" for p in self.policies):
             self.policies.append(builtin_policy())
-        self._memo: dict[str, Policy] = {}
+        self._memo: Memo[str, Policy] = Memo(self._match, MEMO_MODELS)
 
     def policy_for(self, model: str) -> Policy:
-        policy = self._memo.get(model)
-        if policy is None:
-            policy = self._match(model)
-            if len(self._memo) < MEMO_MODELS:
-                self._memo[model] = policy
-        return policy
+        return self._memo(model)
 
     def _match(self, model: str) -> Policy:
         for policy in self.policies:

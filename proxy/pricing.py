@@ -9,6 +9,7 @@ from importlib import resources
 
 import yaml
 
+from .memo import Memo
 from .settings import ModelPrice
 
 # Distinct model names whose price is remembered (they come from clients: bounded; past it, looked up each time).
@@ -24,16 +25,11 @@ def default_prices() -> dict[str, ModelPrice]:
 class PriceTable:
     def __init__(self, prices: Mapping[str, ModelPrice] | None = None) -> None:
         self.prices = {**default_prices(), **(prices or {})}
-        self._memo: dict[str, ModelPrice | None] = {}
+        self._memo: Memo[str, ModelPrice | None] = Memo(self._search, MEMO_MODELS)
 
     def price_for(self, model: str) -> ModelPrice | None:
         """Every hit asks: the glob search (hundreds of fnmatch calls) runs once per model name."""
-        if model in self._memo:
-            return self._memo[model]
-        price = self._search(model)
-        if len(self._memo) < MEMO_MODELS:
-            self._memo[model] = price
-        return price
+        return self._memo(model)
 
     def _search(self, model: str) -> ModelPrice | None:
         if model in self.prices:

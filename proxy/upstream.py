@@ -8,6 +8,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import BadRequestError, DejaError, UpstreamTimeoutError, UpstreamUnreachableError
+from .memo import Memo
 from .settings import Settings
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those httpx sets itself never cross the proxy.
@@ -47,7 +48,8 @@ class UpstreamClient:
         # trust_env stays on: the user's HTTPS_PROXY applies to the upstream.
         self.client = httpx.AsyncClient(timeout=timeout, transport=transport,
                                         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        self._urls: dict[str, httpx.URL] = {}
+        # httpx parses URL strings in pure Python: each upstream URL is parsed once.
+        self.url: Memo[str, httpx.URL] = Memo(httpx.URL, PARSED_URLS)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -66,13 +68,6 @@ class UpstreamClient:
             out["Authorization"] = f"Bearer {self.api_key}"
         return out
 
-    def url(self, text: str) -> httpx.URL:
-        url = self._urls.get(text)
-        if url is None:
-            url = httpx.URL(text)
-            if len(self._urls) < PARSED_URLS:
-                self._urls[text] = url
-        return url
 
     async def send(self, method: str, path: str, query: str, headers: Mapping[str, str],
                    body: bytes | AsyncIterator[bytes], *, decoded: bool, base: str | None = None) -> httpx.Response:
