@@ -18,6 +18,9 @@ class Memo(Generic[K, V]):
         self._limit = limit
         self._values: dict[K, V] = {}
 
+    def __len__(self) -> int:
+        return len(self._values)
+
     def __call__(self, key: K) -> V:
         try:
             return self._values[key]

@@ -9,6 +9,8 @@ import json
 import httpx
 import pytest
 
+from proxy.memo import Memo
+
 pytestmark = pytest.mark.anyio
 
 TOKEN = "admin-secret-token"
@@ -105,12 +107,12 @@ async def test_passthrough_forwards_a_normalised_path_under_the_base(proxy):
 
 
 async def test_upstream_urls_parsed_once_still_carry_each_path_and_query(proxy, monkeypatch):
-    monkeypatch.setattr("proxy.upstream.PARSED_URLS", 2)
+    monkeypatch.setattr(proxy.services.upstream, "url", Memo(httpx.URL, 2))
     for _ in range(2):
         for n in range(4):
             response = await proxy.client.get(f"/v1/models/m{n}?page={n}", headers={"Authorization": "Bearer k"})
             assert (response.json()["path"], response.json()["query"]) == (f"/v1/models/m{n}", f"page={n}")
-    assert len(proxy.services.upstream._urls) == 2
+    assert len(proxy.services.upstream.url) == 2
 
 # -- defect 4: the server key is not an open relay ------------------------------------------------------------
 
