@@ -60,10 +60,11 @@ def with_usage(endpoint: Endpoint, target: Target, client_body: Any) -> bytes | 
 
 
 def refresh_call(request: Request, target: Target, client_body: dict[str, Any]) -> UpstreamCall:
-    """The request that found a stale entry, asked again in the background, as one plain (unstreamed) answer."""
+    """The request that found a stale entry, asked again in the background, as one plain (unstreamed) answer, with
+    the client's query (Azure's `api-version` is in it)."""
     body = {k: v for k, v in client_body.items() if k not in ("stream", "stream_options")}
-    return UpstreamCall("POST", target.path, "", dict(target.headers or request.headers), json.dumps(body).encode(),
-                        base=target.base)
+    return UpstreamCall("POST", target.path, request.url.query, dict(target.headers or request.headers),
+                        json.dumps(body).encode(), base=target.base)
 
 
 def passthrough_call(request: Request) -> UpstreamCall:

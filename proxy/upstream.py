@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from urllib.parse import quote
 
 import httpx
@@ -39,14 +40,20 @@ def translate_error(exc: httpx.TransportError) -> DejaError:
     return UpstreamUnreachableError(f"The upstream could not be reached: {type(exc).__name__}: {exc}")
 
 
+def no_cookies() -> CookieJar:
+    """A jar that refuses every cookie (an empty allow-list of domains): clients' own Cookie headers still pass."""
+    return CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+
+
 class UpstreamClient:
     def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base = settings.upstream.rstrip("/")
         self.api_key = settings.upstream_api_key
         timeout = httpx.Timeout(connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout,
                                 write=settings.upstream_read_timeout, pool=settings.upstream_connect_timeout)
-        # trust_env stays on: the user's HTTPS_PROXY applies to the upstream.
-        self.client = httpx.AsyncClient(timeout=timeout, transport=transport,
+        # trust_env stays on: the user's HTTPS_PROXY applies to the upstream. The client is shared by every tenant,
+        # so it keeps no cookies: one tenant's Set-Cookie must never ride on another tenant's requests.
+        self.client = httpx.AsyncClient(timeout=timeout, transport=transport, cookies=no_cookies(),
                                         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         # httpx parses URL strings in pure Python: each upstream URL is parsed once.
         self.url: Memo[str, httpx.URL] = Memo(httpx.URL, PARSED_URLS)

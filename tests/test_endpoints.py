@@ -232,3 +232,26 @@ async def test_export_and_import_keep_every_endpoints_entries(make_proxy, realis
         assert [r.headers["x-cache-status"] for r in again] == ["HIT"] * 3 and realistic.calls == upstream_calls
         assert again[0].json()["output"] == first[0]["output"]
         assert again[2].json()["data"][0]["embedding"] == first[2]["data"][0]["embedding"]
+
+
+async def test_upstream_cookies_never_reach_another_tenants_requests(make_proxy):
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    cookies_seen: list[str | None] = []
+
+    async def models(request: Request) -> JSONResponse:
+        cookies_seen.append(request.headers.get("cookie"))
+        response = JSONResponse({"object": "list", "data": []})
+        response.set_cookie("session", "tenant-a-secret")
+        return response
+
+    app = Starlette(routes=[Route("/v1/models", models)])
+    async with make_proxy(transport=httpx.ASGITransport(app=app)) as deja:
+        first = await deja.client.get("/v1/models", headers={"Authorization": "Bearer sk-a"})
+        assert "tenant-a-secret" in first.headers["set-cookie"]  # the client that was sent it still gets it
+        deja.client.cookies.clear()
+        await deja.client.get("/v1/models", headers={"Authorization": "Bearer sk-b"})
+        assert cookies_seen == [None, None]

@@ -106,3 +106,21 @@ async def test_other_endpoints_get_the_volatile_ttl_and_stale_refreshes(make_pro
         assert fresh.headers["x-cache-status"] == "HIT" and "response #3 " in fresh.text
         # The volatile answer is past its 5 s and never served stale.
         assert (await respond("What's the weather in Paris today?")).headers["x-cache-status"] == "MISS"
+
+
+async def test_azure_refresh_keeps_the_api_version(make_proxy):
+    from .fakes import RealisticUpstream
+
+    realistic = RealisticUpstream()
+    now = [1000.0]
+    path = "/openai/deployments/dep/chat/completions?api-version=2024-10-21"
+    body = {"messages": [{"role": "user", "content": "What is the capital of Chile?"}]}
+    async with make_proxy(policies=SWR, transport=httpx.ASGITransport(app=realistic.app)) as proxy:
+        proxy.cache.clock = lambda: now[0]
+        await proxy.client.post(path, json=body, headers={"api-key": "k"})
+        await proxy.cache.drain()
+        now[0] += 15
+        stale = await proxy.client.post(path, json=body, headers={"api-key": "k"})
+        assert stale.headers["x-cache-status"] == "STALE"
+        await refreshed(proxy)
+        assert [seen["query"] for seen in realistic.seen] == ["api-version=2024-10-21"] * 2
