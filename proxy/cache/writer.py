@@ -22,7 +22,7 @@ from ..embedding_router import EmbedderRouter
 from ..limits import answer_size
 from ..policies import Policy
 from ..stores.base import Entry, Store
-from ..writeback import AnswerBudget, PendingHits
+from .backlog import AnswerBudget, PendingHits
 from .flights import FlightTable
 from .hot import HotRecords
 from .maintenance import Maintenance
