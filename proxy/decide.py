@@ -23,9 +23,6 @@ from .variety import variety_lookup
 log = logging.getLogger("deja.decide")
 
 
-LookUp = Callable[[Exchange[Any]], Awaitable[None]]
-
-
 def bypass_reason(exchange: Exchange[Any]) -> str | None:
     """Why this request must neither be looked up nor stored, or None."""
     if exchange.policy.mode == "off":

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 
 from .access import token_matches
 from .canonical import SHARED_TENANT, CacheRequest, Owner, build_chat_request, sha256_hex, tenant_of, validate_body
-from .errors import DejaError, UnauthorizedError, openai_error_body
+from .errors import DejaError, UnauthorizedError
 from .incoming import read_body, services_of
 from .render import answer_text, text_completion
 from .services import Services
@@ -74,13 +74,6 @@ def caller_of(services: Services, headers: Mapping[str, str], body: Mapping[str,
     return Caller((key if " " in key else f"Bearer {key}") if key else None,
                   headers.get("openai-organization", ""), headers.get("openai-project", ""),
                   headers.get("x-cache-namespace", ""))
-
-
-def unauthenticated() -> Response:
-    error = UnauthorizedError("/modelcache needs a tenant's API key (Authorization: Bearer <key>, or \"auth\" in "
-                              "the body) or the admin token.", code="missing_api_key")
-    return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                        headers={"X-Cache-Status": Status.ERROR.value})
 
 
 class ModelCacheError(Exception):
@@ -222,7 +215,8 @@ async def modelcache(request: Request) -> Response:
         body = parse_body(raw)
         caller = caller_of(services, request.headers, body)
         if caller is None:
-            return unauthenticated()
+            raise UnauthorizedError("/modelcache needs a tenant's API key (Authorization: Bearer <key>, or \"auth\" "
+                                    "in the body) or the admin token.", code="missing_api_key")
         kind = body.get("type")
         if kind not in TYPES:
             return JSONResponse(query_result(102, f"type exception, should one of {TYPES}"))
