@@ -37,9 +37,9 @@ def bypass_reason(exchange: Exchange[Any]) -> str | None:
     return None
 
 
-async def decide(exchange: Exchange[E], look_up: Callable[[Exchange[E]], Awaitable[None]]) -> None:
-    """Set the exchange's status, and its hit when the cache answers. `look_up`: the endpoint's own (chat-like:
-    `look_up` here; embeddings: per item), which sets the hit, or bypasses through `lookup_failed`."""
+async def decide(exchange: Exchange[E], find: Callable[[Exchange[E]], Awaitable[None]]) -> None:
+    """Set the exchange's status, and its hit when the cache answers. `find`: the endpoint's look-up (chat-like:
+    `look_up` below; embeddings: one per item), which sets the hit, or bypasses through `lookup_failed`."""
     reason = bypass_reason(exchange)
     if reason is not None:
         exchange.bypass(reason)
@@ -47,7 +47,7 @@ async def decide(exchange: Exchange[E], look_up: Callable[[Exchange[E]], Awaitab
     elif exchange.control.no_cache:
         exchange.status = Status.REFRESH
     else:
-        await look_up(exchange)
+        await find(exchange)
         if exchange.hit is not None:
             return  # counted with its match type
     exchange.services.metrics.observe_request(exchange.chat.model, exchange.status)
