@@ -8,6 +8,9 @@ Entries are separated by construction, never filtered after the fact:
 
 Only the final question is embedded. The context decides *which* conversation a question belongs to and is
 compared on its own, so a long shared history cannot drown a changed question (and vice versa).
+
+Tenant and namespace come as an `Owner`: read from the credential headers on the HTTP path (`owner_of`), given
+as they are by ModelCache, `deja import` and `deja eval`.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ BOOKKEEPING_FIELDS = frozenset({
 })
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_NAMESPACE_LENGTH = 128
-# The only headers a CacheRequest depends on: request_memo.py remembers built requests under their values.
+# The only headers owner_of reads, so the only ones a CacheRequest depends on: request_memo.py remembers built
+# requests under their values.
 KEY_HEADERS = ("authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "x-cache-namespace")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 

@@ -148,21 +148,17 @@ class Batch:
             return
         services.metrics.observe_lookup(time.perf_counter() - started)
         self.hits = [lookup.hit for lookup in lookups]
-        if self.hits[0] is not None and all(hit is not None for hit in self.hits):
+        if all(hit is not None for hit in self.hits):
             exchange.status = Status.HIT
             exchange.hit = self.hits[0]
-
-    @property
-    def cached(self) -> int:
-        return sum(hit is not None for hit in self.hits)
 
 
 async def forward_missing(exchange: Exchange[Keying], batch: Batch) -> Response:
     """The uncached items in one upstream call (shared by concurrent identical misses), merged with the cached ones
     in input order; the answer to each forwarded item is written back when the exchange stores."""
     services, body, items, hits = exchange.services, exchange.body, batch.items, batch.hits
-    cached = batch.cached
     missing = [i for i, hit in enumerate(hits) if hit is None]
+    cached = len(items) - len(missing)
 
     async def call() -> EmbeddingReply:
         sent = exchange.raw if not cached else json.dumps(
