@@ -39,7 +39,7 @@ from .errors import BadRequestError
 from .exchange import Exchange, parse
 from .forward import send
 from .leaders import shared_call
-from .outgoing import to_target
+from .outgoing import items_call, to_target
 from .policies import Policy
 from .render import cache_headers, zero_counts
 from .status import Status
@@ -161,10 +161,10 @@ async def forward_missing(exchange: Exchange[Keying], batch: Batch) -> Response:
     cached = len(items) - len(missing)
 
     async def call() -> EmbeddingReply:
-        sent = exchange.raw if not cached else json.dumps(
-            {**exchange.client_body, "input": [items[i] for i in missing]}).encode()
+        outgoing = to_target(exchange.request, exchange.target, exchange.raw) if not cached else items_call(
+            exchange.request, exchange.target, exchange.client_body, [items[i] for i in missing])
         started = time.perf_counter()
-        upstream = await send(services, to_target(exchange.request, exchange.target, sent))
+        upstream = await send(services, outgoing)
         exchange.upstream_seconds = time.perf_counter() - started
         services.metrics.observe_upstream(body["model"], exchange.upstream_seconds)
         reply = read_reply(upstream.status_code, response_headers(upstream, decoded=True),
