@@ -71,7 +71,7 @@ class Writer:
         self.flights = flights
         self.maintenance = maintenance
         self.clock = clock
-        # Unbounded itself: answers are bounded by `budget`, hits merged in `pending_hits` (writeback.py).
+        # Unbounded itself: answers are bounded by `budget`, hits merged in `pending_hits` (backlog.py).
         self._queue: asyncio.Queue[StoreJob | object | WriterJob] = asyncio.Queue()
         self.budget = AnswerBudget(queue_size, queue_bytes, max_answer_bytes)
         self.pending_hits = PendingHits()
