@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from proxy.canonical import build_chat_request
+from proxy.canonical import Owner, build_chat_request, tenant_of
 from proxy.embeddings import load_embedder
 from proxy.settings import EmbeddingSettings
 from proxy.stores.index import IndexSet, VectorIndex
@@ -46,7 +46,7 @@ def populate(data_dir: Path, n: int, models: Path) -> dict:
     items = workload(400)
     seeds = embedder.embed([q for q, _, _ in items])
     requests = [build_chat_request({"model": MODEL, "messages": [{"role": "user", "content": q}]},
-                                   {"authorization": f"Bearer {API_KEY}"}, fallback_key=None, share_across_keys=False)
+                                   Owner(tenant_of(f"Bearer {API_KEY}")))
                 for q, _, _ in items]
     partition = requests[0].partition
     rng = np.random.default_rng(7)

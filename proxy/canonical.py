@@ -8,10 +8,14 @@ Entries are separated by construction, never filtered after the fact:
 
 Only the final question is embedded. The context decides *which* conversation a question belongs to and is
 compared on its own, so a long shared history cannot drown a changed question (and vice versa).
+
+Tenant and namespace come as an `Owner`: read from the credential headers on the HTTP path (`owner_of`), given
+as they are by ModelCache, `deja import` and `deja eval`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -37,7 +41,8 @@ BOOKKEEPING_FIELDS = frozenset({
 })
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 MAX_NAMESPACE_LENGTH = 128
-# The only headers a CacheRequest depends on: request_memo.py remembers built requests under their values.
+# The only headers owner_of reads, so the only ones a CacheRequest depends on: request_memo.py remembers built
+# requests under their values.
 KEY_HEADERS = ("authorization", "api-key", "x-api-key", "openai-organization", "openai-project", "x-cache-namespace")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 
@@ -127,13 +132,38 @@ def validate_body(body: Any) -> dict[str, Any]:
     return body
 
 
-def tenant_of(headers: Mapping[str, str], fallback_key: str | None) -> str:
-    """SHA-256 of the upstream credential (plus organisation/project, which change what a key may see)."""
+def tenant_of(credential: str, organization: str = "", project: str = "") -> str:
+    """SHA-256 of an upstream credential as a client sends it (`Bearer sk-…`, an `api-key` value; "" for none),
+    plus organisation/project, which change what a key may see."""
+    return sha256_hex("tenant", credential, organization, project)
+
+
+SHARED_TENANT = sha256_hex("shared")  # a policy's share_across_keys: one tenant for every key
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose entries a request reads and writes: its tenant and namespace (both part of the partition)."""
+
+    tenant: str
+    namespace: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.namespace) > MAX_NAMESPACE_LENGTH:
+            raise BadRequestError(f"X-Cache-Namespace is longer than {MAX_NAMESPACE_LENGTH} characters")
+
+
+def owner_of(headers: Mapping[str, str], *, fallback_key: str | None, share_across_keys: bool) -> Owner:
+    """An HTTP request's owner, from its credential headers (the configured upstream key when it sends none) and
+    X-Cache-Namespace. Reads only KEY_HEADERS."""
+    namespace = headers.get("x-cache-namespace", "")
+    if share_across_keys:
+        return Owner(SHARED_TENANT, namespace)
     credential = headers.get("authorization") or headers.get("api-key") or headers.get("x-api-key")
     if not credential and fallback_key:
         credential = f"Bearer {fallback_key}"
-    return sha256_hex("tenant", credential or "", headers.get("openai-organization", ""),
-                      headers.get("openai-project", ""))
+    return Owner(tenant_of(credential or "", headers.get("openai-organization", ""),
+                           headers.get("openai-project", "")), namespace)
 
 
 @dataclass(frozen=True)
@@ -156,22 +186,10 @@ class CacheRequest:
     semantic_ok: bool
 
 
-def namespace_of(headers: Mapping[str, str]) -> str:
-    namespace = headers.get("x-cache-namespace", "")
-    if len(namespace) > MAX_NAMESPACE_LENGTH:
-        raise BadRequestError(f"X-Cache-Namespace is longer than {MAX_NAMESPACE_LENGTH} characters")
-    return namespace
-
-
-def build_cache_request(body: dict[str, Any], headers: Mapping[str, str], *, params: dict[str, Any],
-                        context: Any, context_text: str, question: str, semantic_ok: bool,
-                        fallback_key: str | None, share_across_keys: bool, tenant: str | None = None) -> CacheRequest:
-    """`params`: every answer-changing field but the conversation; `context`: what comes before the question;
-    `tenant`: fixed by the caller instead of derived from the headers (ModelCache's own partition)."""
-    namespace = namespace_of(headers)
-    if tenant is None:
-        tenant = sha256_hex("shared") if share_across_keys else tenant_of(headers, fallback_key)
-    partition = sha256_hex("partition", tenant, canonical_json(params), namespace)
+def build_cache_request(body: dict[str, Any], owner: Owner, *, params: dict[str, Any], context: Any,
+                        context_text: str, question: str, semantic_ok: bool) -> CacheRequest:
+    """`params`: every answer-changing field but the conversation; `context`: what comes before the question."""
+    partition = sha256_hex("partition", owner.tenant, canonical_json(params), owner.namespace)
     context_digest = sha256_hex("context", canonical_json(context))
     stream_options = body.get("stream_options")
     return CacheRequest(
@@ -179,19 +197,28 @@ def build_cache_request(body: dict[str, Any], headers: Mapping[str, str], *, par
         model=body["model"],
         stream=bool(body.get("stream", False)),
         include_usage=isinstance(stream_options, dict) and bool(stream_options.get("include_usage")),
-        tenant=tenant,
-        namespace=namespace,
+        tenant=owner.tenant,
+        namespace=owner.namespace,
         partition=partition,
         context_digest=context_digest,
         context_text=context_text,
         question=question,
-        exact_key=sha256_hex("exact", partition, context_digest, question),
+        exact_key=exact_key(partition, context_digest, question),
         semantic_ok=semantic_ok,
     )
 
 
-def build_chat_request(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str | None,
-                       share_across_keys: bool, tenant: str | None = None) -> CacheRequest:
+def exact_key(partition: str, context_digest: str, question: str) -> str:
+    return sha256_hex("exact", partition, context_digest, question)
+
+
+def with_question(request: CacheRequest, question: str) -> CacheRequest:
+    """The same request asking `question` instead: one item of an embeddings batch (same partition and context)."""
+    return dataclasses.replace(request, question=question,
+                               exact_key=exact_key(request.partition, request.context_digest, question))
+
+
+def build_chat_request(body: dict[str, Any], owner: Owner) -> CacheRequest:
     params = {k: v for k, v in body.items() if k not in BOOKKEEPING_FIELDS}
     messages = [_normalise_message(m) for m in body["messages"]]
     *earlier, final = messages
@@ -199,9 +226,8 @@ def build_chat_request(body: dict[str, Any], headers: Mapping[str, str], *, fall
     context = [*earlier, {**final_rest, "non_text": _non_text_parts(final.get("content"))}]
     question = normalise_text(text_of(final.get("content")))
     context_text = "\n".join(f"{m['role']}: {text_of(m.get('content'))}" for m in earlier)
-    return build_cache_request(body, headers, params=params, context=context, context_text=context_text,
-                               question=question, semantic_ok=final.get("role") == "user" and bool(question),
-                               fallback_key=fallback_key, share_across_keys=share_across_keys, tenant=tenant)
+    return build_cache_request(body, owner, params=params, context=context, context_text=context_text,
+                               question=question, semantic_ok=final.get("role") == "user" and bool(question))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import uvicorn
 
@@ -28,6 +29,8 @@ from .settings import ADMIN_TOKEN_ENV, WORKER_SETTINGS_ENV, Settings, load_setti
 log = logging.getLogger("deja")
 # A worker of `--workers N` loads the embedding model and connects to the store before it is ready.
 WORKER_START_SECONDS = 120.0
+# Where a browser on this machine reaches a server bound to every address (browsers refuse 0.0.0.0 itself).
+LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 class DejaServer(uvicorn.Server):
@@ -56,16 +59,22 @@ class DejaServer(uvicorn.Server):
 
 
 def ready_lines(settings: Settings, host: str, port: int, workers: int = 1) -> str:
-    """What `deja serve` prints once it serves: where, in front of what, on which store, and the dashboard."""
+    """What `deja serve` prints once it serves: where, in front of what, on which store, and the dashboard (a link
+    a browser on this machine opens: loopback for a wildcard address, the token escaped for the page to decode)."""
     from .services import describe_store
 
-    base = f"http://{host}:{port}"
+    local = f"http://{url_host(LOOPBACK.get(host, host))}:{port}"
     token = settings.admin_token
-    dashboard = (f"{base}/dashboard#token={token}" if token
-                 else f"off (set {ADMIN_TOKEN_ENV} to enable /admin and {base}/dashboard)")
-    return "\n".join([f"deja listening on {base}" + (f" ({workers} workers)" if workers > 1 else ""),
+    dashboard = (f"{local}/dashboard#token={quote(token, safe='')}" if token
+                 else f"off (set {ADMIN_TOKEN_ENV} to enable /admin and {local}/dashboard)")
+    several = f" ({workers} workers)" if workers > 1 else ""
+    return "\n".join([f"deja listening on http://{url_host(host)}:{port}{several}",
                       f"  upstream   {settings.upstream}", f"  store      {describe_store(settings)}",
                       f"  dashboard  {dashboard}"])
+
+
+def url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def serve(settings: Settings, workers: int = 1) -> int:

@@ -8,11 +8,12 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from .cache.flights import Answer, Failure
+from .endpoints import Endpoint
 from .exchange import Exchange
 from .serve import serve_coalesced
 
 
-async def coalesce(exchange: Exchange) -> Response | None:
+async def coalesce(exchange: Exchange[Endpoint]) -> Response | None:
     """A follower's response; None when this exchange must forward: it leads (`exchange.flight` is then set, to be
     landed by forward.py), or its leader ended without an answer."""
     flights = exchange.services.cache.flights

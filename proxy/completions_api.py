@@ -6,11 +6,10 @@ different requests. Token-array and multi-prompt requests are cached exactly onl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from . import render
-from .canonical import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, canonical_json, require_model
+from .canonical import BOOKKEEPING_FIELDS, CacheRequest, Owner, build_cache_request, canonical_json, require_model
 from .endpoints import ChunkTee, Endpoint
 from .errors import BadRequestError
 from .sse import STORABLE_FINISH, StreamAssembler, accumulate
@@ -27,17 +26,15 @@ def validate(body: Any) -> dict[str, Any]:
     return body
 
 
-def build(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str | None,
-          share_across_keys: bool) -> CacheRequest:
+def build(body: dict[str, Any], owner: Owner) -> CacheRequest:
     params = {k: v for k, v in body.items() if k not in BOOKKEEPING_FIELDS and k != "prompt"}
     prompt = body["prompt"]
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
     text = prompt if isinstance(prompt, str) else None
     return build_cache_request(
-        body, headers, params={**params, "deja_endpoint": "completions"}, context=[], context_text="",
-        question=text if text is not None else canonical_json(prompt), semantic_ok=bool(text and text.strip()),
-        fallback_key=fallback_key, share_across_keys=share_across_keys)
+        body, owner, params={**params, "deja_endpoint": "completions"}, context=[], context_text="",
+        question=text if text is not None else canonical_json(prompt), semantic_ok=bool(text and text.strip()))
 
 
 def storable(answer: Any) -> bool:

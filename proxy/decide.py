@@ -2,16 +2,19 @@
 
 A lookup that fails (store or embedder down) bypasses the cache: the request is forwarded uncached. A hit past its
 TTL but inside the policy's stale-while-revalidate window is served STALE while one background request refreshes
-it (revalidate.py). Every decision is counted once here (deja_requests_total).
+it (revalidate.py). Every decision is counted once here (deja_requests_total), a hit with its match type.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .debug import debug_wanted, describe_miss
-from .exchange import Exchange
+from .endpoints import Endpoint
+from .exchange import E, Exchange
 from .outgoing import refresh_call
 from .status import Status
 from .terms import is_stale
@@ -20,7 +23,7 @@ from .variety import variety_lookup
 log = logging.getLogger("deja.decide")
 
 
-def bypass_reason(exchange: Exchange) -> str | None:
+def bypass_reason(exchange: Exchange[Any]) -> str | None:
     """Why this request must neither be looked up nor stored, or None."""
     if exchange.policy.mode == "off":
         return "policy off"
@@ -34,8 +37,9 @@ def bypass_reason(exchange: Exchange) -> str | None:
     return None
 
 
-async def decide(exchange: Exchange) -> None:
-    """Set the exchange's status, and its hit when the cache answers."""
+async def decide(exchange: Exchange[E], find: Callable[[Exchange[E]], Awaitable[None]]) -> None:
+    """Set the exchange's status, and its hit when the cache answers. `find`: the endpoint's look-up (chat-like:
+    `look_up` below; embeddings: one per item), which sets the hit, or bypasses through `lookup_failed`."""
     reason = bypass_reason(exchange)
     if reason is not None:
         exchange.bypass(reason)
@@ -43,22 +47,28 @@ async def decide(exchange: Exchange) -> None:
     elif exchange.control.no_cache:
         exchange.status = Status.REFRESH
     else:
-        await look_up(exchange)
+        await find(exchange)
         if exchange.hit is not None:
             return  # counted with its match type
     exchange.services.metrics.observe_request(exchange.chat.model, exchange.status)
 
 
-async def look_up(exchange: Exchange) -> None:
+def lookup_failed(exchange: Exchange[Any], exc: Exception) -> None:
+    """The store or the embedder failed: the request is forwarded uncached (called in the `except` block)."""
+    log.exception("cache lookup failed; forwarding uncached")
+    exchange.services.metrics.count_error("store", exc)  # skipped when the embedder counted it already
+    exchange.bypass("lookup failed")
+
+
+async def look_up(exchange: Exchange[Endpoint]) -> None:
+    """One canonical request: exact key, then by meaning (cache/lookup.py); a stale hit starts a refresh."""
     services, cache, terms = exchange.services, exchange.services.cache, exchange.terms
     started = time.perf_counter()
     try:
         exchange.chat, found = await variety_lookup(cache, exchange.chat, terms, services.metrics)
         lookup = found or await cache.lookup(exchange.chat, terms.policy, terms.max_age, terms.max_stale)
     except Exception as exc:
-        log.exception("cache lookup failed; forwarding uncached")
-        services.metrics.count_error("store", exc)  # skipped when the embedder counted it already
-        exchange.bypass("lookup failed")
+        lookup_failed(exchange, exc)
         return
     services.metrics.observe_lookup(time.perf_counter() - started)
     hit = lookup.hit

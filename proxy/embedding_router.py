@@ -33,7 +33,6 @@ class EmbedderRouter:
                  expected: Callable[[], int]) -> None:
         self.lanes = [Lane(e, EmbeddingBatcher(e, max_batch=max_batch, window=window, expected=expected), n == 0)
                       for n, e in enumerate(embedders)]
-        self._by_name = {lane.embedder.name: lane for lane in self.lanes}
 
     def lane_for(self, text: str) -> Lane | None:
         """The first lane whose model reads `text`; None: no model can, so only exact matching applies."""
@@ -56,9 +55,6 @@ class EmbedderRouter:
             for n, vector in zip(positions, vectors, strict=True):
                 out[n] = (vector, lane.embedder.name)
         return out
-
-    def by_name(self, embedder: str | None) -> Lane | None:
-        return self._by_name.get(embedder) if embedder is not None else None
 
     def close(self) -> None:
         for lane in self.lanes:

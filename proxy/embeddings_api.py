@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,20 +24,27 @@ from starlette.responses import JSONResponse, Response
 
 from .cache.flights import UpstreamReply
 from .cache.lookup import Hit
-from .canonical import CacheRequest, build_cache_request, canonical_json, parse_cache_control, require_model
-from .endpoints import Target
+from .canonical import (
+    CacheControl,
+    CacheRequest,
+    Owner,
+    build_cache_request,
+    canonical_json,
+    require_model,
+    with_question,
+)
+from .decide import decide, lookup_failed
+from .endpoints import Keying, Target
 from .errors import BadRequestError
+from .exchange import Exchange, parse
 from .forward import send
-from .incoming import parse_json, read_body, services_of
 from .leaders import shared_call
-from .outgoing import to_target
+from .outgoing import items_call, to_target
 from .policies import Policy
 from .render import cache_headers, zero_counts
-from .services import Services
 from .status import Status
+from .terms import Terms
 from .upstream import read_all, response_headers
-
-log = logging.getLogger("deja.embeddings")
 
 ENCODINGS = ("float", "base64")
 KEY_IGNORES = frozenset({"input", "user", "encoding_format"})
@@ -71,13 +77,21 @@ def input_items(body: dict[str, Any]) -> list[Any]:
     return [items] if isinstance(items, str) or _is_tokens(items) else list(items)
 
 
-def item_request(body: dict[str, Any], item: Any, headers: Mapping[str, str], *, fallback_key: str | None,
-                 share_across_keys: bool) -> CacheRequest:
+def batch_request(body: dict[str, Any], owner: Owner) -> CacheRequest:
+    """The batch as one canonical request: the partition every item shares, the whole input as its question. Each
+    item is looked up and stored as its own request in that partition (`with_question`)."""
     params = {k: v for k, v in body.items() if k not in KEY_IGNORES}
     params.update(deja_endpoint="embeddings", encoding_format=body.get("encoding_format") or "float")
-    return build_cache_request(body, headers, params=params, context=[], context_text="",
-                               question=canonical_json(item), semantic_ok=False, fallback_key=fallback_key,
-                               share_across_keys=share_across_keys)
+    return build_cache_request(body, owner, params=params, context=[], context_text="",
+                               question=canonical_json(body["input"]), semantic_ok=False)
+
+
+def item_terms(chat: CacheRequest, policy: Policy, headers: Mapping[str, str], control: CacheControl) -> Terms:
+    """A vector neither ages nor is matched by meaning: no time-sensitivity, never stale, no X-Cache-Threshold."""
+    return Terms(policy, control.max_age, 0, None, True)
+
+
+EMBEDDINGS = Keying(name="embeddings", path="/embeddings", validate=validate, build=batch_request, terms=item_terms)
 
 
 def is_embedding(entry: Any) -> bool:
@@ -106,57 +120,69 @@ def _tokens(usage: Any) -> int:
 
 async def embed_call(request: Request, target: Target) -> Response:
     """One embeddings request (`/v1/embeddings` or an Azure twin): every item cached, or the missing ones forwarded."""
-    services = services_of(request)
-    raw = await read_body(request, services.settings.max_body_bytes)
-    client_body = parse_json(raw)
-    body = validate(target.keyed(client_body))
-    policy = services.policies.policy_for(body["model"])
-    control = parse_cache_control(request.headers.get("cache-control"))
-    items = input_items(body)
-    requests = [item_request(body, item, request.headers, fallback_key=services.settings.upstream_api_key,
-                             share_across_keys=policy.share_across_keys) for item in items]
-    hits: list[Hit | None] = [None] * len(items)
-    if policy.mode == "off" or control.no_store:
-        status = Status.BYPASS
-    elif control.no_cache:
-        status = Status.REFRESH
-    else:
-        status = Status.MISS
+    exchange = await parse(request, EMBEDDINGS, target)
+    batch = Batch(exchange.chat, input_items(exchange.body))
+    await decide(exchange, batch.look_up)
+    if exchange.hit is not None:
+        return serve_all(exchange, batch)
+    return await forward_missing(exchange, batch)
+
+
+class Batch:
+    """An embeddings exchange's items, each its own canonical request, and (once looked up) its hit or None."""
+
+    def __init__(self, chat: CacheRequest, items: list[Any]) -> None:
+        self.items = items
+        self.requests = [with_question(chat, canonical_json(item)) for item in items]
+        self.hits: list[Hit | None] = [None] * len(items)
+
+    async def look_up(self, exchange: Exchange[Keying]) -> None:
+        """Every item by its exact key; the exchange is a HIT only when all are found (the first one stands for it)."""
+        services, terms = exchange.services, exchange.terms
+        started = time.perf_counter()
         try:
-            lookups = await asyncio.gather(*(services.cache.lookup(r, policy, control.max_age) for r in requests))
+            lookups = await asyncio.gather(*(services.cache.lookup(r, terms.policy, terms.max_age, terms.max_stale)
+                                             for r in self.requests))
         except Exception as exc:
-            log.exception("cache lookup failed; forwarding uncached")
-            services.metrics.count_error("store", exc)
-            status = Status.BYPASS
-        else:
-            hits = [lookup.hit for lookup in lookups]
-    cached = sum(hit is not None for hit in hits)
-    if status is Status.MISS and cached == len(items):
-        return serve_all(body, hits, policy, services)
-    services.metrics.observe_request(body["model"], status)
+            lookup_failed(exchange, exc)
+            return
+        services.metrics.observe_lookup(time.perf_counter() - started)
+        self.hits = [lookup.hit for lookup in lookups]
+        if all(hit is not None for hit in self.hits):
+            exchange.status = Status.HIT
+            exchange.hit = self.hits[0]
+
+
+async def forward_missing(exchange: Exchange[Keying], batch: Batch) -> Response:
+    """The uncached items in one upstream call (shared by concurrent identical misses), merged with the cached ones
+    in input order; the answer to each forwarded item is written back when the exchange stores."""
+    services, body, items, hits = exchange.services, exchange.body, batch.items, batch.hits
     missing = [i for i, hit in enumerate(hits) if hit is None]
-    forward = client_body if not cached else {**client_body, "input": [items[i] for i in missing]}
+    cached = len(items) - len(missing)
 
     async def call() -> EmbeddingReply:
+        outgoing = to_target(exchange.request, exchange.target, exchange.raw) if not cached else items_call(
+            exchange.request, exchange.target, exchange.client_body, [items[i] for i in missing])
         started = time.perf_counter()
-        upstream = await send(services, to_target(request, target,
-                                                  raw if not cached else json.dumps(forward).encode()))
-        services.metrics.observe_upstream(body["model"], time.perf_counter() - started)
+        upstream = await send(services, outgoing)
+        exchange.upstream_seconds = time.perf_counter() - started
+        services.metrics.observe_upstream(body["model"], exchange.upstream_seconds)
         reply = read_reply(upstream.status_code, response_headers(upstream, decoded=True),
                            await read_all(upstream), len(missing))
-        if reply.data is not None and status is not Status.BYPASS:  # stored by the caller that asked, not followers
+        if reply.data is not None and exchange.stores:  # stored by the caller that asked, not followers
             tokens = split_tokens(_tokens(reply.answer.get("usage")), [items[i] for i in missing])
             for i, item, n in zip(missing, reply.data, tokens, strict=True):
                 entry = {**item, "model": reply.answer.get("model"), "usage": {"prompt_tokens": n, "total_tokens": n}}
                 entry.pop("index", None)
-                services.cache.submit(requests[i], policy, entry)
+                services.cache.submit(batch.requests[i], exchange.policy, entry)
         return reply
 
-    if status is Status.MISS:  # concurrent identical misses (same tenant, partition and items) share one call
-        reply, coalesced = await shared_call(services.cache.flights, batch_key(requests, missing), call)
+    if exchange.status is Status.MISS:  # concurrent identical misses (same tenant, partition and items) share one call
+        reply, coalesced = await shared_call(services.cache.flights, batch_key(batch.requests, missing), call)
     else:
         reply, coalesced = await call(), False
-    headers = {**reply.headers, "X-Cache-Status": status, **({"X-Cache-Coalesced": "true"} if coalesced else {})}
+    headers = {**reply.headers, "X-Cache-Status": exchange.status,
+               **({"X-Cache-Coalesced": "true"} if coalesced else {})}
     if reply.data is None:
         return Response(reply.content, status_code=reply.status_code, headers=headers)  # errors pass as sent
     answer, data = reply.answer, reply.data
@@ -170,7 +196,7 @@ async def embed_call(request: Request, target: Target) -> Response:
     for i, hit in enumerate(hits):
         if hit is not None:
             merged[i] = _item(hit, i)
-            spent += 0 if policy.hit_usage == "zero" else _tokens(hit.record.response.get("usage"))
+            spent += 0 if exchange.policy.hit_usage == "zero" else _tokens(hit.record.response.get("usage"))
             services.cache.record_hit(hit.record.id)
             services.metrics.observe_saved(body["model"], hit.record.response.get("usage"))
     return JSONResponse({**answer, "data": merged, "usage": {"prompt_tokens": spent, "total_tokens": spent}},
@@ -201,24 +227,26 @@ def batch_key(requests: list[CacheRequest], missing: list[int]) -> str:
     return "embeddings:" + hashlib.sha256(joined.encode()).hexdigest()
 
 
-def serve_all(body: dict[str, Any], hits: list[Hit | None], policy: Policy, services: Services) -> Response:
+def serve_all(exchange: Exchange[Keying], batch: Batch) -> Response:
     """Every item cached: the answer is built from the entries alone."""
-    found = [hit for hit in hits if hit is not None]
+    services, model = exchange.services, exchange.body["model"]
+    found = [hit for hit in batch.hits if hit is not None]
     spent = sum(_tokens(hit.record.response.get("usage")) for hit in found)
     usage = {"prompt_tokens": spent, "total_tokens": spent}
     # One request, one hit (the first item stands for the batch); every item's tokens were saved.
-    services.metrics.observe_hit(body["model"], found[0], found[0].record.question)
+    services.metrics.observe_hit(model, found[0], found[0].record.question)
     for hit in found:
         services.cache.record_hit(hit.record.id)
         if hit is not found[0]:
-            services.metrics.observe_saved(body["model"], hit.record.response.get("usage"))
+            services.metrics.observe_saved(model, hit.record.response.get("usage"))
     headers = cache_headers(Status.HIT, found[0], time.time())
     headers["Age"] = str(max(0, int(time.time() - min(hit.record.created_at for hit in found))))
     headers["X-Cache-Key"] = ",".join(str(hit.record.id) for hit in found[:MAX_KEYS_IN_HEADER])
     headers["X-Cache-Items"] = f"{len(found)}/{len(found)}"
     return JSONResponse({"object": "list", "data": [_item(hit, i) for i, hit in enumerate(found)],
-                         "model": found[0].record.response.get("model") or body["model"],
-                         "usage": zero_counts(usage) if policy.hit_usage == "zero" else usage}, headers=headers)
+                         "model": found[0].record.response.get("model") or model,
+                         "usage": zero_counts(usage) if exchange.policy.hit_usage == "zero" else usage},
+                        headers=headers)
 
 
 def _item(hit: Hit, index: int) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""What each cached endpoint brings to the one request flow (flow.py): how its body is checked and keyed, which
-answers may be stored, how a streamed miss is read while it passes, and how a cached answer is shaped.
+"""What each cached endpoint brings to the one request flow (flow.py): how its body is checked and keyed (Keying),
+which answers may be stored, how a streamed miss is read while it passes, and how a cached answer is shaped.
 
 Misses go to a `Target`: a path under the OpenAI upstream, or an Azure deployment's URL (azure.py).
 """
@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import render
-from .canonical import CacheRequest, build_chat_request, validate_body
+from .canonical import CacheControl, CacheRequest, Owner, build_chat_request, validate_body
+from .policies import Policy
 from .sse import EventReader, StreamAssembler, encode_event, storable
+from .terms import Terms, request_terms
 
 
 class StreamTee(Protocol):
@@ -25,22 +27,31 @@ class StreamTee(Protocol):
     def result(self) -> dict[str, Any] | None: ...
 
 
-Builder = Callable[..., CacheRequest]
+Builder = Callable[[dict[str, Any], Owner], CacheRequest]
+TermsOf = Callable[[CacheRequest, Policy, Mapping[str, str], CacheControl], Terms]
 
 
-@dataclass(frozen=True)
-class Endpoint:
+@dataclass(frozen=True, kw_only=True)
+class Keying:
+    """How an endpoint's requests are checked and keyed (exchange.parse) and whether one is cached (decide.py)."""
     name: str  # the route label on /metrics
     path: str  # under the upstream base
-    shape: render.Shape
     validate: Callable[[Any], dict[str, Any]]
-    build: Builder  # (body, headers, *, fallback_key, share_across_keys) -> CacheRequest
+    build: Builder
+    # Why a request must not be cached at all (state held upstream…), or None.
+    bypass: Callable[[dict[str, Any]], str | None] = lambda body: None
+    terms: TermsOf = request_terms  # the policy as this request is served under it
+
+
+@dataclass(frozen=True, kw_only=True)
+class Endpoint(Keying):
+    """An endpoint whose answer is one stored entry: which answers are stored, how a streamed miss is read, how a
+    hit is rendered (embeddings, whose answer is assembled from one entry per item, have only their Keying)."""
+    shape: render.Shape
     storable: Callable[[Any], bool]
     tee: Callable[[bool], StreamTee]  # (strip_usage) -> a tee for one streamed miss
     # Streams report usage only when asked: Deja asks on every streamed miss, so the answer it stores has usage.
     asks_usage: bool = True
-    # Why a request must not be cached at all (state held upstream…), or None.
-    bypass: Callable[[dict[str, Any]], str | None] = lambda body: None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from .cache.semantic import SemanticCache
-from .canonical import build_chat_request, text_of, validate_body
+from .canonical import Owner, build_chat_request, tenant_of, text_of, validate_body
 from .embeddings import Embedder
 from .freshness import time_sensitivity
 from .policies import Policy
@@ -33,7 +33,7 @@ from .stores.sqlite import SqliteStore
 
 EvalMode = Literal["pairs", "corpus"]
 Split = Literal["all", "tune", "holdout"]
-EVAL_KEY = "Bearer deja-eval"
+EVAL_TENANT = tenant_of("Bearer deja-eval")
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,7 @@ def messages_of(side: Any) -> list[dict[str, Any]]:
 
 def chat_request(side: Any, namespace: str, model: str) -> Any:
     body = validate_body({"model": model, "messages": messages_of(side)})
-    return build_chat_request(body, {"authorization": EVAL_KEY, "x-cache-namespace": namespace},
-                              fallback_key=None, share_across_keys=False)
+    return build_chat_request(body, Owner(EVAL_TENANT, namespace))
 
 
 def answer_for(tag: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ long the upstream took. Each step fills in its part, in this order (flow.py runs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from starlette.requests import Request
@@ -20,20 +20,22 @@ from . import render
 from .cache.flights import Flight
 from .cache.lookup import Hit
 from .canonical import CacheControl, CacheRequest, parse_cache_control
-from .endpoints import Endpoint, Target
+from .endpoints import Keying, Target
 from .incoming import read_body, services_of
 from .policies import Policy
 from .request_memo import parse_request
 from .services import Services
 from .status import Status
-from .terms import Terms, request_terms, terms_headers
+from .terms import Terms, terms_headers
+
+E = TypeVar("E", bound=Keying)
 
 
 @dataclass(slots=True, eq=False)
-class Exchange:
+class Exchange(Generic[E]):
     request: Request
     services: Services
-    endpoint: Endpoint
+    endpoint: E  # an Endpoint; embeddings (one entry per input item, embeddings_api.py) bring their Keying only
     target: Target
     raw: bytes  # the body as the client sent it: forwarded unchanged unless usage must be asked for
     client_body: Any
@@ -78,7 +80,7 @@ class Exchange:
                 **terms_headers(self.terms, self.status, record, now)}
 
 
-async def parse(request: Request, endpoint: Endpoint, target: Target) -> Exchange:
+async def parse(request: Request, endpoint: E, target: Target) -> Exchange[E]:
     """The request's body, checked and put in canonical form, with the terms it is served under."""
     services = services_of(request)
     settings = services.settings
@@ -87,7 +89,7 @@ async def parse(request: Request, endpoint: Endpoint, target: Target) -> Exchang
     client_body, body, chat = parsed.client_body, parsed.body, parsed.chat
     policy = services.policies.policy_for(body["model"])
     control = parse_cache_control(request.headers.get("cache-control"))
-    terms = request_terms(chat, policy, request.headers, control)
+    terms = endpoint.terms(chat, policy, request.headers, control)
     if terms.volatile:
         services.metrics.time_sensitive.labels(terms.volatile).inc()
     return Exchange(request, services, endpoint, target, raw, client_body, body, control, chat, terms)

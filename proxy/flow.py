@@ -1,5 +1,6 @@
 """One request to a cached endpoint, step by step (chat, Responses API, legacy completions, and their Azure twins;
-embeddings, batched per item, have their own flow in embeddings_api.py). Cache failures never fail a request."""
+embeddings share its parse and decide steps, then serve and forward per item in embeddings_api.py). Cache failures
+never fail a request."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .coalesce import coalesce
-from .decide import decide
+from .decide import decide, look_up
 from .endpoints import Endpoint, Target
 from .exchange import parse
 from .forward import forward
@@ -17,7 +18,7 @@ from .status import Status
 
 async def cached_call(request: Request, endpoint: Endpoint, target: Target) -> Response:
     exchange = await parse(request, endpoint, target)
-    await decide(exchange)
+    await decide(exchange, look_up)
     if exchange.hit is not None:
         return serve_hit(exchange)
     if exchange.status is Status.MISS:

@@ -22,6 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from .cache.flights import Answer, UpstreamReply
 from .debug import DEBUG_HEADER
+from .endpoints import Endpoint
 from .errors import UpstreamUnreachableError, openai_error_body
 from .exchange import Exchange
 from .leaders import FlightStreamingResponse, Relay, lead
@@ -35,7 +36,7 @@ from .upstream import read_all, response_headers, translate_error
 log = logging.getLogger("deja.forward")
 
 
-async def forward(exchange: Exchange) -> Response:
+async def forward(exchange: Exchange[Endpoint]) -> Response:
     forwarding = _forward(exchange)
     # A leader forwards for its followers too: its own client hanging up must not end their flight (leaders.py).
     response = await (forwarding if exchange.flight is None else lead(exchange.flight, forwarding))
@@ -55,7 +56,7 @@ async def send(services: Services, call: UpstreamCall) -> httpx.Response:
         raise
 
 
-async def _forward(exchange: Exchange) -> Response:
+async def _forward(exchange: Exchange[Endpoint]) -> Response:
     services, chat, request, target = exchange.services, exchange.chat, exchange.request, exchange.target
     # Answers to be stored are asked with usage, so every hit can report it; the client gets what it asked for.
     rewritten = with_usage(exchange.endpoint, target, exchange.client_body) if exchange.stores else None
@@ -91,7 +92,7 @@ async def _forward(exchange: Exchange) -> Response:
     return Response(content, status_code=upstream.status_code, headers=headers)
 
 
-def write_back(exchange: Exchange, completion: dict[str, Any]) -> None:
+def write_back(exchange: Exchange[Endpoint], completion: dict[str, Any]) -> None:
     """A complete answer: queued for storing when the exchange stores and it is worth it (only queued: the worker
     stores it while the response goes out), and handed to the followers waiting for it."""
     cache = exchange.services.cache
@@ -101,7 +102,7 @@ def write_back(exchange: Exchange, completion: dict[str, Any]) -> None:
         exchange.flight.land(Answer(completion), keep=queued)
 
 
-async def tee_stream(exchange: Exchange, upstream: httpx.Response, *,
+async def tee_stream(exchange: Exchange[Endpoint], upstream: httpx.Response, *,
                      rewrites: bool) -> AsyncGenerator[bytes, None]:
     """Pass upstream chunks through as they come (rewritten by the endpoint's tee when `rewrites`: the usage Deja
     asked for taken out again); write back the assembled answer as soon as the stream is complete."""

@@ -22,7 +22,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .cache.semantic import SemanticCache
-from .canonical import build_chat_request, validate_body
+from .canonical import SHARED_TENANT, Owner, build_chat_request, tenant_of, validate_body
 from .completions_api import storable as completion_storable
 from .embeddings_api import is_embedding
 from .errors import DejaError
@@ -111,13 +111,12 @@ class LineParser:
             return None
         if (reason := skip_reason(response, allow_truncated=policy.cache_truncated)) is not None:
             raise ImportLineError(f"'response' is not an answer to keep ({reason})")
-        headers = {"authorization": f"Bearer {self.tenant_key}"} if self.tenant_key else {}
         namespace = obj.get("namespace", self.namespace)
-        if namespace:
-            headers["x-cache-namespace"] = str(namespace)
+        tenant = SHARED_TENANT if self.shared or policy.share_across_keys else tenant_of(
+            f"Bearer {self.tenant_key}" if self.tenant_key else "")
         try:
-            chat = build_chat_request(validate_body({**params, "model": model, "messages": messages}), headers,
-                                      fallback_key=None, share_across_keys=self.shared or policy.share_across_keys)
+            chat = build_chat_request(validate_body({**params, "model": model, "messages": messages}),
+                                      Owner(tenant, str(namespace) if namespace else ""))
         except DejaError as exc:
             raise ImportLineError(exc.message) from exc
         embed = policy.mode == "semantic" and chat.semantic_ok

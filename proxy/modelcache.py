@@ -2,7 +2,8 @@
 
 The body is a JSON object, or a JSON string holding one (ModelCache's examples send `json=json.dumps(data)`).
 Entries are the proxy's own: keys come from `build_chat_request` on `{"model": scope.model, "messages": query}`,
-the namespace from X-Cache-Namespace. Every call must authenticate (401 otherwise), one of two ways:
+with the caller's tenant and the namespace from X-Cache-Namespace. Every call must authenticate (401 otherwise), one
+of two ways:
   - with a tenant's API key (`Authorization: Bearer <key>`, or `"auth": "<key>"` in the body for clients that
     cannot set headers): entries are that tenant's, exactly as for `/v1/chat/completions` (the shared tenant when
     the model's policy shares across keys). The configured upstream key is never assumed: without a key of its
@@ -29,8 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .access import token_matches
-from .canonical import CacheRequest, build_chat_request, sha256_hex, tenant_of, validate_body
-from .errors import DejaError, UnauthorizedError, openai_error_body
+from .canonical import SHARED_TENANT, CacheRequest, Owner, build_chat_request, sha256_hex, tenant_of, validate_body
+from .errors import DejaError, UnauthorizedError
 from .incoming import read_body, services_of
 from .render import answer_text, text_completion
 from .services import Services
@@ -43,14 +44,22 @@ TYPES = ["query", "insert", "remove", "register"]
 REMOVE_TYPES = ("truncate_by_model", "delete_by_id")
 # Entries written with the admin token alone: a tenant no chat request can derive (chat tenants hash "tenant").
 MODELCACHE_TENANT = sha256_hex("modelcache")
-TENANT_HEADERS = ("openai-organization", "openai-project", "x-cache-namespace")
 
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a ModelCache call acts for: a tenant's key (as chat headers), or ModelCache's own partition."""
-    headers: Mapping[str, str]
-    tenant: str | None = None
+    """Who a ModelCache call acts for: a tenant's key (`credential`, as chat clients send it), or, with None,
+    ModelCache's own partition."""
+    credential: str | None
+    organization: str = ""
+    project: str = ""
+    namespace: str = ""
+
+    def tenant(self, share_across_keys: bool) -> str:
+        """The tenant a chat request with the same key would have under a policy that shares or not."""
+        if self.credential is None:
+            return MODELCACHE_TENANT
+        return SHARED_TENANT if share_across_keys else tenant_of(self.credential, self.organization, self.project)
 
 
 def caller_of(services: Services, headers: Mapping[str, str], body: Mapping[str, Any]) -> Caller | None:
@@ -60,17 +69,11 @@ def caller_of(services: Services, headers: Mapping[str, str], body: Mapping[str,
     key = auth if isinstance(auth, str) and auth.strip() else None
     if key is None and not admin:
         key = authorization or headers.get("api-key") or headers.get("x-api-key")
-    own = {k: headers[k] for k in TENANT_HEADERS if k in headers}
-    if key:
-        return Caller({**own, "authorization": key if " " in key else f"Bearer {key}"})
-    return Caller(own, MODELCACHE_TENANT) if admin else None
-
-
-def unauthenticated() -> Response:
-    error = UnauthorizedError("/modelcache needs a tenant's API key (Authorization: Bearer <key>, or \"auth\" in "
-                              "the body) or the admin token.", code="missing_api_key")
-    return JSONResponse(openai_error_body(error.message, error.error_type, error.code), status_code=401,
-                        headers={"X-Cache-Status": Status.ERROR.value})
+    if not key and not admin:
+        return None
+    return Caller((key if " " in key else f"Bearer {key}") if key else None,
+                  headers.get("openai-organization", ""), headers.get("openai-project", ""),
+                  headers.get("x-cache-namespace", ""))
 
 
 class ModelCacheError(Exception):
@@ -114,8 +117,7 @@ def chat_request(services: Services, model: str, messages: Any, caller: Caller, 
     policy = services.policies.policy_for(model)
     try:
         body = validate_body({"model": model, "messages": messages})
-        return build_chat_request(body, caller.headers, fallback_key=None,
-                                  share_across_keys=policy.share_across_keys, tenant=caller.tenant)
+        return build_chat_request(body, Owner(caller.tenant(policy.share_across_keys), caller.namespace))
     except DejaError as exc:
         raise ModelCacheError(103, f"{where}: {exc.message}") from exc
 
@@ -130,7 +132,9 @@ async def handle_query(services: Services, body: dict[str, Any], caller: Caller)
     model = model_of(body)
     chat = chat_request(services, model, body.get("query"), caller, "query")
     policy = services.policies.policy_for(model)
-    if policy.mode == "off":
+    if policy.mode == "off":  # counted and logged as a chat request's bypass (decide.py)
+        log.debug("/modelcache bypasses the cache: policy off")
+        services.metrics.observe_request(model, Status.BYPASS)
         return query_result(0, "", delta=f"{time.perf_counter() - started:.2f}s")
     try:
         lookup = await services.cache.lookup(chat, policy, None)
@@ -174,19 +178,11 @@ async def handle_insert(services: Services, body: dict[str, Any], caller: Caller
     return write_result(0, "")
 
 
-def tenant_for(services: Services, model: str, caller: Caller) -> str:
-    if caller.tenant is not None:
-        return caller.tenant
-    if services.policies.policy_for(model).share_across_keys:
-        return sha256_hex("shared")
-    return tenant_of(caller.headers, None)
-
-
 async def handle_remove(services: Services, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
     """Only the caller's own entries (its tenant) are removed, whatever ids it names."""
     model = model_of(body)
     remove_type = body.get("remove_type")
-    tenant = tenant_for(services, model, caller)
+    tenant = caller.tenant(services.policies.policy_for(model).share_across_keys)
     cache = services.cache
     try:
         if remove_type == "truncate_by_model":
@@ -219,7 +215,8 @@ async def modelcache(request: Request) -> Response:
         body = parse_body(raw)
         caller = caller_of(services, request.headers, body)
         if caller is None:
-            return unauthenticated()
+            raise UnauthorizedError("/modelcache needs a tenant's API key (Authorization: Bearer <key>, or \"auth\" "
+                                    "in the body) or the admin token.", code="missing_api_key")
         kind = body.get("type")
         if kind not in TYPES:
             return JSONResponse(query_result(102, f"type exception, should one of {TYPES}"))

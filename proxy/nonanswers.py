@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from .metrics import Metrics
 
 SkipReason = Literal["empty", "refusal", "content_filter", "length"]
-SKIP_REASONS: tuple[SkipReason, ...] = ("empty", "refusal", "content_filter", "length")
 
 
 def skip_reason(answer: dict[str, Any], *, allow_truncated: bool) -> SkipReason | None:

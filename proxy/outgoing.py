@@ -46,6 +46,11 @@ def to_target(request: Request, target: Target, body: bytes) -> UpstreamCall:
                         base=target.base)
 
 
+def items_call(request: Request, target: Target, client_body: dict[str, Any], items: list[Any]) -> UpstreamCall:
+    """An embeddings batch asking for `items` only (those not cached), the rest of the client's body unchanged."""
+    return to_target(request, target, json.dumps({**client_body, "input": items}).encode())
+
+
 def with_usage(endpoint: Endpoint, target: Target, client_body: Any) -> bytes | None:
     """The body asking for a streamed answer's usage, or None when the client's bytes go as they are (not
     streamed, usage already asked, or an endpoint or API version that does not know stream_options)."""

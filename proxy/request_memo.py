@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .canonical import KEY_HEADERS, CacheRequest
+from .canonical import KEY_HEADERS, CacheRequest, owner_of
 from .incoming import parse_json
 from .limits import check_messages
 
 if TYPE_CHECKING:
-    from .endpoints import Endpoint, Target
+    from .endpoints import Keying, Target
     from .services import Services
 
 CAPACITY = 1024
@@ -46,7 +46,7 @@ class RequestMemo:
     def __len__(self) -> int:
         return len(self._found)
 
-    def key(self, endpoint: Endpoint, target: Target, raw: bytes,
+    def key(self, endpoint: Keying, target: Target, raw: bytes,
             values: tuple[str | None, ...]) -> tuple[Any, ...] | None:
         """None for what is not remembered: large bodies, and targets that rewrite the key (Azure deployments)."""
         if len(raw) > self.max_body or target.scope or target.headers is not None or target.base is not None:
@@ -82,7 +82,7 @@ def key_values(headers: Mapping[str, str]) -> tuple[str | None, ...]:
     return tuple(values)
 
 
-def parse_request(services: Services, raw: bytes, headers: Mapping[str, str], endpoint: Endpoint,
+def parse_request(services: Services, raw: bytes, headers: Mapping[str, str], endpoint: Keying,
                   target: Target) -> ParsedRequest:
     """The request's JSON, validated and keyed (OpenAI-shaped errors for bad input), from the memo when seen."""
     memo = services.request_memo
@@ -97,8 +97,8 @@ def parse_request(services: Services, raw: bytes, headers: Mapping[str, str], en
     body = endpoint.validate(target.keyed(client_body))
     check_messages(body, settings.max_messages)
     policy = services.policies.policy_for(body["model"])
-    chat = endpoint.build(body, headers, fallback_key=settings.upstream_api_key,
-                          share_across_keys=policy.share_across_keys)
+    chat = endpoint.build(body, owner_of(headers, fallback_key=settings.upstream_api_key,
+                                         share_across_keys=policy.share_across_keys))
     parsed = ParsedRequest(client_body, body, chat)
     if key is not None:
         memo.put(key, parsed)

@@ -12,11 +12,10 @@ also `background` jobs, stored `prompt` templates (their version can change upst
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from . import render
-from .canonical import BOOKKEEPING_FIELDS, CacheRequest, build_cache_request, normalise_text, require_model
+from .canonical import BOOKKEEPING_FIELDS, CacheRequest, Owner, build_cache_request, normalise_text, require_model
 from .endpoints import Endpoint
 from .errors import BadRequestError
 from .sse import EventReader
@@ -70,8 +69,7 @@ def _normalised(item: Any) -> dict[str, Any]:
     return item
 
 
-def build(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str | None,
-          share_across_keys: bool) -> CacheRequest:
+def build(body: dict[str, Any], owner: Owner) -> CacheRequest:
     params = {k: v for k, v in body.items() if k not in BOOKKEEPING_FIELDS and k not in ("input", "background")}
     raw = body.get("input")
     items = [_normalised(i) for i in ([raw] if isinstance(raw, str) else raw or [])]
@@ -85,9 +83,8 @@ def build(body: dict[str, Any], headers: Mapping[str, str], *, fallback_key: str
     context = [*earlier, {**rest, "non_text": non_text}]
     context_text = "\n".join(f"{i.get('role', i.get('type', 'item'))}: {text_of(i.get('content'))}" for i in earlier)
     return build_cache_request(
-        body, headers, params={**params, "deja_endpoint": "responses"}, context=context, context_text=context_text,
-        question=question, semantic_ok=is_user and bool(question),
-        fallback_key=fallback_key, share_across_keys=share_across_keys)
+        body, owner, params={**params, "deja_endpoint": "responses"}, context=context, context_text=context_text,
+        question=question, semantic_ok=is_user and bool(question))
 
 
 def storable(answer: Any) -> bool:

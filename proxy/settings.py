@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
+from .limits import DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_MESSAGES
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 UPSTREAM_KEY_ENV = "DEJA_UPSTREAM_API_KEY"
@@ -80,8 +81,8 @@ class Settings:
     # Request bodies larger than this get a 413 before anything else happens.
     max_body_bytes: int = 10 * 1024 * 1024
     # Bounds on what one request may make Deja hold or compute (issue 9); each error names its setting.
-    max_json_depth: int = 100
-    max_messages: int = 2048
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    max_messages: int = DEFAULT_MAX_MESSAGES
     # Request line + headers, in bytes: over it a 431 (header_limit.py; httptools has read them by then).
     max_header_bytes: int = 16384
     # Answers larger than this are served but not cached.

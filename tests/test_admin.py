@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy.canonical import build_chat_request
+from proxy.canonical import Owner, build_chat_request, tenant_of
 from proxy.policies import Policy
 from proxy.stores.base import EntryFilter
 
@@ -266,7 +266,7 @@ async def test_deletions_queued_behind_write_backs_keep_index_and_store_in_step(
     policy = Policy()
     for word in WORDS:  # submit() is synchronous: no worker turn can run between these and the purge below
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"about {word}"}]}
-        chat = build_chat_request(body, {"authorization": "Bearer sk-a"}, fallback_key=None, share_across_keys=False)
+        chat = build_chat_request(body, Owner(tenant_of("Bearer sk-a")))
         assert admin.cache.submit(chat, policy, {"object": "chat.completion", "choices": [
             {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": word}}]})
     assert admin.cache.queue_depth == len(WORDS)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from proxy.cache.semantic import SemanticCache
-from proxy.canonical import build_chat_request, validate_body
+from proxy.canonical import Owner, build_chat_request, tenant_of, validate_body
 from proxy.policies import Policy
 from proxy.stores.sqlite import SqliteStore
 
@@ -23,7 +23,7 @@ class OtherModel(HashEmbedder):
 
 def request(text: str, model: str = "m"):
     body = validate_body({"model": model, "messages": [{"role": "user", "content": text}]})
-    return build_chat_request(body, {"authorization": "Bearer k"}, fallback_key=None, share_across_keys=False)
+    return build_chat_request(body, Owner(tenant_of("Bearer k")))
 
 
 def answer(text: str) -> dict:

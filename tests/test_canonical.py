@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.canonical import BOOKKEEPING_FIELDS, build_chat_request, parse_cache_control, validate_body
+from proxy.canonical import BOOKKEEPING_FIELDS, build_chat_request, owner_of, parse_cache_control, validate_body
 from proxy.errors import BadRequestError
 
 
 def chat(messages, *, headers=None, shared=False, **params):
     body = validate_body({"model": "m", "messages": messages, **params})
-    return build_chat_request(body, headers or {"authorization": "Bearer sk-a"}, fallback_key=None,
-                              share_across_keys=shared)
+    owner = owner_of(headers or {"authorization": "Bearer sk-a"}, fallback_key=None, share_across_keys=shared)
+    return build_chat_request(body, owner)
 
 
 def user(text):
@@ -91,7 +91,7 @@ def test_namespace_separates_and_is_bounded():
 
 def test_fallback_key_is_the_tenant_when_no_credential_is_sent():
     body = validate_body({"model": "m", "messages": user("hi")})
-    fallback = build_chat_request(body, {}, fallback_key="sk-a", share_across_keys=False)
+    fallback = build_chat_request(body, owner_of({}, fallback_key="sk-a", share_across_keys=False))
     assert fallback.tenant == chat(user("hi")).tenant
 
 

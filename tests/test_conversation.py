@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from proxy.canonical import build_chat_request, validate_body
+from proxy.canonical import Owner, build_chat_request, tenant_of, validate_body
 from proxy.conversation import MAX_ALIGNED_TURNS, read_context, self_contained, turns_rejection
 from proxy.policies import builtin_policy
 
@@ -25,7 +25,7 @@ FOLLOW_UP = "What if I no longer have access to my email?"
 
 def request(messages: list[dict[str, Any]]):
     body = validate_body({"model": "m", "messages": messages})
-    return build_chat_request(body, {"authorization": "Bearer k"}, fallback_key=None, share_across_keys=False)
+    return build_chat_request(body, Owner(tenant_of("Bearer k")))
 
 
 def chat(*turns: str, system: str | None = None) -> list[dict[str, Any]]:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from proxy.cli import ready_lines
+from proxy.settings import Settings
+
 from .conftest import LiveProxy
 
 CHROMIUM = "/usr/bin/chromium"
@@ -123,6 +126,18 @@ def test_dashboard_with_a_wrong_token_asks_for_one_and_shows_no_data(live, brows
     page.click("#login-form button")
     page.wait_for_selector("body[data-loaded=true]")
     assert value(page, "entries") == "5"
+
+
+def test_the_printed_dashboard_link_signs_in_whatever_the_token_holds(tmp_path, upstream, browser, monkeypatch):
+    token = "t%k n&x#1=/?"
+    monkeypatch.setenv("DEJA_ADMIN_TOKEN", token)
+    with LiveProxy(tmp_path / "data", upstream) as proxy:
+        port = int(proxy.base.rsplit(":", 1)[1])
+        link = ready_lines(Settings(), "127.0.0.1", port).splitlines()[3].removeprefix("  dashboard  ")
+        page = browser.new_page()
+        page.goto(link)
+        page.wait_for_selector("body[data-loaded=true]")
+        assert value(page, "entries") == "0" and page.is_hidden("#login")
 
 
 def test_chromium_is_debians(live):

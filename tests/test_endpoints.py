@@ -73,6 +73,25 @@ async def test_embeddings_controls_and_errors_store_nothing(deja, realistic):
     assert realistic.calls_to["/v1/embeddings"] == 5
 
 
+async def test_embeddings_are_exact_only_whatever_the_threshold_header_says(deja, realistic):
+    body = {"model": "e", "input": "What is the weather today?", "encoding_format": "float"}
+    assert (await post(deja, "/v1/embeddings", body)).headers["x-cache-status"] == "MISS"
+    hit = await post(deja, "/v1/embeddings", body, **{"X-Cache-Threshold": "2"})  # a chat request gets 400
+    assert hit.status_code == 200 and hit.headers["x-cache-status"] == "HIT"
+    assert "deja_time_sensitive_total{" not in (await deja.client.get("/metrics")).text
+
+
+@pytest.mark.embedded_only
+async def test_embeddings_forward_uncached_when_the_store_fails(deja, realistic):
+    await deja.cache.store.reader.close()
+    got = await post(deja, "/v1/embeddings", {"model": "e", "input": ["a", "b"], "encoding_format": "float"})
+    assert got.status_code == 200 and got.headers["x-cache-status"] == "BYPASS"
+    assert len(got.json()["data"]) == 2 and realistic.calls_to["/v1/embeddings"] == 1
+    metrics = (await deja.client.get("/metrics")).text
+    assert 'deja_requests_total{match="none",model="e",status="BYPASS"} 1.0' in metrics
+    assert 'deja_errors_total{kind="store"} 1.0' in metrics
+
+
 async def test_token_array_inputs_are_items_of_their_own(deja, realistic):
     body = {"model": "e", "input": [[1, 2, 3], [4, 5]], "encoding_format": "float"}
     first = (await post(deja, "/v1/embeddings", body)).json()

@@ -148,6 +148,8 @@ async def test_insert_is_refused_when_the_policy_turns_caching_off(make_proxy):
         result = await insert(proxy, "anything", "x")
         assert result["errorCode"] == 301 and result["writeStatus"] == "exception"
         assert (await query(proxy, "anything"))["cacheHit"] is False
+        metrics = (await proxy.client.get("/metrics")).text
+        assert 'deja_requests_total{match="none",model="gpt-4o-mini",status="BYPASS"} 1.0' in metrics
 
 
 async def test_huge_body_is_refused_with_413(make_proxy):

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 from starlette.datastructures import Headers
 
-from proxy.canonical import KEY_HEADERS
+from proxy.canonical import KEY_HEADERS, owner_of
 from proxy.completions_api import COMPLETIONS
+from proxy.embeddings_api import EMBEDDINGS
 from proxy.endpoints import CHAT, Target
 from proxy.errors import BadRequestError
 from proxy.policies import PolicySet
@@ -45,14 +46,15 @@ def test_other_tenants_and_namespaces_get_their_own_request(headers):
     assert parse_request(services(), BODY, headers, CHAT, Target(CHAT.path)).chat == other.chat
 
 
-def test_builders_get_the_key_headers_only_and_key_as_with_all_of_them():
+def test_the_key_headers_alone_key_as_all_the_headers_do():
     raw = [(name.encode(), f"{name}-1".encode()) for name in KEY_HEADERS] + [
         (b"authorization", b"Bearer second"), (b"cache-control", b"no-cache"), (b"x-other", b"y")]
     headers = Headers(raw=raw)
     for endpoint, body in ((CHAT, BODY), (COMPLETIONS, b'{"model": "m", "prompt": "Say hi"}'),
-                           (RESPONSES, b'{"model": "m", "input": "hi"}')):
+                           (RESPONSES, b'{"model": "m", "input": "hi"}'),
+                           (EMBEDDINGS, b'{"model": "m", "input": ["hi", "there"]}')):
         parsed = parse_request(services(), body, headers, endpoint, Target(endpoint.path))
-        direct = endpoint.build(parsed.body, headers, fallback_key=None, share_across_keys=False)
+        direct = endpoint.build(parsed.body, owner_of(headers, fallback_key=None, share_across_keys=False))
         assert parsed.chat == direct, endpoint.name
         assert parsed.chat.namespace == "x-cache-namespace-1"
 

@@ -17,11 +17,10 @@ async def refreshed(proxy) -> None:
 
 
 def exact_key(text: str) -> str:
-    from proxy.canonical import build_chat_request
+    from proxy.canonical import Owner, build_chat_request, tenant_of
 
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]}
-    return build_chat_request(body, {"authorization": "Bearer sk-a"}, fallback_key=None,
-                              share_across_keys=False).exact_key
+    return build_chat_request(body, Owner(tenant_of("Bearer sk-a"))).exact_key
 
 
 def counted(proxy, outcome: str) -> float:

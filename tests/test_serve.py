@@ -10,9 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
+
+from proxy.cli import ready_lines
+from proxy.settings import Settings
 
 pytestmark = pytest.mark.model
 
@@ -72,6 +76,37 @@ def test_serve_prints_address_and_answers_health(fake, tmp_path, model_dir):
     assert deja.ready_line == f"deja listening on {deja.base}"
     assert deja.client.get("/healthz").json()["embedding_model"] == "deja/all-MiniLM-L6-v2-int8@384"
     assert deja.stop()[0] == 0
+
+
+def test_serve_prints_once_where_it_listens_and_a_dashboard_link_with_the_token(fake, tmp_path, model_dir,
+                                                                                 monkeypatch):
+    token = "t%k n&x#1"  # every character a raw fragment would break on
+    monkeypatch.setenv("DEJA_ADMIN_TOKEN", token)
+    _, url = fake
+    deja = Serve(url, tmp_path / "data", model_dir)
+    upstream, store, dashboard = (deja.proc.stdout.readline().rstrip("\n") for _ in range(3))
+    assert upstream == f"  upstream   {url}"
+    assert store == f"  store      sqlite {tmp_path / 'data' / 'deja.sqlite3'}"
+    link = dashboard.removeprefix("  dashboard  ")
+    assert link.startswith(f"{deja.base}/dashboard#token=") and " " not in link
+    fragment = urlsplit(link).fragment
+    assert unquote(fragment.removeprefix("token=")) == token  # what the page's decodeURIComponent reads
+    assert deja.client.get(urlsplit(link).path).status_code == 200
+    assert deja.client.get("/admin/stats", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    code, rest = deja.stop()
+    assert code == 0 and "deja listening on" not in rest and "#token=" not in rest  # printed once
+
+
+def test_ready_lines_give_a_link_a_browser_here_opens_or_say_how_to_get_one(monkeypatch):
+    settings = Settings(upstream="http://up/v1", data_dir="/d")
+    monkeypatch.delenv("DEJA_ADMIN_TOKEN", raising=False)
+    lines = ready_lines(settings, "0.0.0.0", 8080).splitlines()
+    assert lines[0] == "deja listening on http://0.0.0.0:8080"
+    assert lines[3] == "  dashboard  off (set DEJA_ADMIN_TOKEN to enable /admin and http://127.0.0.1:8080/dashboard)"
+    monkeypatch.setenv("DEJA_ADMIN_TOKEN", "tok")
+    assert ready_lines(settings, "::", 8080).splitlines()[::3] == [
+        "deja listening on http://[::]:8080", "  dashboard  http://[::1]:8080/dashboard#token=tok"]
+    assert ready_lines(settings, "::1", 8080, workers=2).startswith("deja listening on http://[::1]:8080 (2 workers)")
 
 
 def test_paraphrase_hits_streams_replay_and_sigterm_drains(fake, tmp_path, model_dir):

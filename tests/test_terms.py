@@ -7,7 +7,7 @@ import random
 import pytest
 
 from proxy.cache.lookup import Hit
-from proxy.canonical import CacheControl, build_chat_request
+from proxy.canonical import CacheControl, Owner, build_chat_request, tenant_of
 from proxy.errors import BadRequestError, ConfigError
 from proxy.nonanswers import skip_reason
 from proxy.policies import Policy, parse_policy
@@ -18,7 +18,7 @@ from proxy.variety import slot_key, variety_lookup, wants_variety
 
 def chat(text: str = "What is the capital of Peru?", **params):
     body = {"model": "m", "messages": [{"role": "user", "content": text}], **params}
-    return build_chat_request(body, {"authorization": "Bearer k"}, fallback_key=None, share_across_keys=False)
+    return build_chat_request(body, Owner(tenant_of("Bearer k")))
 
 
 def record(created: float, expires: float | None, key: str = "k") -> Entry:

@@ -21,7 +21,7 @@ from ..embedding_router import EmbedderRouter
 from ..embeddings import Embedder
 from ..policies import Policy
 from ..stores.base import Entry, EntryFilter, Store
-from ..writeback import AnswerBudget
+from .backlog import AnswerBudget
 from .flights import FlightTable
 from .hot import HotRecords
 from .leases import FlightLeases

@@ -22,7 +22,7 @@ from ..embedding_router import EmbedderRouter
 from ..limits import answer_size
 from ..policies import Policy
 from ..stores.base import Entry, Store
-from ..writeback import AnswerBudget, PendingHits
+from .backlog import AnswerBudget, PendingHits
 from .flights import FlightTable
 from .hot import HotRecords
 from .maintenance import Maintenance
@@ -71,7 +71,7 @@ class Writer:
         self.flights = flights
         self.maintenance = maintenance
         self.clock = clock
-        # Unbounded itself: answers are bounded by `budget`, hits merged in `pending_hits` (writeback.py).
+        # Unbounded itself: answers are bounded by `budget`, hits merged in `pending_hits` (backlog.py).
         self._queue: asyncio.Queue[StoreJob | object | WriterJob] = asyncio.Queue()
         self.budget = AnswerBudget(queue_size, queue_bytes, max_answer_bytes)
         self.pending_hits = PendingHits()

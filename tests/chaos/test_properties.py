@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.canonical import build_chat_request, validate_body
+from proxy.canonical import build_chat_request, owner_of, validate_body
 from proxy.guard import find_conflict
 from proxy.render import chat_stream
 from proxy.sse import StreamAssembler
@@ -39,7 +39,7 @@ def chat(who: dict[str, str], question: str, extra: dict[str, Any], history: lis
         if who[name]:
             headers[header] = who[name]
     body = {**extra, "model": who["model"], "messages": [*(history or []), {"role": "user", "content": question}]}
-    return build_chat_request(validate_body(body), headers, fallback_key=None, share_across_keys=False)
+    return build_chat_request(validate_body(body), owner_of(headers, fallback_key=None, share_across_keys=False))
 
 
 @given(identity, text, params)
