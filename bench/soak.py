@@ -12,6 +12,11 @@ The traffic, from `--clients` concurrent clients at `--rate` requests/s in all:
   fault      the upstream answers 500 (passed through, not cached)
 Partitions are bounded (`max_entries`) so that entries reach a steady state and eviction runs all along: growth
 then means a leak, not a bigger cache. `--write bench/RESULTS.md` puts the table in its "Soak" section.
+
+RSS counts memory glibc keeps after it was freed, too: Deja hands it back once a minute (proxy/heap.py), so a
+reading holds up to a minute of churn. The bounded memos keyed by question text (RequestMemo, the guard's and the
+script detector's lru_caches) fill at the rate new questions arrive, for longer than the soak at its default rate;
+bench/RESULTS.md, "Soak: what grows", has the probe that told the two apart from a leak.
 """
 
 from __future__ import annotations

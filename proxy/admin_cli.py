@@ -1,8 +1,11 @@
 """`deja stats|entries|delete|purge|export`: the admin API from the command line.
 
-Against a running proxy (`--url`, default http://127.0.0.1:8080, token from DEJA_ADMIN_TOKEN) or straight on a
-data directory (`--data-dir`, for a stopped proxy: deletions there change SQLite only, and the next `deja serve`
-sees its index files disagree with the store and rebuilds them from the stored vectors).
+Against a running proxy (`--url`, default http://127.0.0.1:8080, token from DEJA_ADMIN_TOKEN) or straight on the
+store, named as `deja serve` takes it (`--store`, DEJA_STORE_URL, or `store.url` and `data_dir` in `--config`):
+- the embedded store in a data directory (`--data-dir`), for a stopped proxy: deletions there change SQLite only,
+  and the next `deja serve` sees its index files disagree with the store and rebuilds them from the stored vectors;
+- PostgreSQL (`--store postgresql://…`), with replicas running or not: deletions are announced to them as their
+  own are, so none keeps serving a deleted entry.
 """
 
 from __future__ import annotations
@@ -15,16 +18,23 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 from tqdm import tqdm
 
+from .errors import ConfigError
 from .importer import ImportReport, progress_bar
 from .listing import DEFAULT_LIMIT, parse_filter, summary
-from .settings import ADMIN_TOKEN_ENV
-from .stores.base import EntryFilter, export_line
+from .settings import ADMIN_TOKEN_ENV, Settings, load_settings
+from .stores import store_kind
+from .stores.base import EntryFilter, StoreStartError, export_line
 from .stores.sqlite import RecordStore
+
+if TYPE_CHECKING:
+    from .stores.postgres import PostgresStore
+
+    Records = RecordStore | PostgresStore
 
 COMMANDS = ("stats", "entries", "delete", "purge", "export")
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -40,9 +50,11 @@ def progress(label: str, total: int | None) -> tqdm[Any]:
 
 def add_admin_commands(commands: Any) -> None:
     def target(p: argparse.ArgumentParser) -> None:
-        where = p.add_mutually_exclusive_group()
-        where.add_argument("--url", help=f"a running proxy (default {DEFAULT_URL}; token from {ADMIN_TOKEN_ENV})")
-        where.add_argument("--data-dir", help="a stopped proxy's data directory, read and changed directly")
+        p.add_argument("--url", help=f"a running proxy (default {DEFAULT_URL}; token from {ADMIN_TOKEN_ENV})")
+        p.add_argument("--data-dir", help="a stopped proxy's data directory, read and changed directly")
+        p.add_argument("--store", help="the store to read and change directly, as for deja serve: sqlite: (the "
+                       "one in --data-dir) or postgresql://… (also DEJA_STORE_URL)")
+        p.add_argument("--config", help="YAML settings file: its store.url and data_dir name the store")
 
     def filters(p: argparse.ArgumentParser, search: bool = True) -> None:
         p.add_argument("--model")
@@ -161,16 +173,31 @@ def remote_import(url: str, path: Path, api_key: str | None, *, shared: bool, mo
 
 
 class LocalAdmin:
-    def __init__(self, data_dir: str) -> None:
-        self.path = Path(data_dir) / "deja.sqlite3"
-        if not self.path.exists():
-            raise CommandError(f"{self.path} does not exist: is {data_dir} a Deja data directory?")
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.store.url
+        self.path = Path(settings.data_dir) / "deja.sqlite3"
+        if store_kind(self.url) == "sqlite" and not self.path.exists():
+            raise CommandError(f"{self.path} does not exist: is {settings.data_dir} a Deja data directory?")
 
     async def _with_store(self, work: Any) -> Any:
-        store = RecordStore(self.path)
-        await store.open()
+        if store_kind(self.url) == "sqlite":
+            records = RecordStore(self.path)
+            await records.open()
+            try:
+                return await work(records)
+            finally:
+                await records.close()
+        from .stores.postgres import DB_ERRORS, PostgresStore
+
+        assert self.url is not None
+        store = PostgresStore(self.url, "", 0)
         try:
+            await store.open_records()
             return await work(store)
+        except StoreStartError as exc:
+            raise CommandError(str(exc)) from exc
+        except DB_ERRORS as exc:
+            raise CommandError(f"PostgreSQL store {store.location}: {exc}") from exc
         finally:
             await store.close()
 
@@ -183,7 +210,7 @@ class LocalAdmin:
             raise CommandError(exc.message) from exc
 
     def stats(self) -> dict[str, Any]:
-        async def work(store: RecordStore) -> dict[str, Any]:
+        async def work(store: Records) -> dict[str, Any]:
             models = await store.model_totals()
             return {"entries": sum(n for _, n, _ in models), "entry_hits": sum(h for _, _, h in models),
                     "partitions": len(await store.partition_counts()),
@@ -194,15 +221,17 @@ class LocalAdmin:
     def entries(self, values: dict[str, Any], limit: int, offset: int) -> dict[str, Any]:
         selection = self._filter(values)
 
-        async def work(store: RecordStore) -> dict[str, Any]:
+        async def work(store: Records) -> dict[str, Any]:
             total = await store.count_entries(selection)
             records = await store.list_entries(selection, limit, offset)
             return {"total": total, "entries": [summary(r) for r in records]}
         return dict(asyncio.run(self._with_store(work)))
 
     def delete(self, ids: list[int]) -> int:
-        async def work(store: RecordStore) -> int:
-            return len(await store.remove_ids(ids))
+        async def work(store: Records) -> int:
+            if isinstance(store, RecordStore):
+                return len(await store.remove_ids(ids))
+            return await store.delete_ids(ids)
         return int(asyncio.run(self._with_store(work)))
 
     def purge(self, values: dict[str, Any]) -> int:
@@ -211,14 +240,16 @@ class LocalAdmin:
         if selection.empty and not everything:
             raise CommandError("refusing to purge every entry without --all")
 
-        async def work(store: RecordStore) -> int:
-            return len(await store.remove_matching(selection))
+        async def work(store: Records) -> int:
+            if isinstance(store, RecordStore):
+                return len(await store.remove_matching(selection))
+            return await store.delete_matching(selection)
         return int(asyncio.run(self._with_store(work)))
 
     def export(self, values: dict[str, Any], out: TextIO) -> int:
         selection = self._filter(values)
 
-        async def work(store: RecordStore) -> int:
+        async def work(store: Records) -> int:
             with progress("exporting", await store.count_entries(selection)) as bar:
                 async for batch in store.iter_entries(selection):
                     for record in batch:
@@ -234,10 +265,20 @@ def entry_lines(page: dict[str, Any]) -> Iterator[str]:
         yield f"{e['id']:>8}  {e['hits']:>5} hits  {e['model']:<20} {question[:80]}"
 
 
+def choose_admin(args: argparse.Namespace) -> RemoteAdmin | LocalAdmin:
+    """A running proxy's admin API, or the store itself when any of --data-dir, --store, --config names it."""
+    direct = [flag for flag, value in (("--data-dir", args.data_dir), ("--store", args.store),
+                                       ("--config", args.config)) if value]
+    if not direct:
+        return RemoteAdmin(args.url or DEFAULT_URL)
+    if args.url:
+        raise CommandError(f"--url (a running proxy) and {direct[0]} (a store opened directly) exclude each other")
+    return LocalAdmin(load_settings(args.config, data_dir=args.data_dir, store_url=args.store))
+
+
 def run_admin_command(args: argparse.Namespace) -> int:
     try:
-        admin: RemoteAdmin | LocalAdmin = (LocalAdmin(args.data_dir) if args.data_dir
-                                           else RemoteAdmin(args.url or DEFAULT_URL))
+        admin = choose_admin(args)
         if args.command == "stats":
             print(json.dumps(admin.stats(), indent=2))
         elif args.command == "entries":
@@ -267,6 +308,9 @@ def run_admin_command(args: argparse.Namespace) -> int:
     except CommandError as exc:
         print(f"deja: {exc}", file=sys.stderr)
         return 1
+    except ConfigError as exc:
+        print(f"deja: {exc}", file=sys.stderr)
+        return 2
     except httpx.TransportError as exc:
         print(f"deja: cannot reach the proxy: {exc}", file=sys.stderr)
         return 1

@@ -14,8 +14,10 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import quote
 
@@ -35,7 +37,10 @@ LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 class DejaServer(uvicorn.Server):
     """uvicorn, but SIGTERM/SIGINT end in exit 0 once shutdown (with write-back draining) is done: uvicorn's own
-    handler re-raises the signal after its graceful shutdown, which would make the exit status -15."""
+    handler re-raises the signal after its graceful shutdown, which would make the exit status -15. Shutdown is
+    bounded: in-flight requests get part of `shutdown_timeout` (uvicorn then cancels them), the write-back drain
+    another (services.py), and once it has passed the process exits 0 whatever still runs: a thread stuck in
+    native code, or a task that does not end when cancelled, can be stopped no other way."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -47,9 +52,24 @@ class DejaServer(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    def __init__(self, config: uvicorn.Config, settings: Settings | None = None) -> None:
+    def __init__(self, config: uvicorn.Config, settings: Settings | None = None,
+                 shutdown_timeout: float = 30.0) -> None:
         super().__init__(config)
         self.settings = settings  # None in the workers of `--workers N`: the supervisor prints the ready lines
+        self.shutdown_timeout = shutdown_timeout
+        self._watchdog: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self.shutdown_timeout, self._exit_now)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def _exit_now(self) -> None:
+        log.error("shutdown took longer than shutdown_timeout (%.0f s): exiting now", self.shutdown_timeout)
+        logging.shutdown()
+        os._exit(0)
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets=sockets)
@@ -98,10 +118,18 @@ def serve(settings: Settings, workers: int = 1) -> int:
         return serve_workers(settings, workers)
     config = uvicorn.Config(create_app(settings, policies=policies), host=settings.host, port=settings.port,
                             log_level=settings.log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=30, h11_max_incomplete_event_size=settings.max_header_bytes)
-    server = DejaServer(config, settings)
+                            timeout_graceful_shutdown=request_grace(settings),
+                            h11_max_incomplete_event_size=settings.max_header_bytes)
+    server = DejaServer(config, settings, settings.shutdown_timeout)
     server.run()
     return 0 if server.started else 1
+
+
+def request_grace(settings: Settings) -> int:
+    """The seconds uvicorn lets in-flight requests run after SIGTERM (it takes whole seconds)."""
+    from .services import REQUEST_SHARE
+
+    return max(1, int(settings.shutdown_timeout * REQUEST_SHARE))
 
 
 def serve_workers(settings: Settings, workers: int) -> int:
@@ -118,7 +146,7 @@ def serve_workers(settings: Settings, workers: int) -> int:
     os.environ[WORKER_SETTINGS_ENV] = json.dumps(dataclasses.asdict(settings))
     config = uvicorn.Config("proxy.app:worker_app", factory=True, host=settings.host, port=settings.port,
                             workers=workers, log_level=settings.log_level, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=30)
+                            timeout_graceful_shutdown=request_grace(settings))
     sock = listening_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     Workers(config, sockets=[sock]).run()

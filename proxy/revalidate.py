@@ -81,5 +81,12 @@ class Revalidator:
 
     async def wait(self) -> None:
         """Until the refreshes under way have finished (their answers stored); at shutdown, before the store closes."""
-        if self._flights:
-            await asyncio.gather(*self._flights.values(), return_exceptions=True)
+        if self._flights:  # asyncio.wait: a deadline cancelling this wait leaves them running, for cancel()
+            await asyncio.wait(list(self._flights.values()))
+
+    async def cancel(self) -> None:
+        """Give up the refreshes under way (shutdown's deadline passed: their upstream may never answer)."""
+        tasks = list(self._flights.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

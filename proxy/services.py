@@ -23,6 +23,10 @@ from .stores.base import Store, StoreStartError
 from .upstream import UpstreamClient
 
 log = logging.getLogger("deja")
+# Of `shutdown_timeout`: in-flight requests get the first half (cli.py), storing what they left queued this much;
+# the rest is for saving indexes and closing the store, before the process exits regardless.
+REQUEST_SHARE = 0.5
+DRAIN_SHARE = 0.3
 
 
 @dataclass
@@ -75,10 +79,22 @@ class Services:
                    counter, settings.admin_token)
 
     async def close(self) -> None:
-        """Drain write-back first: answers already sent must be stored before the store closes."""
+        """Drain write-back first: answers already sent must be stored before the store closes. The drain has a
+        deadline (a share of `shutdown_timeout`): a refresh whose upstream never answers, or a store that stopped
+        taking writes, would otherwise keep the process alive; what is left then is given up, and logged."""
+        drained = False
         try:
-            await self.revalidator.wait()
-            await self.cache.close()
+            async with asyncio.timeout(self.settings.shutdown_timeout * DRAIN_SHARE):
+                await self.revalidator.wait()
+                await self.cache.drain()
+            drained = True
+        except TimeoutError:
+            log.error("shutdown: giving up %d background refreshes and %d queued write-backs after %.0f s",
+                      len(self.revalidator), self.cache.budget.answers,
+                      self.settings.shutdown_timeout * DRAIN_SHARE)
+            await self.revalidator.cancel()
+        try:
+            await self.cache.close(drain=drained)
         finally:
             if self.error_counter is not None:
                 logging.getLogger("deja.cache").removeHandler(self.error_counter)

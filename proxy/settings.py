@@ -102,6 +102,9 @@ class Settings:
     writeback_queue_size: int = 1024
     # Seconds between background saves of changed vector indexes (they are also saved on shutdown).
     index_save_interval: float = 30.0
+    # Seconds from SIGTERM/SIGINT to exit: in-flight requests get half, queued write-backs then 30%; what is not
+    # done by then is given up (logged) and deja exits 0 regardless.
+    shutdown_timeout: float = 30.0
     log_level: LogLevel = "info"
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
@@ -213,5 +216,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         raise ConfigError(f"{path or 'settings'}: port: expected 0..65535, got {settings.port}")
     if settings.max_body_bytes <= 0 or settings.writeback_queue_size <= 0:
         raise ConfigError(f"{path or 'settings'}: max_body_bytes and writeback_queue_size must be positive")
+    if settings.shutdown_timeout <= 0:
+        raise ConfigError(f"{path or 'settings'}: shutdown_timeout: expected a positive number of seconds, got "
+                          f"{settings.shutdown_timeout}")
     check_bounds(settings, str(path or "settings"))
     return settings

@@ -209,14 +209,15 @@ async def deja(make_proxy, realistic: RealisticUpstream) -> AsyncIterator[Proxy]
 
 class LiveProxy:
     """The app served by uvicorn on a loopback port in a thread, lifespan included (for the browser and the CLI).
-    HashEmbedder and the fake upstream (in-process), real SQLite and hnswlib in `data_dir`."""
+    HashEmbedder and the fake upstream (in-process), real SQLite and hnswlib in `data_dir` (or `store_url`'s store)."""
 
-    def __init__(self, data_dir: Path, upstream: FakeUpstream) -> None:
+    def __init__(self, data_dir: Path, upstream: FakeUpstream, store_url: str | None = None) -> None:
         import threading
 
         import uvicorn
 
-        settings = Settings(data_dir=str(data_dir), upstream="http://upstream.test/v1")
+        settings = Settings(data_dir=str(data_dir), upstream="http://upstream.test/v1",
+                            store=StoreSettings(url=store_url))
         app = create_app(settings, policies=default_policies(), embedder=HashEmbedder(),
                          transport=httpx.ASGITransport(app=upstream.app))
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",

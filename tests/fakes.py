@@ -73,10 +73,18 @@ class FakeUpstream:
         self.slow_seconds = 3.0
         self.fail_next = 0
         self.release = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once a HOLD request waits
         self.app = Starlette(routes=[
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/v1/{path:path}", self.echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ])
+
+    def release_held(self) -> None:
+        """Set `release` from the test's thread: the HOLD requests wait on the server's loop."""
+        if self.loop is None:
+            self.release.set()
+        else:
+            self.loop.call_soon_threadsafe(self.release.set)
 
     async def echo(self, request: Request) -> Response:
         body = await request.body()
@@ -94,6 +102,7 @@ class FakeUpstream:
         self.requests.append({"body": body, "headers": dict(request.headers)})
         text = last_user_text(body)
         if "HOLD" in text:
+            self.loop = asyncio.get_running_loop()
             await self.release.wait()
         failing, self.fail_next = self.fail_next > 0, max(0, self.fail_next - 1)
         if "FAIL500" in text or failing:

@@ -9,6 +9,7 @@ import pytest
 from proxy.cli import main
 
 from .conftest import LiveProxy
+from .test_serve import wait_for
 
 TOKEN = "cli-admin-token"
 
@@ -95,3 +96,43 @@ def test_cli_import_through_a_running_proxy_restores_an_export(live, capsys, tmp
     code, _, err = run(capsys, "import", str(target), "--url", live.base)
     assert code == 0 and "3 imported, 0 skipped, 0 failed of 3 lines" in err
     assert live.chat("Tell me a joke").headers["x-cache-status"] == "HIT"
+
+
+def test_cli_straight_on_the_postgresql_store_while_a_replica_serves(tmp_path, upstream, capsys, monkeypatch,
+                                                                    postgres_database):
+    monkeypatch.setenv("DEJA_ADMIN_TOKEN", TOKEN)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"store:\n  url: {postgres_database}\n")
+    with LiveProxy(tmp_path / "data", upstream, store_url=postgres_database) as proxy:
+        proxy.chat("what is the capital of france")
+        proxy.chat("How do I reset my password?")
+        proxy.wait_until_stored(TOKEN, 2)
+        assert proxy.chat("How do I reset my password?").headers["x-cache-status"] == "HIT"
+        def stats() -> dict:
+            code, out, _ = run(capsys, "stats", "--store", postgres_database)
+            assert code == 0
+            return json.loads(out)
+
+        assert wait_for(lambda: stats()["entry_hits"] == 1)  # hit counts are written at most once a second
+        assert stats()["entries"] == 2 and [m["model"] for m in stats()["models"]] == ["gpt-4o-mini"]
+        code, out, _ = run(capsys, "stats", "--config", str(config))  # the store named by the settings file
+        assert code == 0 and json.loads(out)["entries"] == 2
+        code, out, _ = run(capsys, "export", "--store", postgres_database, "--search", "password")
+        assert [json.loads(line)["question"] for line in out.splitlines()] == ["How do I reset my password?"]
+        code, out, _ = run(capsys, "purge", "--store", postgres_database, "--model", "gpt-4o-mini")
+        assert out.strip() == "purged 2 entries"
+        # The replica was told: it no longer serves the deleted answer from its hot records.
+        assert proxy.chat("How do I reset my password?").headers["x-cache-status"] == "MISS"
+    code, out, _ = run(capsys, "entries", "--store", postgres_database, "--json")  # its answer, stored again
+    assert code == 0 and [json.loads(line)["question"] for line in out.splitlines()] == [
+        "How do I reset my password?"]
+
+
+def test_cli_says_why_a_postgresql_store_cannot_be_read(capsys, postgres_url):
+    empty = postgres_url.replace("/postgres?", "/template1?")
+    code, _, err = run(capsys, "stats", "--store", empty)
+    assert code == 1 and "holds no Deja store" in err
+    code, _, err = run(capsys, "stats", "--store", "postgresql://nobody@127.0.0.1:1/deja")
+    assert code == 1 and "cannot reach the PostgreSQL store" in err
+    code, _, err = run(capsys, "stats", "--store", "postgresql://x@127.0.0.1:1/deja", "--url", "http://127.0.0.1:1")
+    assert code == 1 and "exclude each other" in err

@@ -58,9 +58,9 @@ class SemanticCache:
         self.store.listen(self._removed)
         self.writer.start()
 
-    async def close(self) -> None:
-        """Store everything queued, save changed indexes, stop the worker."""
-        await self.writer.stop()
+    async def close(self, *, drain: bool = True) -> None:
+        """Store everything queued (unless `drain` is False), save changed indexes, stop the worker."""
+        await self.writer.stop(drain=drain)
         await self.leases.close()
         await self.store.checkpoint()
         self.router.close()

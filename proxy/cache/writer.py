@@ -83,10 +83,11 @@ class Writer:
     def start(self) -> None:
         self._worker = asyncio.create_task(self._run(), name="deja-writeback")
 
-    async def stop(self) -> None:
-        """Store everything queued, then stop the worker."""
+    async def stop(self, *, drain: bool = True) -> None:
+        """Store everything queued (unless `drain` is False: shutdown's deadline passed), then stop the worker."""
         if self._worker is not None:
-            await self.drain()
+            if drain:
+                await self.drain()
             if self._flush_timer is not None:
                 self._flush_timer.cancel()
             self._worker.cancel()

@@ -206,6 +206,23 @@ class PostgresStore:
         self._tasks = [asyncio.create_task(self._keep_listening(), name="deja-store-listen"),
                        asyncio.create_task(self._keep_sizes(), name="deja-store-sizes")]
 
+    async def open_records(self) -> None:
+        """Only a connection to the entries, for `deja stats|entries|delete|purge|export`: no indexes created, no
+        notifications listened to (deletions are still announced to the replicas), nothing migrated."""
+        try:
+            # No vector codec: COLUMNS leaves the embeddings out.
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=1, command_timeout=COMMAND_TIMEOUT,
+                                                   timeout=CONNECT_TIMEOUT)
+            if not await self.pool.fetchval("SELECT to_regclass('entries') IS NOT NULL"):
+                raise StoreStartError(f"{self.location} holds no Deja store (no table `entries`): has a deja serve "
+                                      "used it yet?")
+        except DB_ERRORS as exc:
+            await self.close()
+            raise StoreStartError(f"cannot reach the PostgreSQL store {self.location}: {exc}") from exc
+        except StoreStartError:
+            await self.close()
+            raise
+
     def _quoted(self) -> str:
         return _quote(self.embedder)
 
