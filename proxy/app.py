@@ -19,21 +19,26 @@ from starlette.routing import Route
 from .access import KeyGate
 from .admin import admin_routes
 from .azure import azure_routes
+from .completions_api import COMPLETIONS
 from .dashboard import dashboard_routes
 from .embeddings import Embedder
+from .endpoints import CHAT
 from .errors import DejaError, openai_error_body
 from .header_limit import HeaderLimit
 from .modelcache import modelcache
 from .policies import PolicySet
+from .responses_api import RESPONSES
 from .route_counts import counted, passthrough_route
 from .routes import chat_completions, completions, embeddings, healthz, metrics, passthrough, responses
 from .services import Services
 from .settings import Settings
+from .shortcut import HitShortcut
 from .status import Status
 
 log = logging.getLogger("deja")
 # Deja's own error responses say so, apart from the upstream's (docs: X-Cache-Status).
 OWN_ERROR = {"X-Cache-Status": Status.ERROR.value}
+CACHED = ((CHAT, chat_completions), (RESPONSES, responses), (COMPLETIONS, completions))
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
@@ -80,12 +85,11 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
         finally:
             await services.close()
 
+    cached = [(endpoint, counted(endpoint.name, handler)) for endpoint, handler in CACHED]
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/v1/chat/completions", counted("chat/completions", chat_completions), methods=["POST"]),
-        # Other cached endpoints and the Azure OpenAI routes (issue 14).
-        Route("/v1/responses", counted("responses", responses), methods=["POST"]),
-        Route("/v1/completions", counted("completions", completions), methods=["POST"]),
+        # Chat, and the other cached endpoints and the Azure OpenAI routes (issue 14).
+        *(Route(f"/v1{endpoint.path}", route, methods=["POST"]) for endpoint, route in cached),
         Route("/v1/embeddings", counted("embeddings", embeddings), methods=["POST"]),
         *azure_routes(),
         Route("/v1/{path:path}", counted(passthrough_route, passthrough), methods=ALL_METHODS),
@@ -95,7 +99,8 @@ def create_app(settings: Settings, *, policies: PolicySet | None = None, embedde
         *admin_routes(),
         *dashboard_routes(),
     ]
-    middleware = [Middleware(HeaderLimit, limit=settings.max_header_bytes), Middleware(KeyGate, settings=settings)]
+    middleware = [Middleware(HeaderLimit, limit=settings.max_header_bytes), Middleware(KeyGate, settings=settings),
+                  Middleware(HitShortcut, routes=cached)]
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
                      exception_handlers={DejaError: deja_error, HTTPException: http_error,
                                          Exception: unexpected_error})

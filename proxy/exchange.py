@@ -20,10 +20,11 @@ from . import render
 from .cache.flights import Flight
 from .cache.lookup import Hit
 from .canonical import CacheControl, CacheRequest, parse_cache_control
-from .endpoints import Keying, Target
+from .endpoints import Endpoint, Keying, Target
+from .errors import DejaError
 from .incoming import read_body, services_of
 from .policies import Policy
-from .request_memo import parse_request
+from .request_memo import ParsedRequest, parse_request
 from .services import Services
 from .status import Status
 from .terms import Terms, terms_headers
@@ -83,13 +84,28 @@ class Exchange(Generic[E]):
 async def parse(request: Request, endpoint: E, target: Target) -> Exchange[E]:
     """The request's body, checked and put in canonical form, with the terms it is served under."""
     services = services_of(request)
-    settings = services.settings
-    raw = await read_body(request, settings.max_body_bytes)
+    raw = await read_body(request, services.settings.max_body_bytes)
     parsed = parse_request(services, raw, request.headers, endpoint, target)
-    client_body, body, chat = parsed.client_body, parsed.body, parsed.chat
-    policy = services.policies.policy_for(body["model"])
+    return exchange_for(request, services, endpoint, target, raw, parsed)
+
+
+def remembered(request: Request, services: Services, endpoint: Endpoint, target: Target,
+               raw: bytes) -> Exchange[Endpoint] | None:
+    """The exchange `parse` would build, when the request memo knows the body; None (nothing parsed, nothing
+    raised) otherwise: the request then takes the usual path, which raises any error itself."""
+    parsed = services.request_memo.known(endpoint, target, raw, request.headers)
+    if parsed is None:
+        return None
+    try:
+        return exchange_for(request, services, endpoint, target, raw, parsed)
+    except DejaError:
+        return None
+
+
+def exchange_for(request: Request, services: Services, endpoint: E, target: Target, raw: bytes,
+                 parsed: ParsedRequest) -> Exchange[E]:
+    policy = services.policies.policy_for(parsed.body["model"])
     control = parse_cache_control(request.headers.get("cache-control"))
-    terms = endpoint.terms(chat, policy, request.headers, control)
-    if terms.volatile:
-        services.metrics.time_sensitive.labels(terms.volatile).inc()
-    return Exchange(request, services, endpoint, target, raw, client_body, body, control, chat, terms)
+    terms = endpoint.terms(parsed.chat, policy, request.headers, control)
+    return Exchange(request, services, endpoint, target, raw, parsed.client_body, parsed.body, control, parsed.chat,
+                    terms)

@@ -93,6 +93,8 @@ class Metrics:
         self.unpriced_tokens = Counter("deja_tokens_saved_unpriced",
                                        "Tokens saved for models without a price (no cost is estimated)",
                                        ["model"], registry=r)
+        self.shortcut_hits = Counter("deja_shortcut_hits", "Exact hits answered before routing (shortcut.py); "
+                                     "counted in deja_requests and deja_route_requests too", registry=r)
         self.routes = Counter("deja_route_requests", "Requests per route (cached endpoint or passed-through API), "
                               "X-Cache-Status and HTTP status", ["route", "status", "code"], registry=r)
         self.errors = Counter("deja_errors", "Errors by kind; the request was still answered if it could be",

@@ -53,6 +53,12 @@ class RequestMemo:
             return None
         return (endpoint.name, target.path, raw, *values)
 
+    def known(self, endpoint: Keying, target: Target, raw: bytes,
+              headers: Mapping[str, str]) -> ParsedRequest | None:
+        """What `parse_request` would return, when it is remembered; None without parsing anything otherwise."""
+        key = self.key(endpoint, target, raw, key_values(headers))
+        return None if key is None else self.get(key)
+
     def get(self, key: tuple[Any, ...]) -> ParsedRequest | None:
         found = self._found.get(key)
         if found is not None:

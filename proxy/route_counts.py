@@ -43,15 +43,21 @@ class CountedRoute:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
-        label = self.route if isinstance(self.route, str) else self.route(request)
-        metrics = request.app.state.services.metrics
         try:
             response = await self.handler(request)
         except DejaError as exc:
-            metrics.observe_route(label, "ERROR", exc.status_code)
+            request.app.state.services.metrics.observe_route(self.label(request), "ERROR", exc.status_code)
             raise
-        metrics.observe_route(label, cache_status(response), response.status_code)
-        await response(scope, receive, send)
+        await self.respond(request, response, send)
+
+    def label(self, request: Request) -> str:
+        return self.route if isinstance(self.route, str) else self.route(request)
+
+    async def respond(self, request: Request, response: Response, send: Send) -> None:
+        """Count `response` under this route, and send it (also for answers given before routing: shortcut.py)."""
+        request.app.state.services.metrics.observe_route(self.label(request), cache_status(response),
+                                                         response.status_code)
+        await response(request.scope, request.receive, send)
 
 
 def cache_status(response: Response) -> str:

@@ -30,10 +30,11 @@ if TYPE_CHECKING:
 
 def wants_variety(chat: CacheRequest, policy: Policy) -> bool:
     """An explicit temperature > 0 or n > 1: the caller asked for different answers."""
+    if policy.variety <= 1 or policy.mode == "off":
+        return False  # every exact hit asks: the policy answers first, without the ABC check on Real
     temperature, n = chat.body.get("temperature"), chat.body.get("n")
-    varied = (isinstance(temperature, Real) and not isinstance(temperature, bool) and float(temperature) > 0
-              or isinstance(n, int) and not isinstance(n, bool) and n > 1)
-    return policy.variety > 1 and policy.mode != "off" and varied
+    return (isinstance(temperature, Real) and not isinstance(temperature, bool) and float(temperature) > 0
+            or isinstance(n, int) and not isinstance(n, bool) and n > 1)
 
 
 def slot_key(exact_key: str, slot: int) -> str:

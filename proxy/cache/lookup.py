@@ -89,9 +89,9 @@ class Matcher:
 
     async def lookup(self, request: CacheRequest, policy: Policy, now: float, max_age: int | None,
                      max_stale: int) -> Lookup:
-        record = await self.record(request.exact_key)
-        if record is not None and usable(record, now, max_age, max_stale) and self.own(request, record):
-            return Lookup(Hit(record, "exact"))
+        exact = self.exact(request, await self.record(request.exact_key), now, max_age, max_stale)
+        if exact is not None:
+            return Lookup(exact)
         if policy.mode != "semantic" or not request.semantic_ok or len(request.question) > self.guard_max_chars:
             return Lookup(None)
         partition = request.partition
@@ -128,6 +128,17 @@ class Matcher:
             if nearest is not None and nearest.entry_id == entry_id:
                 nearest = Rejection(entry_id, nearest.similarity, reason)
         return Lookup(None, vector, nearest)
+
+    def exact(self, request: CacheRequest, record: Entry | None, now: float, max_age: int | None,
+              max_stale: int) -> Hit | None:
+        if record is not None and usable(record, now, max_age, max_stale) and self.own(request, record):
+            return Hit(record, "exact")
+        return None
+
+    def fresh_in_memory(self, request: CacheRequest, now: float, max_age: int | None) -> Hit | None:
+        """The exact hit `lookup` would find, when its record is hot and within its TTL (a stale one is
+        `lookup`'s to serve: it may be refreshed in the background)."""
+        return self.exact(request, self.hot.by_key(request.exact_key), now, max_age, 0)
 
     async def record(self, exact_key: str) -> Entry | None:
         """The entry stored under `exact_key`, from memory when it is there."""

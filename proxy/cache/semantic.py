@@ -82,6 +82,10 @@ class SemanticCache:
         finally:
             self._lookups -= 1
 
+    def fresh_in_memory(self, request: CacheRequest, max_age: int | None) -> Hit | None:
+        """An exact hit on a hot record within its TTL, found without awaiting (decide.decide_in_memory)."""
+        return self.matcher.fresh_in_memory(request, self.clock(), max_age)
+
     async def record(self, exact_key: str) -> Entry | None:
         return await self.matcher.record(exact_key)
 
