@@ -1,5 +1,6 @@
 """Conversations by meaning (proxy/conversation.py): the context read back exactly, self-contained questions,
-turn alignment with the real model, and the lookup over each store."""
+turn alignment and conversations told twice with the real model, the lookup over each store and the app end to
+end."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ import numpy as np
 import pytest
 
 from proxy.canonical import build_chat_request, validate_body
-from proxy.conversation import MAX_ALIGNED_TURNS, read_context, self_contained, turns_rejection
-from proxy.policies import builtin_policy
+from proxy.conversation import (
+    MAX_ALIGNED_TURNS,
+    TURN_RULES,
+    names,
+    numbers,
+    read_context,
+    self_contained,
+    turns_rejection,
+)
+from proxy.guard.rules import RULE_NAMES
+from proxy.policies import PolicySet, builtin_policy
 
 pytestmark = pytest.mark.anyio
 POLICY = builtin_policy()
@@ -104,21 +114,50 @@ async def test_reworded_user_turn_with_the_same_answer_agrees(embed):
 
 @pytest.mark.model
 @pytest.mark.parametrize(("cached", "incoming", "reason"), [
-    # a changed detail in a user turn: the guard refuses whatever the cosine
+    # a changed detail in a user turn: the guard refuses the rewording, and 4 replaced by 12 the told-twice reading
     (turns("Book a table for 4 people on Friday", "Done."), turns("Book a table for 12 people on Friday", "Done."),
-     "context-turns"),
+     "context-facts"),
     # the assistant offered something else: "yes please" means another thing
     (turns("My plan renews tomorrow", "Shall I cancel it?"), turns("My plan renews tomorrow", "Shall I renew it?"),
      "context-assistant"),
     # options in another order: "the second one" is the other option
     (turns("Which plans?", "1) Basic at £5, 2) Pro at £9"), turns("Which plans?", "1) Pro at £9, 2) Basic at £5"),
      "context-assistant"),
-    # another subject with the same reply text
+    # another subject with the same reply text: the replaced turn's counterpart substitutes the subject
     (turns("I want to cancel my gym membership", "Sure."), turns("I want to cancel my phone contract", "Sure."),
-     "context-turns"),
+     "context-replaced"),
+    # the user said the same, the assistant offered another action: "yes please" means another thing
+    (turns("My Skyline plan renews on Friday", "Shall I cancel it before then?", "hmm, what would that cost?",
+           "Nothing, cancelling is free."),
+     turns("My Skyline plan renews on Friday", "Shall I move you to the Basic plan?", "hmm, what would that cost?",
+           "Nothing, switching is free."), "context-assistant"),
+    # the same exchange about another service
+    (turns("I'm 4 months into a 12 month Skyline mobile contract at £18 a month", "Thanks. What can I help with?"),
+     turns("I'm 4 months into a 12 month PulseFit gym membership at £18 a month", "Got it, how can I help?"),
+     "context-facts"),
 ])
 async def test_changed_turns_refuse(embed, cached, incoming, reason):
     assert await turns_rejection(cached, incoming, embed) == reason
+
+
+@pytest.mark.model
+async def test_a_conversation_told_twice_agrees(embed):
+    # both roles reworded, the facts in another order and spelled otherwise ("four" / "4", "£18/month")
+    cached = turns("I'm four months into a 12 month Skyline mobile contract at £18 a month",
+                   "Thanks for the details. What would you like to know?")
+    incoming = turns("My Skyline mobile plan is £18/month on a 12-month term, and I'm 4 months in",
+                     "Got it, what can I help with?")
+    assert await turns_rejection(cached, incoming, embed) is None
+
+
+def test_facts_are_spelled_alike():
+    assert numbers("six months at £3,000.00 and 5.50") == numbers("6 months at £3000 and 5.5") == {"6", "3000", "5.5"}
+    assert numbers("the 5GB one") == {"5"}  # "one" is a pronoun more often than a number
+    assert names("My Harbour Bank card ref SKL4T7, on Monday") == {"harbour", "bank", "skl4t7"}
+
+
+def test_the_turn_rules_are_the_guards():
+    assert TURN_RULES <= set(RULE_NAMES)
 
 
 @pytest.mark.model
@@ -126,7 +165,7 @@ async def test_a_detour_is_skipped_but_never_the_exchange_before_the_question(em
     cached = turns(PASSWORD, ANSWER)
     detour = turns("Is the app down today?", "No, all systems are running.")
     assert await turns_rejection(cached, (*detour, *cached), embed) is None
-    assert await turns_rejection(cached, (*cached, *detour), embed) == "context-turns"
+    assert await turns_rejection(cached, (*cached, *detour), embed) == "context-replaced"
     assert await turns_rejection((), cached, embed) == "context-turns"  # "it" in a fresh chat vs after a topic
 
 
@@ -165,3 +204,43 @@ async def test_lookup_matches_conversations_by_meaning_over_each_store(tmp_path,
         other_talk = chat("my parcel is late", "Sorry, it is on its way.", "Is Acme open on Christmas Day?")
         assert await served(cache, other_talk) == "about Is Acme open on Christmas Day?"
         assert await served(cache, other_talk, EXACT) is None
+
+
+# One conversation and the ways another can differ from it: the last message is the same in all of them.
+CONTRACT = ["I'm four months into a 12 month Skyline mobile contract at £18 a month",
+            "Thanks for the details. What would you like to know?"]
+LEAVE = "how much would it cost to leave now?"
+OPTIONS = ["I need a copy of my last invoice and I also want to change my delivery address",
+           "I can help with both. Shall I 1) email you the invoice, or 2) send you the address change form?"]
+RENEWAL = ["My Skyline plan renews on Friday and I'm not sure I want it",
+           "I can cancel it before Friday so you're not charged again. Shall I do that?"]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(("stored", "asked", "status"), [
+    pytest.param(CONTRACT, ["My Skyline mobile plan is £18/month on a 12-month term, and I'm 4 months in",
+                            "Got it, what can I help with?"], "HIT", id="reworded"),
+    pytest.param(CONTRACT, ["Morning! Sorry, long day already. I'm four months into a 12 month Skyline mobile "
+                            "contract at £18 a month", "Morning! Thanks for the details. What would you like to "
+                            "know?"], "HIT", id="small-talk"),
+    pytest.param(CONTRACT, ["I'm four months into a 12 month PulseFit gym membership at £18 a month",
+                            "Thanks for the details. What would you like to know?"], "MISS", id="swapped-context"),
+    pytest.param(CONTRACT, ["I'm seven months into a 12 month Skyline mobile contract at £18 a month",
+                            "Thanks for the details. What would you like to know?"], "MISS", id="changed-detail"),
+    pytest.param([*OPTIONS, "the second one"], [OPTIONS[0], "I can help with both. Shall I 1) send you the address "
+                 "change form, or 2) email you the invoice?", "the second one"], "MISS", id="swapped-options"),
+    pytest.param([*RENEWAL, "yes please"], [RENEWAL[0], "I can switch you to the cheaper Basic plan from Friday "
+                 "instead. Shall I do that?", "yes please"], "MISS", id="flipped-intent"),
+])
+async def test_the_app_serves_a_conversation_told_twice_and_refuses_a_changed_one(make_proxy, real_embedder,
+                                                                                   stored, asked, status):
+    question = LEAVE if stored is CONTRACT else stored[-1]
+    stored_turns, asked_turns = (stored, asked) if stored is CONTRACT else (stored[:-1], asked[:-1])
+    async with make_proxy(policies=PolicySet([builtin_policy()]), embedder=real_embedder) as proxy:
+        first = await proxy.chat(question, history=chat(*stored_turns))
+        assert first.headers["X-Cache-Status"] == "MISS"
+        again = await proxy.chat(question, history=chat(*asked_turns))
+        assert again.headers["X-Cache-Status"] == status
+        if status == "HIT":
+            assert again.json()["choices"] == first.json()["choices"]
+        assert len(proxy.upstream.requests) == (1 if status == "HIT" else 2)
