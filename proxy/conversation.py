@@ -15,15 +15,17 @@ text turns are compared, and only when the context can be read back exactly (its
   another order, small talk in between). Refused when the user said the very same things (then only the
   assistant differs: another offer or option order), when the topics differ (cosine of the mean turn
   embeddings), when a number or name of one side is replaced by another on the other side, when a turn replaced
-  between identical turns has no counterpart saying the same thing, and when a turn and its closest counterpart
-  differ in a number or name or in what the guard's turn rules see (a swapped entity, a flipped pole, a changed
-  scope, a substituted word).
+  between identical turns has no counterpart saying the same thing (a question edited before an identical reply
+  needs the user-turn bar), when a detour comes just before the question, and when a turn and its closest
+  counterpart differ in a number or name or in what the guard's turn rules see (a swapped entity, a flipped pole,
+  a changed scope, a substituted word).
 
 Measured on fow-cache conversations in bench/QUALITY.md (bench/calibrate.py --conversations).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -203,7 +205,8 @@ async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embe
     if len(texts) > MAX_EMBEDDED_TURNS or not _embeddable(texts):
         return reason
     await embedded(texts)
-    return told_twice_rejection(cached, incoming, vectors, told_twice)
+    # Facts, alignment and the guard on counterparts: milliseconds for long chats, so off the event loop.
+    return await asyncio.to_thread(told_twice_rejection, cached, incoming, vectors, told_twice)
 
 
 def _embeddable(texts: Sequence[str]) -> bool:
