@@ -92,7 +92,7 @@ class ToldTwice:
     counterpart: float  # from this cosine a turn's closest counterpart must state the same numbers and names
 
 
-TOLD_TWICE = ToldTwice(topic=0.5, replaced=0.2, counterpart=0.85)
+TOLD_TWICE = ToldTwice(topic=0.4, replaced=0.3, counterpart=0.9)
 
 
 @dataclass(frozen=True)
