@@ -45,7 +45,8 @@ _CUT = conversation.TOLD_TWICE
 SHIPPED = ("shipped (`conversations: meaning`): self-contained question alone, else aligned turns (assistant "
            f"identical, user cosine ≥ {conversation.TURN_THRESHOLD} + guard, detours skipped), else told twice "
            f"(topic ≥ {_CUT.topic}, no replaced number or name, replaced turns ≥ {_CUT.replaced} + turn rules, "
-           f"counterparts ≥ {_CUT.counterpart} same facts + turn rules)")
+           f"counterparts ≥ {_CUT.counterpart} same facts + turn rules, an accepted offer reworded at the "
+           "user-turn bar)")
 ALIGNED_ONLY = "aligned turns only (the design before told twice; user cosine swept)"
 # The told-twice cut-offs searched on the tuning half: every combination.
 TOPICS = (0.3, 0.4, 0.5, 0.6, 0.7)
@@ -298,7 +299,8 @@ def shipped_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> dict[s
         return conversation.aligned(*sorted((a, b), key=len), agree)
 
     def shipped(c: dict, t: float, cut: conversation.ToldTwice | None = conversation.TOLD_TWICE) -> bool:
-        return asyncio.run(conversation.turns_rejection(turns(c["a"]), turns(c["b"]), embed, t, cut)) is None
+        return asyncio.run(conversation.turns_rejection(turns(c["a"]), turns(c["b"]), embed, t, cut,
+                                                        c["b"][-1]["content"])) is None
 
     same = [c["a"][:-1] == c["b"][:-1] for c in convs]
     designs = {"self-contained last question alone, else exact context": [
@@ -328,7 +330,7 @@ def told_twice_grid(convs: list[dict], emb: Embeddings,
     rows = []
     for cut in itertools.starmap(conversation.ToldTwice, itertools.product(TOPICS, REPLACED, COUNTERPARTS)):
         rows.append((cut, [q and (a or c["a"][:-1] == c["b"][:-1] or asyncio.run(conversation.turns_rejection(
-            turns(c["a"]), turns(c["b"]), embed, conversation.TURN_THRESHOLD, cut)) is None)
+            turns(c["a"]), turns(c["b"]), embed, conversation.TURN_THRESHOLD, cut, c["b"][-1]["content"])) is None)
             for c, q, a in zip(convs, qok, alone, strict=True)]))
     return rows
 

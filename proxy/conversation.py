@@ -18,7 +18,8 @@ text turns are compared, and only when the context can be read back exactly (its
   between identical turns has no counterpart saying the same thing (a question edited before an identical reply
   needs the user-turn bar), when a detour comes just before the question, and when a turn and its closest
   counterpart differ in a number or name or in what the guard's turn rules see (a swapped entity, a flipped pole,
-  a changed scope, a substituted word).
+  a changed scope, a substituted word). A last message that only takes up an offer ("yes please", "go ahead",
+  "the second one") also needs the assistant's last turns identical or reworded at the user-turn bar.
 
 Measured on fow-cache conversations in bench/QUALITY.md (bench/calibrate.py --conversations).
 """
@@ -74,6 +75,11 @@ _NOT_NAMES = frozenset({"I", "I'm", "I've", "I'd", "I'll"})
 _TOPIC = re.compile(r"\b(?:for|on|at|of|about|with|in|from|by)\s+(?:(?:a|an|the|my|your|our|new)\s+)?"
                     r"(?!you\b|me\b|us\b)([a-z][a-z-]{2,})", re.IGNORECASE)
 MIN_SELF_CONTAINED_WORDS = 4
+# A short reply that takes up the assistant's last offer or picks one of its options ("yes please", "go ahead",
+# "the second one"): it means whatever that offer was.
+_ACCEPTS = re.compile(r"^\W*(?:yes|yeah|yep|ok|okay|sure|go ahead|go on|do it|please|that one|option|"
+                      r"(?:the )?(?:first|second|third|last|other)(?: one| option)?)\b", re.IGNORECASE)
+MAX_ACCEPTING_WORDS = 6
 _NUMBER = re.compile(
     r"\d+(?:[.,]\d+)*|\b(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty)\b", re.IGNORECASE)
 _NUMBER_WORDS = {w: str(n) for n, w in enumerate(
@@ -161,10 +167,11 @@ def aligned(short: Sequence[Turn], long: Sequence[Turn], agree: Callable[[Turn, 
 
 
 async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embed: Embed,
-                          threshold: float = TURN_THRESHOLD, told_twice: ToldTwice | None = TOLD_TWICE) -> str | None:
+                          threshold: float = TURN_THRESHOLD, told_twice: ToldTwice | None = TOLD_TWICE,
+                          question: str = "") -> str | None:
     """None when the cached turns may stand for the incoming ones (see the module docstring), else the reason;
     `threshold`: the cosine a reworded user turn needs; `told_twice`: None tries the alignment only
-    (bench/calibrate.py sweeps both)."""
+    (bench/calibrate.py sweeps both); `question`: the last message, asked after these turns."""
     short, long = (cached, incoming) if len(cached) <= len(incoming) else (incoming, cached)
     if len(long) > MAX_ALIGNED_TURNS:
         return "context-turns"
@@ -205,8 +212,25 @@ async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embe
     if len(texts) > MAX_EMBEDDED_TURNS or not _embeddable(texts):
         return reason
     await embedded(texts)
+    if accepts(question) and not _same_offer(short, long, vectors):
+        return "context-offer"
     # Facts, alignment and the guard on counterparts: milliseconds for long chats, so off the event loop.
     return await asyncio.to_thread(told_twice_rejection, cached, incoming, vectors, told_twice)
+
+
+def accepts(question: str) -> bool:
+    """Whether the last message only takes up an offer or picks an option of the turn before it."""
+    return len(_WORD.findall(question)) <= MAX_ACCEPTING_WORDS and bool(_ACCEPTS.search(question))
+
+
+def _same_offer(a: Sequence[Turn], b: Sequence[Turn], vectors: dict[str, np.ndarray]) -> bool:
+    """The assistant's last turns on both sides identical, or reworded at the user-turn bar with no guard conflict."""
+    last_a = next((text for role, text in reversed(a) if role == "assistant"), None)
+    last_b = next((text for role, text in reversed(b) if role == "assistant"), None)
+    if last_a is None or last_b is None:
+        return last_a == last_b
+    return last_a == last_b or (float(np.dot(vectors[last_a], vectors[last_b])) >= TURN_THRESHOLD
+                                and find_conflict(last_a, last_b) is None)
 
 
 def _embeddable(texts: Sequence[str]) -> bool:
@@ -345,4 +369,4 @@ async def context_rejection(request: CacheRequest, candidate: Entry, embed: Embe
         return "context"
     if self_contained(request.question) and self_contained(candidate.question):
         return None
-    return await turns_rejection(theirs.turns, mine.turns, embed)
+    return await turns_rejection(theirs.turns, mine.turns, embed, question=request.question)

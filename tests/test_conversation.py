@@ -14,6 +14,7 @@ from proxy.canonical import build_chat_request, validate_body
 from proxy.conversation import (
     MAX_ALIGNED_TURNS,
     TURN_RULES,
+    accepts,
     names,
     numbers,
     read_context,
@@ -148,6 +149,25 @@ async def test_a_conversation_told_twice_agrees(embed):
     incoming = turns("My Skyline mobile plan is £18/month on a 12-month term, and I'm 4 months in",
                      "Got it, what can I help with?")
     assert await turns_rejection(cached, incoming, embed) is None
+
+
+@pytest.mark.model
+async def test_yes_to_another_offer_refuses_even_when_everything_is_reworded(embed):
+    cached = turns("I've got the 9:10 Monday slot with Dr Reyes but my daughter is ill",
+                   "Sorry to hear that. Shall I cancel your Monday appointment so someone else can have it?")
+    incoming = turns("Is the 9:10 Monday slot with Dr Reyes still free? My daughter is ill so I'm home anyway",
+                     "It is. Shall I book you into the Monday 9:10 slot with Dr Reyes?")
+    assert await turns_rejection(cached, incoming, embed, question="go ahead") == "context-offer"
+    # the very same user words before another offer: refused before any comparison by meaning
+    assert await turns_rejection(cached, cached[:1] + incoming[1:], embed, question="go ahead") == "context-assistant"
+
+
+@pytest.mark.parametrize(("question", "accepting"), [
+    ("yes please", True), ("go ahead", True), ("the second one", True), ("ok do it", True),
+    ("ok so how much do I get back altogether?", False), ("how much would it cost to leave now?", False),
+])
+def test_replies_that_take_up_an_offer(question, accepting):
+    assert accepts(question) is accepting
 
 
 def test_facts_are_spelled_alike():
