@@ -27,8 +27,11 @@ Measured on fow-cache conversations in bench/QUALITY.md (bench/calibrate.py --co
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,9 +60,19 @@ MAX_ALIGNED_TURNS = 128
 # negation rules are left out: rewordings trip them ("six months" / "6 months in", "nothing" / "no idea"); numbers
 # are compared here instead.
 TURN_RULES = frozenset({"entity", "polarity", "scope", "substitution"})
-# Distinct texts embedded for one comparison of conversations told twice: beyond this it costs too much on the
-# lookup path (bench/conversation_cost.py).
+# Distinct texts compared for one conversation told twice: beyond this the comparison itself (alignment, facts,
+# guard on counterparts) costs too much on the lookup path (bench/conversation_cost.py).
 MAX_EMBEDDED_TURNS = 96
+# Texts not yet in TURN_VECTORS that one comparison may embed (~80 ms at the ~300 short turns/s MiniLM embeds
+# batched): beyond it the candidate is refused ("context-too-long") before anything is embedded. 24 is the smallest
+# bound at the tuning half's best figures below 96 (bench/conversation_budget.py).
+MAX_NEW_EMBEDDINGS = 24
+# Candidates of one lookup that may get the told-twice comparison, nearest first; the rest are refused
+# ("context-too-many"). The second shares the first's incoming turns through TURN_VECTORS.
+MAX_TOLD_TWICE_CANDIDATES = 2
+# Turn vectors kept across requests (384 float32 each: ~1.6 kB, so ~6 MB): a client resends its turns with every
+# message, and a cached candidate is compared again and again.
+TURN_VECTORS_LIMIT = 4096
 
 # Words that point back at earlier turns. "is there" is existential, "instead of" self-contained.
 _BACK_REFERENCE = re.compile(
@@ -99,6 +112,53 @@ class ToldTwice:
 
 
 TOLD_TWICE = ToldTwice(topic=0.4, replaced=0.3, counterpart=0.9)
+
+
+class TurnVectors:
+    """A bounded LRU of turn embeddings, keyed by the embedder (the `embed` callable) and a digest of the text."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._vectors: OrderedDict[tuple[Hashable, bytes], np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def clear(self) -> None:
+        self._vectors.clear()
+
+    @staticmethod
+    def key(embed: Embed, text: str) -> tuple[Hashable, bytes]:
+        return embed, hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+    def get(self, embed: Embed, text: str) -> np.ndarray | None:
+        key = self.key(embed, text)
+        vector = self._vectors.get(key)
+        if vector is not None:
+            self._vectors.move_to_end(key)
+        return vector
+
+    def put(self, embed: Embed, text: str, vector: np.ndarray) -> None:
+        key = self.key(embed, text)
+        self._vectors[key] = vector
+        self._vectors.move_to_end(key)
+        while len(self._vectors) > self.limit:
+            self._vectors.popitem(last=False)
+
+
+TURN_VECTORS = TurnVectors(TURN_VECTORS_LIMIT)
+
+
+@dataclass
+class LookupBudget:
+    """What one lookup may still spend on conversations told twice."""
+
+    request: object  # the lookup's request: a new one starts a new budget
+    told_twice_left: int = MAX_TOLD_TWICE_CANDIDATES
+
+
+# The budget of the lookup running in this task: context_rejection is called once per candidate of one lookup.
+_LOOKUP_BUDGET: ContextVar[LookupBudget | None] = ContextVar("deja_told_twice_budget", default=None)
 
 
 @dataclass(frozen=True)
@@ -168,21 +228,39 @@ def aligned(short: Sequence[Turn], long: Sequence[Turn], agree: Callable[[Turn, 
 
 async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embed: Embed,
                           threshold: float = TURN_THRESHOLD, told_twice: ToldTwice | None = TOLD_TWICE,
-                          question: str = "") -> str | None:
+                          question: str = "", budget: LookupBudget | None = None,
+                          max_new: int | None = None) -> str | None:
     """None when the cached turns may stand for the incoming ones (see the module docstring), else the reason;
     `threshold`: the cosine a reworded user turn needs; `told_twice`: None tries the alignment only
-    (bench/calibrate.py sweeps both); `question`: the last message, asked after these turns."""
+    (bench/calibrate.py sweeps both); `question`: the last message, asked after these turns; `budget`: the
+    lookup's told-twice comparisons left (None: no limit); `max_new`: texts not in TURN_VECTORS it may embed
+    (None: MAX_NEW_EMBEDDINGS)."""
     short, long = (cached, incoming) if len(cached) <= len(incoming) else (incoming, cached)
     if len(long) > MAX_ALIGNED_TURNS:
         return "context-turns"
     if not short:
         return "context-turns"  # "it" in a fresh chat vs after a topic
     vectors: dict[str, np.ndarray] = {}
+    new_left = MAX_NEW_EMBEDDINGS if max_new is None else max_new
 
-    async def embedded(wanted: Sequence[str]) -> None:
-        missing = sorted(set(wanted) - vectors.keys())
+    async def embedded(wanted: Sequence[str]) -> bool:
+        """Whether every wanted text has its vector, embedding only what TURN_VECTORS lacks, within `max_new`."""
+        nonlocal new_left
+        missing = []
+        for text in sorted(set(wanted) - vectors.keys()):
+            vector = TURN_VECTORS.get(embed, text)
+            if vector is None:
+                missing.append(text)
+            else:
+                vectors[text] = vector
+        if len(missing) > new_left:
+            return False
         if missing:
-            vectors.update(zip(missing, await embed(missing), strict=True))
+            new_left -= len(missing)
+            for text, vector in zip(missing, await embed(missing), strict=True):
+                vectors[text] = vector
+                TURN_VECTORS.put(embed, text, vector)
+        return True
 
     reason = "context-assistant"
     if _assistants_in_order(short, long):
@@ -202,7 +280,8 @@ async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embe
                     and find_conflict(x[1], y[1]) is None)
 
         if len(differing) <= MAX_DIFFERING_TURNS and _embeddable(differing):
-            await embedded(differing)
+            if not await embedded(differing):
+                return "context-too-long"
             if aligned(short, long, agree):
                 return None
         reason = "context-turns"
@@ -211,7 +290,12 @@ async def turns_rejection(cached: Sequence[Turn], incoming: Sequence[Turn], embe
     texts = sorted({text for _, text in (*short, *long)})
     if len(texts) > MAX_EMBEDDED_TURNS or not _embeddable(texts):
         return reason
-    await embedded(texts)
+    if budget is not None:
+        if budget.told_twice_left <= 0:
+            return "context-too-many"
+        budget.told_twice_left -= 1
+    if not await embedded(texts):
+        return "context-too-long"
     if accepts(question) and not _same_offer(short, long, vectors):
         return "context-offer"
     # Facts, alignment and the guard on counterparts: milliseconds for long chats, so off the event loop.
@@ -369,4 +453,8 @@ async def context_rejection(request: CacheRequest, candidate: Entry, embed: Embe
         return "context"
     if self_contained(request.question) and self_contained(candidate.question):
         return None
-    return await turns_rejection(theirs.turns, mine.turns, embed, question=request.question)
+    budget = _LOOKUP_BUDGET.get()
+    if budget is None or budget.request is not request:
+        budget = LookupBudget(request)
+        _LOOKUP_BUDGET.set(budget)
+    return await turns_rejection(theirs.turns, mine.turns, embed, question=request.question, budget=budget)

@@ -13,7 +13,10 @@ import pytest
 from proxy.canonical import build_chat_request, validate_body
 from proxy.conversation import (
     MAX_ALIGNED_TURNS,
+    MAX_NEW_EMBEDDINGS,
     TURN_RULES,
+    LookupBudget,
+    TurnVectors,
     accepts,
     names,
     numbers,
@@ -264,3 +267,85 @@ async def test_the_app_serves_a_conversation_told_twice_and_refuses_a_changed_on
         if status == "HIT":
             assert again.json()["choices"] == first.json()["choices"]
         assert len(proxy.upstream.requests) == (1 if status == "HIT" else 2)
+
+
+class Counting:
+    """The real model, counting the texts it is asked to embed."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+        self.texts: list[str] = []
+
+    async def __call__(self, texts: list[str]) -> np.ndarray:
+        self.texts += texts
+        return np.asarray(self.embedder.embed(texts))
+
+
+TASKS = ["reset my password", "change my email address", "turn on two-factor login", "download my invoices",
+         "update my card details", "close my account", "export my contacts", "change the account owner",
+         "add a team member", "set up single sign-on"]
+
+
+def told_twice(exchanges: int) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """One support chat about `exchanges` tasks, and the same chat told again in other words (both roles)."""
+    cached = [t for task in TASKS[:exchanges] for t in (
+        ("user", f"How do I {task}?"), ("assistant", f"You can {task} from the settings page in a few minutes."))]
+    incoming = [t for task in TASKS[:exchanges] for t in (
+        ("user", f"What's the way to {task}?"), ("assistant", f"From the settings page you can {task} quickly."))]
+    return tuple(cached), tuple(incoming)
+
+
+def test_turn_vectors_stay_within_their_bound():
+    vectors = TurnVectors(limit=3)
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        raise AssertionError("never called")
+
+    for n in range(10):
+        vectors.put(embed, f"turn {n}", np.full(2, n, dtype=np.float32))
+        if n == 5:
+            assert vectors.get(embed, "turn 4") is not None  # used: kept over older ones
+        assert len(vectors) <= 3
+    assert [vectors.get(embed, f"turn {n}") is not None for n in range(10)] == [False] * 7 + [True] * 3
+    assert vectors.get(embed, "turn 9")[0] == 9
+
+
+@pytest.mark.model
+async def test_a_repeated_comparison_embeds_nothing_new(real_embedder):
+    embed = Counting(real_embedder)
+    cached, incoming = told_twice(3)
+    assert await turns_rejection(cached, incoming, embed) is None
+    assert sorted(embed.texts) == sorted({t for _, t in (*cached, *incoming)})
+    embed.texts.clear()
+    assert await turns_rejection(cached, incoming, embed) is None
+    assert await turns_rejection(incoming, cached, embed) is None
+    assert embed.texts == []
+    # The next message of the chat: only its two new turns are embedded.
+    longer = (*incoming, ("user", "Thanks, that sorted it."), ("assistant", "Glad to help!"))
+    assert await turns_rejection((*cached, ("user", "Thank you, that worked."), ("assistant", "Happy to help!")),
+                                 longer, embed) is None
+    assert sorted(embed.texts) == sorted(["Thank you, that worked.", "Happy to help!", "Thanks, that sorted it.",
+                                          "Glad to help!"])
+
+
+@pytest.mark.model
+async def test_a_comparison_embeds_at_most_its_bound_of_new_texts(real_embedder):
+    embed = Counting(real_embedder)
+    cached, incoming = told_twice(MAX_NEW_EMBEDDINGS // 4 + 1)  # 4 distinct texts per exchange
+    assert await turns_rejection(cached, incoming, embed) == "context-too-long"
+    assert embed.texts == []  # refused before embedding anything
+    # Their vectors known (another comparison embedded them), the same chat agrees.
+    assert await turns_rejection(cached, incoming, embed, max_new=MAX_NEW_EMBEDDINGS * 2) is None
+    embed.texts.clear()
+    assert await turns_rejection(cached, incoming, embed) is None
+    assert embed.texts == []
+
+
+@pytest.mark.model
+async def test_a_lookup_tells_twice_at_most_its_bound_of_candidates(embed):
+    cached, incoming = told_twice(2)
+    budget = LookupBudget(request=object(), told_twice_left=2)
+    assert [await turns_rejection(cached, incoming, embed, budget=budget) for _ in range(3)] == [
+        None, None, "context-too-many"]
+    # Turns that align never use the told-twice comparison, so never the budget.
+    assert await turns_rejection(cached, cached, embed, budget=budget) is None
