@@ -306,6 +306,7 @@ def shipped_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> dict[s
     designs = {"self-contained last question alone, else exact context": [
         (0.0, [q and (s or a) for q, s, a in zip(qok, same, alone, strict=True)])]}
     def flags(rule: Callable[[dict, float], bool], t: float) -> list[bool]:
+        conversation.TURN_VECTORS.clear()  # each pass starts as a fresh proxy: the embedding bound holds alike
         return [q and (s or a or rule(c, t)) for c, q, s, a in zip(convs, qok, same, alone, strict=True)]
 
     designs[SHIPPED] = [(conversation.TURN_THRESHOLD, flags(shipped, conversation.TURN_THRESHOLD))]
@@ -329,6 +330,7 @@ def told_twice_grid(convs: list[dict], emb: Embeddings,
              for c in convs]
     rows = []
     for cut in itertools.starmap(conversation.ToldTwice, itertools.product(TOPICS, REPLACED, COUNTERPARTS)):
+        conversation.TURN_VECTORS.clear()
         rows.append((cut, [q and (a or c["a"][:-1] == c["b"][:-1] or asyncio.run(conversation.turns_rejection(
             turns(c["a"]), turns(c["b"]), embed, conversation.TURN_THRESHOLD, cut, c["b"][-1]["content"])) is None)
             for c, q, a in zip(convs, qok, alone, strict=True)]))

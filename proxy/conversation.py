@@ -21,7 +21,12 @@ text turns are compared, and only when the context can be read back exactly (its
   a changed scope, a substituted word). A last message that only takes up an offer ("yes please", "go ahead",
   "the second one") also needs the assistant's last turns identical or reworded at the user-turn bar.
 
-Measured on fow-cache conversations in bench/QUALITY.md (bench/calibrate.py --conversations).
+The embeddings this asks for sit on the lookup path, so they are bounded: turn vectors are kept across requests
+(TURN_VECTORS, an LRU), one comparison embeds at most MAX_NEW_EMBEDDINGS texts it lacks ("context-too-long"),
+and at most MAX_TOLD_TWICE_CANDIDATES candidates of one lookup are compared as told twice ("context-too-many").
+
+Measured on fow-cache conversations in bench/QUALITY.md (bench/calibrate.py --conversations, bench/conversation_cost.py,
+bench/conversation_budget.py).
 """
 
 from __future__ import annotations

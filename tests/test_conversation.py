@@ -18,6 +18,7 @@ from proxy.conversation import (
     LookupBudget,
     TurnVectors,
     accepts,
+    context_rejection,
     names,
     numbers,
     read_context,
@@ -26,6 +27,7 @@ from proxy.conversation import (
 )
 from proxy.guard.rules import RULE_NAMES
 from proxy.policies import PolicySet, builtin_policy
+from proxy.stores.base import Entry
 
 pytestmark = pytest.mark.anyio
 POLICY = builtin_policy()
@@ -349,3 +351,20 @@ async def test_a_lookup_tells_twice_at_most_its_bound_of_candidates(embed):
         None, None, "context-too-many"]
     # Turns that align never use the told-twice comparison, so never the budget.
     assert await turns_rejection(cached, cached, embed, budget=budget) is None
+
+
+@pytest.mark.model
+async def test_each_lookup_tells_twice_at_most_two_candidates(real_embedder):
+    cached, incoming = told_twice(2)
+    question = {"role": "user", "content": "And how long does that take?"}
+
+    def messages(side):
+        return [{"role": role, "content": text} for role, text in side] + [question]
+
+    stored = request(messages(cached))
+    candidate = Entry(stored.exact_key, stored.partition, "t", "m", "", stored.context_digest, stored.context_text,
+                      stored.question, {}, None, 0.0, None)
+    embed = Counting(real_embedder)
+    asked = request(messages(incoming))
+    assert [await context_rejection(asked, candidate, embed) for _ in range(3)] == [None, None, "context-too-many"]
+    assert await context_rejection(request(messages(incoming)), candidate, embed) is None  # the next lookup
