@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import itertools
 import json
 import sys
 import time
@@ -40,9 +41,19 @@ CONV_TRAP_BUDGET = 0.02
 
 # The shipped defaults (policies/default.yaml), reported on both halves.
 DEFAULT = builtin_policy()
+_CUT = conversation.TOLD_TWICE
 SHIPPED = ("shipped (`conversations: meaning`): self-contained question alone, else aligned turns (assistant "
-           f"identical, user cosine ≥ {conversation.TURN_THRESHOLD} + guard, detours skipped)")
+           f"identical, user cosine ≥ {conversation.TURN_THRESHOLD} + guard, detours skipped), else told twice "
+           f"(topic ≥ {_CUT.topic}, no replaced number or name, replaced turns ≥ {_CUT.replaced} + turn rules, "
+           f"counterparts ≥ {_CUT.counterpart} same facts + turn rules, an accepted offer reworded at the "
+           "user-turn bar)")
+ALIGNED_ONLY = "aligned turns only (the design before told twice; user cosine swept)"
+# The told-twice cut-offs searched on the tuning half: every combination.
+TOPICS = (0.3, 0.4, 0.5, 0.6, 0.7)
+REPLACED = (0.2, 0.3, 0.5, 0.6)
+COUNTERPARTS = (0.8, 0.85, 0.9)
 SHIPPED_SWEPT = "as shipped, user-turn cosine swept"
+TOLD_TWICE_SWEPT = "as shipped, told-twice cut-offs searched (topic, replaced, counterpart)"
 BY_MEANING = "as shipped, but assistant turns by meaning too"
 # The embedder reads ~256 tokens from the start, so the proxy embeds only the context's tail: recent turns decide
 # what "it" means. The guard still reads the whole context.
@@ -287,19 +298,43 @@ def shipped_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> dict[s
         a, b = turns(c["a"]), turns(c["b"])
         return conversation.aligned(*sorted((a, b), key=len), agree)
 
-    def shipped(c: dict, t: float) -> bool:
-        return asyncio.run(conversation.turns_rejection(turns(c["a"]), turns(c["b"]), embed, t)) is None
+    def shipped(c: dict, t: float, cut: conversation.ToldTwice | None = conversation.TOLD_TWICE) -> bool:
+        return asyncio.run(conversation.turns_rejection(turns(c["a"]), turns(c["b"]), embed, t, cut,
+                                                        c["b"][-1]["content"])) is None
 
     same = [c["a"][:-1] == c["b"][:-1] for c in convs]
     designs = {"self-contained last question alone, else exact context": [
         (0.0, [q and (s or a) for q, s, a in zip(qok, same, alone, strict=True)])]}
     def flags(rule: Callable[[dict, float], bool], t: float) -> list[bool]:
+        conversation.TURN_VECTORS.clear()  # each pass starts as a fresh proxy: the embedding bound holds alike
         return [q and (s or a or rule(c, t)) for c, q, s, a in zip(convs, qok, same, alone, strict=True)]
 
     designs[SHIPPED] = [(conversation.TURN_THRESHOLD, flags(shipped, conversation.TURN_THRESHOLD))]
     designs[SHIPPED_SWEPT] = [(t, flags(shipped, t)) for t in SWEEP]
+    designs[ALIGNED_ONLY] = [(t, flags(lambda c, t: shipped(c, t, None), t)) for t in SWEEP]
     designs[BY_MEANING] = [(t, flags(by_meaning, t)) for t in SWEEP]
     return designs
+
+
+def told_twice_grid(convs: list[dict], emb: Embeddings,
+                    qok: list[bool]) -> list[tuple[conversation.ToldTwice, list[bool]]]:
+    """Every combination of the told-twice cut-offs, the rest as shipped."""
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        return emb(texts)
+
+    def turns(side: list[dict]) -> tuple[tuple[str, str], ...]:
+        return tuple((m["role"], m["content"]) for m in side[:-1])
+
+    alone = [conversation.self_contained(c["a"][-1]["content"]) and conversation.self_contained(c["b"][-1]["content"])
+             for c in convs]
+    rows = []
+    for cut in itertools.starmap(conversation.ToldTwice, itertools.product(TOPICS, REPLACED, COUNTERPARTS)):
+        conversation.TURN_VECTORS.clear()
+        rows.append((cut, [q and (a or c["a"][:-1] == c["b"][:-1] or asyncio.run(conversation.turns_rejection(
+            turns(c["a"]), turns(c["b"]), embed, conversation.TURN_THRESHOLD, cut, c["b"][-1]["content"])) is None)
+            for c, q, a in zip(convs, qok, alone, strict=True)]))
+    return rows
 
 
 def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out: list[str]) -> dict:
@@ -383,6 +418,22 @@ def conv_report(convs: list[dict], emb: Embeddings, threshold: float | None, out
     for (t, f), (_, g), (_, h) in zip(designs[aligned], designs[SHIPPED_SWEPT], designs[BY_MEANING], strict=True):
         cells = [per_half(x, True) for x in (f, g, h)]
         out.append(f"| {t:.2f} | " + " | ".join(f"{pct(c['hit'])} / {pct(c['trap'])}" for c in cells) + " |")
+    grid = told_twice_grid(convs, emb, qok)
+    allowed = [(cut, f) for cut, f in grid if per_half(f, True)["trap"] <= CONV_TRAP_BUDGET]
+    # Most should-hit on the tuning half; among equals the strictest cut-offs.
+    best, _ = max(allowed, key=lambda x: (per_half(x[1], True)["hit"], x[0].topic + x[0].replaced + x[0].counterpart))
+    out.append(f"\n`{TOLD_TWICE_SWEPT}`: {len(grid)} combinations of topic {TOPICS}, replaced {REPLACED} and "
+               f"counterpart {COUNTERPARTS}. Tuning-best with traps ≤ 2% (ties: the strictest): topic {best.topic}, "
+               f"replaced {best.replaced}, counterpart {best.counterpart}; shipped: topic {_CUT.topic}, replaced "
+               f"{_CUT.replaced}, counterpart {_CUT.counterpart}. The ten best on the tuning half:\n")
+    out.append("| topic | replaced | counterpart | tuning hit / trap | held-out hit / trap |")
+    out.append("|---|---|---|---|---|")
+    ranked = sorted(grid, key=lambda x: (per_half(x[1], True)["trap"] > CONV_TRAP_BUDGET, -per_half(x[1], True)["hit"],
+                                         -(x[0].topic + x[0].replaced + x[0].counterpart)))
+    for cut, f in ranked[:10]:
+        st, sh = per_half(f, True), per_half(f, False)
+        out.append(f"| {cut.topic} | {cut.replaced} | {cut.counterpart} | {pct(st['hit'])} / {pct(st['trap'])} | "
+                   f"{pct(sh['hit'])} / {pct(sh['trap'])} |")
     t, f = designs[SHIPPED][0]
     out.append(f"\nShipped design: {SHIPPED}. Per subtype:\n")
     out.append("| subtype | tuning served | held-out served |")

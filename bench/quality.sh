@@ -56,6 +56,13 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo "against a semantic hit's 1 ms budget."
   echo
   python -m bench.guard_cost 400
+  echo
+  echo "### What comparing two conversations costs a candidate"
+  echo
+  echo "\`python -m bench.conversation_cost 5\` (fastest of 5 runs per case, guard caches cold; load average $(cut -d' ' -f1-3 /proc/loadavg)):"
+  echo "\`conversations: meaning\` on one candidate whose question passed and whose earlier turns differ."
+  echo
+  python -m bench.conversation_cost 5 2>/dev/null
 } > "$OUT"
 python -m bench.freshness --write "$OUT" >/dev/null
 echo "wrote $OUT"

@@ -1,5 +1,6 @@
 """Conversations by meaning (proxy/conversation.py): the context read back exactly, self-contained questions,
-turn alignment with the real model, and the lookup over each store."""
+turn alignment and conversations told twice with the real model, the lookup over each store and the app end to
+end."""
 
 from __future__ import annotations
 
@@ -10,8 +11,23 @@ import numpy as np
 import pytest
 
 from proxy.canonical import Owner, build_chat_request, tenant_of, validate_body
-from proxy.conversation import MAX_ALIGNED_TURNS, read_context, self_contained, turns_rejection
-from proxy.policies import builtin_policy
+from proxy.conversation import (
+    MAX_ALIGNED_TURNS,
+    MAX_NEW_EMBEDDINGS,
+    TURN_RULES,
+    LookupBudget,
+    TurnVectors,
+    accepts,
+    context_rejection,
+    names,
+    numbers,
+    read_context,
+    self_contained,
+    turns_rejection,
+)
+from proxy.guard.rules import RULE_NAMES
+from proxy.policies import PolicySet, builtin_policy
+from proxy.stores.base import Entry
 
 pytestmark = pytest.mark.anyio
 POLICY = builtin_policy()
@@ -104,21 +120,69 @@ async def test_reworded_user_turn_with_the_same_answer_agrees(embed):
 
 @pytest.mark.model
 @pytest.mark.parametrize(("cached", "incoming", "reason"), [
-    # a changed detail in a user turn: the guard refuses whatever the cosine
+    # a changed detail in a user turn: the guard refuses the rewording, and 4 replaced by 12 the told-twice reading
     (turns("Book a table for 4 people on Friday", "Done."), turns("Book a table for 12 people on Friday", "Done."),
-     "context-turns"),
+     "context-facts"),
     # the assistant offered something else: "yes please" means another thing
     (turns("My plan renews tomorrow", "Shall I cancel it?"), turns("My plan renews tomorrow", "Shall I renew it?"),
      "context-assistant"),
     # options in another order: "the second one" is the other option
     (turns("Which plans?", "1) Basic at £5, 2) Pro at £9"), turns("Which plans?", "1) Pro at £9, 2) Basic at £5"),
      "context-assistant"),
-    # another subject with the same reply text
+    # another subject with the same reply text: the replaced turn's counterpart substitutes the subject
     (turns("I want to cancel my gym membership", "Sure."), turns("I want to cancel my phone contract", "Sure."),
-     "context-turns"),
+     "context-replaced"),
+    # the user said the same, the assistant offered another action: "yes please" means another thing
+    (turns("My Skyline plan renews on Friday", "Shall I cancel it before then?", "hmm, what would that cost?",
+           "Nothing, cancelling is free."),
+     turns("My Skyline plan renews on Friday", "Shall I move you to the Basic plan?", "hmm, what would that cost?",
+           "Nothing, switching is free."), "context-assistant"),
+    # the same exchange about another service
+    (turns("I'm 4 months into a 12 month Skyline mobile contract at £18 a month", "Thanks. What can I help with?"),
+     turns("I'm 4 months into a 12 month PulseFit gym membership at £18 a month", "Got it, how can I help?"),
+     "context-facts"),
 ])
 async def test_changed_turns_refuse(embed, cached, incoming, reason):
     assert await turns_rejection(cached, incoming, embed) == reason
+
+
+@pytest.mark.model
+async def test_a_conversation_told_twice_agrees(embed):
+    # both roles reworded, the facts in another order and spelled otherwise ("four" / "4", "£18/month")
+    cached = turns("I'm four months into a 12 month Skyline mobile contract at £18 a month",
+                   "Thanks for the details. What would you like to know?")
+    incoming = turns("My Skyline mobile plan is £18/month on a 12-month term, and I'm 4 months in",
+                     "Got it, what can I help with?")
+    assert await turns_rejection(cached, incoming, embed) is None
+
+
+@pytest.mark.model
+async def test_yes_to_another_offer_refuses_even_when_everything_is_reworded(embed):
+    cached = turns("I've got the 9:10 Monday slot with Dr Reyes but my daughter is ill",
+                   "Sorry to hear that. Shall I cancel your Monday appointment so someone else can have it?")
+    incoming = turns("Is the 9:10 Monday slot with Dr Reyes still free? My daughter is ill so I'm home anyway",
+                     "It is. Shall I book you into the Monday 9:10 slot with Dr Reyes?")
+    assert await turns_rejection(cached, incoming, embed, question="go ahead") == "context-offer"
+    # the very same user words before another offer: refused before any comparison by meaning
+    assert await turns_rejection(cached, cached[:1] + incoming[1:], embed, question="go ahead") == "context-assistant"
+
+
+@pytest.mark.parametrize(("question", "accepting"), [
+    ("yes please", True), ("go ahead", True), ("the second one", True), ("ok do it", True),
+    ("ok so how much do I get back altogether?", False), ("how much would it cost to leave now?", False),
+])
+def test_replies_that_take_up_an_offer(question, accepting):
+    assert accepts(question) is accepting
+
+
+def test_facts_are_spelled_alike():
+    assert numbers("six months at £3,000.00 and 5.50") == numbers("6 months at £3000 and 5.5") == {"6", "3000", "5.5"}
+    assert numbers("the 5GB one") == {"5"}  # "one" is a pronoun more often than a number
+    assert names("My Harbour Bank card ref SKL4T7, on Monday") == {"harbour", "bank", "skl4t7"}
+
+
+def test_the_turn_rules_are_the_guards():
+    assert TURN_RULES <= set(RULE_NAMES)
 
 
 @pytest.mark.model
@@ -126,7 +190,7 @@ async def test_a_detour_is_skipped_but_never_the_exchange_before_the_question(em
     cached = turns(PASSWORD, ANSWER)
     detour = turns("Is the app down today?", "No, all systems are running.")
     assert await turns_rejection(cached, (*detour, *cached), embed) is None
-    assert await turns_rejection(cached, (*cached, *detour), embed) == "context-turns"
+    assert await turns_rejection(cached, (*cached, *detour), embed) == "context-replaced"
     assert await turns_rejection((), cached, embed) == "context-turns"  # "it" in a fresh chat vs after a topic
 
 
@@ -165,3 +229,142 @@ async def test_lookup_matches_conversations_by_meaning_over_each_store(tmp_path,
         other_talk = chat("my parcel is late", "Sorry, it is on its way.", "Is Acme open on Christmas Day?")
         assert await served(cache, other_talk) == "about Is Acme open on Christmas Day?"
         assert await served(cache, other_talk, EXACT) is None
+
+
+# One conversation and the ways another can differ from it: the last message is the same in all of them.
+CONTRACT = ["I'm four months into a 12 month Skyline mobile contract at £18 a month",
+            "Thanks for the details. What would you like to know?"]
+LEAVE = "how much would it cost to leave now?"
+OPTIONS = ["I need a copy of my last invoice and I also want to change my delivery address",
+           "I can help with both. Shall I 1) email you the invoice, or 2) send you the address change form?"]
+RENEWAL = ["My Skyline plan renews on Friday and I'm not sure I want it",
+           "I can cancel it before Friday so you're not charged again. Shall I do that?"]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(("stored", "asked", "status"), [
+    pytest.param(CONTRACT, ["My Skyline mobile plan is £18/month on a 12-month term, and I'm 4 months in",
+                            "Got it, what can I help with?"], "HIT", id="reworded"),
+    pytest.param(CONTRACT, ["Morning! Sorry, long day already. I'm four months into a 12 month Skyline mobile "
+                            "contract at £18 a month", "Morning! Thanks for the details. What would you like to "
+                            "know?"], "HIT", id="small-talk"),
+    pytest.param(CONTRACT, ["I'm four months into a 12 month PulseFit gym membership at £18 a month",
+                            "Thanks for the details. What would you like to know?"], "MISS", id="swapped-context"),
+    pytest.param(CONTRACT, ["I'm seven months into a 12 month Skyline mobile contract at £18 a month",
+                            "Thanks for the details. What would you like to know?"], "MISS", id="changed-detail"),
+    pytest.param([*OPTIONS, "the second one"], [OPTIONS[0], "I can help with both. Shall I 1) send you the address "
+                 "change form, or 2) email you the invoice?", "the second one"], "MISS", id="swapped-options"),
+    pytest.param([*RENEWAL, "yes please"], [RENEWAL[0], "I can switch you to the cheaper Basic plan from Friday "
+                 "instead. Shall I do that?", "yes please"], "MISS", id="flipped-intent"),
+])
+async def test_the_app_serves_a_conversation_told_twice_and_refuses_a_changed_one(make_proxy, real_embedder,
+                                                                                   stored, asked, status):
+    question = LEAVE if stored is CONTRACT else stored[-1]
+    stored_turns, asked_turns = (stored, asked) if stored is CONTRACT else (stored[:-1], asked[:-1])
+    async with make_proxy(policies=PolicySet([builtin_policy()]), embedder=real_embedder) as proxy:
+        first = await proxy.chat(question, history=chat(*stored_turns))
+        assert first.headers["X-Cache-Status"] == "MISS"
+        again = await proxy.chat(question, history=chat(*asked_turns))
+        assert again.headers["X-Cache-Status"] == status
+        if status == "HIT":
+            assert again.json()["choices"] == first.json()["choices"]
+        assert len(proxy.upstream.requests) == (1 if status == "HIT" else 2)
+
+
+class Counting:
+    """The real model, counting the texts it is asked to embed."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+        self.texts: list[str] = []
+
+    async def __call__(self, texts: list[str]) -> np.ndarray:
+        self.texts += texts
+        return np.asarray(self.embedder.embed(texts))
+
+
+TASKS = ["reset my password", "change my email address", "turn on two-factor login", "download my invoices",
+         "update my card details", "close my account", "export my contacts", "change the account owner",
+         "add a team member", "set up single sign-on"]
+
+
+def told_twice(exchanges: int) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    """One support chat about `exchanges` tasks, and the same chat told again in other words (both roles)."""
+    cached = [t for task in TASKS[:exchanges] for t in (
+        ("user", f"How do I {task}?"), ("assistant", f"You can {task} from the settings page in a few minutes."))]
+    incoming = [t for task in TASKS[:exchanges] for t in (
+        ("user", f"What's the way to {task}?"), ("assistant", f"From the settings page you can {task} quickly."))]
+    return tuple(cached), tuple(incoming)
+
+
+def test_turn_vectors_stay_within_their_bound():
+    vectors = TurnVectors(limit=3)
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        raise AssertionError("never called")
+
+    for n in range(10):
+        vectors.put(embed, f"turn {n}", np.full(2, n, dtype=np.float32))
+        if n == 5:
+            assert vectors.get(embed, "turn 4") is not None  # used: kept over older ones
+        assert len(vectors) <= 3
+    assert [vectors.get(embed, f"turn {n}") is not None for n in range(10)] == [False] * 7 + [True] * 3
+    assert vectors.get(embed, "turn 9")[0] == 9
+
+
+@pytest.mark.model
+async def test_a_repeated_comparison_embeds_nothing_new(real_embedder):
+    embed = Counting(real_embedder)
+    cached, incoming = told_twice(3)
+    assert await turns_rejection(cached, incoming, embed) is None
+    assert sorted(embed.texts) == sorted({t for _, t in (*cached, *incoming)})
+    embed.texts.clear()
+    assert await turns_rejection(cached, incoming, embed) is None
+    assert await turns_rejection(incoming, cached, embed) is None
+    assert embed.texts == []
+    # The next message of the chat: only its two new turns are embedded.
+    longer = (*incoming, ("user", "Thanks, that sorted it."), ("assistant", "Glad to help!"))
+    assert await turns_rejection((*cached, ("user", "Thank you, that worked."), ("assistant", "Happy to help!")),
+                                 longer, embed) is None
+    assert sorted(embed.texts) == sorted(["Thank you, that worked.", "Happy to help!", "Thanks, that sorted it.",
+                                          "Glad to help!"])
+
+
+@pytest.mark.model
+async def test_a_comparison_embeds_at_most_its_bound_of_new_texts(real_embedder):
+    embed = Counting(real_embedder)
+    cached, incoming = told_twice(MAX_NEW_EMBEDDINGS // 4 + 1)  # 4 distinct texts per exchange
+    assert await turns_rejection(cached, incoming, embed) == "context-too-long"
+    assert embed.texts == []  # refused before embedding anything
+    # Their vectors known (another comparison embedded them), the same chat agrees.
+    assert await turns_rejection(cached, incoming, embed, max_new=MAX_NEW_EMBEDDINGS * 2) is None
+    embed.texts.clear()
+    assert await turns_rejection(cached, incoming, embed) is None
+    assert embed.texts == []
+
+
+@pytest.mark.model
+async def test_a_lookup_tells_twice_at_most_its_bound_of_candidates(embed):
+    cached, incoming = told_twice(2)
+    budget = LookupBudget(request=object(), told_twice_left=2)
+    assert [await turns_rejection(cached, incoming, embed, budget=budget) for _ in range(3)] == [
+        None, None, "context-too-many"]
+    # Turns that align never use the told-twice comparison, so never the budget.
+    assert await turns_rejection(cached, cached, embed, budget=budget) is None
+
+
+@pytest.mark.model
+async def test_each_lookup_tells_twice_at_most_two_candidates(real_embedder):
+    cached, incoming = told_twice(2)
+    question = {"role": "user", "content": "And how long does that take?"}
+
+    def messages(side):
+        return [{"role": role, "content": text} for role, text in side] + [question]
+
+    stored = request(messages(cached))
+    candidate = Entry(stored.exact_key, stored.partition, "t", "m", "", stored.context_digest, stored.context_text,
+                      stored.question, {}, None, 0.0, None)
+    embed = Counting(real_embedder)
+    asked = request(messages(incoming))
+    assert [await context_rejection(asked, candidate, embed) for _ in range(3)] == [None, None, "context-too-many"]
+    assert await context_rejection(request(messages(incoming)), candidate, embed) is None  # the next lookup
