@@ -19,7 +19,7 @@ import fnmatch
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -120,6 +120,8 @@ class Metrics:
         self._others: set[str] = set()  # names already labelled "other" (a decision that never changes)
         # The hot path's counts (requests, routes, savings, shortcut hits), added to their series by flush().
         self.tally = Tally()
+        # A hit's savings series, by model name: its label and price never change once decided.
+        self._savings: Memo[str, Savings] = Memo(self._saving_series, MAX_CHILDREN)
         self._children: Memo[tuple[Any, tuple[str, ...]], Any] = Memo(lambda key: key[0].labels(*key[1]), MAX_CHILDREN)
         self.activity = Activity(clock)
         # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
@@ -178,24 +180,25 @@ class Metrics:
         self.activity.hit({"entry_id": hit.record.id, "model": label, "match": hit.match,
                            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
                            "asked": asked[:RECENT_TEXT_CHARS], "matched": hit.record.question[:RECENT_TEXT_CHARS]})
-        self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None,
-                           label)
+        self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)
 
-    def observe_saved(self, model: str, usage: Any, label: str | None = None) -> None:
+    def observe_saved(self, model: str, usage: Any) -> None:
         """Tokens (and their cost) a cached answer saved: its stored usage, in chat or Responses API names."""
         usage = usage if isinstance(usage, dict) else {}
         prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
         completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
-        label = label or self.model_label(model)
-        add, child = self.tally.add, self.child
-        add(child(self.tokens_saved, label, "prompt"), prompt)
-        add(child(self.tokens_saved, label, "completion"), completion)
+        series = self._savings(model)
+        add = self.tally.add
+        add(series.prompt, prompt)
+        add(series.completion, completion)
         cost = self.prices.cost(model, prompt, completion)
-        if cost is None:
-            add(child(self.unpriced_tokens, label), prompt + completion)
-        else:
-            add(child(self.cost_saved, label), cost)
+        add(series.money, prompt + completion if cost is None else cost)
         self.activity.saved(prompt + completion, cost)
+
+    def _saving_series(self, model: str) -> Savings:
+        label = self.model_label(model)
+        money = (self.unpriced_tokens if self.prices.price_for(model) is None else self.cost_saved).labels(label)
+        return Savings(self.tokens_saved.labels(label, "prompt"), self.tokens_saved.labels(label, "completion"), money)
 
     def observe_route(self, route: str, status: str, code: int) -> None:
         self.tally.add(self.child(self.routes, route, status, str(code)))
@@ -227,6 +230,12 @@ class Metrics:
     def degraded_reasons(self, kinds: tuple[str, ...] = ("embedding", "store")) -> list[str]:
         """Which of Deja's own parts (not the upstream) failed recently and have not worked since (health.py)."""
         return self.recent.reasons(kinds)
+
+
+class Savings(NamedTuple):
+    prompt: Any  # deja_tokens_saved children
+    completion: Any
+    money: Any  # deja_cost_saved_usd's child, or deja_tokens_saved_unpriced's for a model without a price
 
 
 def _int(value: Any) -> int:
