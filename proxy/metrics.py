@@ -1,7 +1,8 @@
 """Metrics: the Prometheus series of `GET /metrics`, the only counters Deja keeps. `/admin/stats`, the dashboard
 and `deja stats` read them through stats.py; the dashboard's recent window is activity.py, prices pricing.py.
 
-Each app owns its `CollectorRegistry` (tests build many apps in one process). What is measured and where:
+Each app owns its `CollectorRegistry` (tests build many apps in one process). A hit's counts wait in a tally
+(tally.py) until `flush()`, which every reader calls first. What is measured and where:
   requests   routes (and /modelcache queries): by model, cache status and match type; every answer of the proxy
              routes, pass-through included, by route, X-Cache-Status and HTTP status (route_counts.py)
   latency    lookup (routes), embedding (TimedEmbedder wraps the embedder), upstream (time to response headers)
