@@ -1,7 +1,8 @@
 """Metrics: the Prometheus series of `GET /metrics`, the only counters Deja keeps. `/admin/stats`, the dashboard
 and `deja stats` read them through stats.py; the dashboard's recent window is activity.py, prices pricing.py.
 
-Each app owns its `CollectorRegistry` (tests build many apps in one process). What is measured and where:
+Each app owns its `CollectorRegistry` (tests build many apps in one process). A hit's counts wait in a tally
+(tally.py) until `flush()`, which every reader calls first. What is measured and where:
   requests   routes (and /modelcache queries): by model, cache status and match type; every answer of the proxy
              routes, pass-through included, by route, X-Cache-Status and HTTP status (route_counts.py)
   latency    lookup (routes), embedding (TimedEmbedder wraps the embedder), upstream (time to response headers)
@@ -19,7 +20,7 @@ import fnmatch
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -32,6 +33,7 @@ from .memo import Memo
 from .pricing import PriceTable
 from .settings import ModelPrice
 from .status import Status
+from .tally import LatencyHistogram, Tally
 
 if TYPE_CHECKING:
     from .cache.lookup import Hit
@@ -80,8 +82,9 @@ class Metrics:
         r = self.registry
         self.requests = Counter("deja_requests", "Chat completion requests by cache status and match type",
                                 ["model", "status", "match"], registry=r)
-        self.lookup_seconds = Histogram("deja_lookup_seconds", "Cache lookup time (exact + semantic)",
-                                        buckets=FAST_BUCKETS, registry=r)
+        self.lookup_seconds = LatencyHistogram("deja_lookup_seconds", "Cache lookup time (exact + semantic)",
+                                               FAST_BUCKETS)
+        r.register(self.lookup_seconds)
         self.embedding_seconds = Histogram("deja_embedding_seconds", "Time to embed one batch of texts",
                                            buckets=FAST_BUCKETS, registry=r)
         self.upstream_seconds = Histogram("deja_upstream_seconds", "Upstream time to response headers",
@@ -116,6 +119,10 @@ class Metrics:
                                ["event"], registry=r)
         self._models: set[str] = set()
         self._others: set[str] = set()  # names already labelled "other" (a decision that never changes)
+        # The hot path's counts (requests, routes, savings, shortcut hits), added to their series by flush().
+        self.tally = Tally()
+        # A hit's savings series, by model name: its label and price never change once decided.
+        self._savings: Memo[str, Savings] = Memo(self._saving_series, MAX_CHILDREN)
         self._children: Memo[tuple[Any, tuple[str, ...]], Any] = Memo(lambda key: key[0].labels(*key[1]), MAX_CHILDREN)
         self.activity = Activity(clock)
         # Labels are client-chosen text: Services.open sets the bound (max_model_label_chars) and the policies' globs.
@@ -131,7 +138,12 @@ class Metrics:
         self.registry.register(CacheCollector(cache))
         self.recent.writes = lambda: cache.writer.committed
 
+    def flush(self) -> None:
+        """Add what the hot path counted to the Prometheus series: every reader calls this first."""
+        self.tally.flush()
+
     def render(self) -> bytes:
+        self.flush()
         return generate_latest(self.registry)
 
     def model_label(self, model: str) -> str:
@@ -156,13 +168,17 @@ class Metrics:
     # -- observations ---------------------------------------------------------------------------------------------
 
     def observe_request(self, model: str, status: str, match: str = "none") -> None:
-        self.child(self.requests, self.model_label(model), status, match).inc()
+        self.count_request(self.model_label(model), status, match)
+
+    def count_request(self, label: str, status: str, match: str) -> None:
+        self.tally.add(self.child(self.requests, label, status, match))
         if status in ("HIT", "MISS"):
             self.activity.bucket()["requests"] += 1
 
     def observe_hit(self, model: str, hit: Hit, asked: str, status: str = "HIT") -> None:
-        self.observe_request(model, status, hit.match)
-        self.activity.hit({"entry_id": hit.record.id, "model": self.model_label(model), "match": hit.match,
+        label = self.model_label(model)
+        self.count_request(label, status, hit.match)
+        self.activity.hit({"entry_id": hit.record.id, "model": label, "match": hit.match,
                            "similarity": None if hit.similarity is None else round(hit.similarity, 4),
                            "asked": asked[:RECENT_TEXT_CHARS], "matched": hit.record.question[:RECENT_TEXT_CHARS]})
         self.observe_saved(model, hit.record.response.get("usage") if isinstance(hit.record.response, dict) else None)
@@ -172,18 +188,21 @@ class Metrics:
         usage = usage if isinstance(usage, dict) else {}
         prompt = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
         completion = _int(usage.get("completion_tokens", usage.get("output_tokens")))
-        label = self.model_label(model)
-        self.child(self.tokens_saved, label, "prompt").inc(prompt)
-        self.child(self.tokens_saved, label, "completion").inc(completion)
+        series = self._savings(model)
+        add = self.tally.add
+        add(series.prompt, prompt)
+        add(series.completion, completion)
         cost = self.prices.cost(model, prompt, completion)
-        if cost is None:
-            self.child(self.unpriced_tokens, label).inc(prompt + completion)
-        else:
-            self.child(self.cost_saved, label).inc(cost)
+        add(series.money, prompt + completion if cost is None else cost)
         self.activity.saved(prompt + completion, cost)
 
+    def _saving_series(self, model: str) -> Savings:
+        label = self.model_label(model)
+        money = (self.unpriced_tokens if self.prices.price_for(model) is None else self.cost_saved).labels(label)
+        return Savings(self.tokens_saved.labels(label, "prompt"), self.tokens_saved.labels(label, "completion"), money)
+
     def observe_route(self, route: str, status: str, code: int) -> None:
-        self.child(self.routes, route, status, str(code)).inc()
+        self.tally.add(self.child(self.routes, route, status, str(code)))
 
     def observe_lookup(self, seconds: float) -> None:
         self.lookup_seconds.observe(seconds)
@@ -212,6 +231,12 @@ class Metrics:
     def degraded_reasons(self, kinds: tuple[str, ...] = ("embedding", "store")) -> list[str]:
         """Which of Deja's own parts (not the upstream) failed recently and have not worked since (health.py)."""
         return self.recent.reasons(kinds)
+
+
+class Savings(NamedTuple):
+    prompt: Any  # deja_tokens_saved children
+    completion: Any
+    money: Any  # deja_cost_saved_usd's child, or deja_tokens_saved_unpriced's for a model without a price
 
 
 def _int(value: Any) -> int:

@@ -52,7 +52,7 @@ class HitShortcut:
             request = Request(scope, replay)
             exchange = remembered(request, services, endpoint, target, raw)
             if exchange is not None and decide_in_memory(exchange):
-                services.metrics.shortcut_hits.inc()
+                services.metrics.tally.add(services.metrics.shortcut_hits)
                 await route.respond(request, serve_hit(exchange), send)
                 return
         await self.app(scope, replay, send)

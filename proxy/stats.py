@@ -35,6 +35,7 @@ def percentiles(samples: Iterable[float]) -> dict[str, float | int | None]:
 def snapshot(metrics: Metrics) -> dict[str, Any]:
     from .metrics import ERROR_KINDS, STATUSES
 
+    metrics.flush()
     statuses = {**dict.fromkeys(STATUSES, 0), **_ints(totals(metrics.requests, "status"))}
     matches = {"exact": 0, "semantic": 0, **_ints(totals(metrics.requests, "match"))}
     matches.pop("none", None)

@@ -190,3 +190,21 @@ def test_a_recent_error_clears_when_the_same_operation_succeeds_again():
     recent.failed("store", "OSError: unreadable")
     now[0] += HEALTH_WINDOW
     assert recent.reasons(("store",)) == []  # aged out
+
+
+def test_the_lookup_histogram_exposes_what_prometheus_clients_histogram_would():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from proxy.metrics import FAST_BUCKETS
+    from proxy.tally import LatencyHistogram
+
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("deja_lookup_seconds", "Cache lookup time", buckets=FAST_BUCKETS, registry=theirs)
+    histogram = LatencyHistogram("deja_lookup_seconds", "Cache lookup time", FAST_BUCKETS)
+    ours.register(histogram)
+    for seconds in (0.0, 0.0005, 0.00051, 0.003, 2.5, 7.0, 0.0005):  # bounds themselves count as "less or equal"
+        reference.observe(seconds)
+        histogram.observe(seconds)
+    wanted = {k: v for k, v in samples(generate_latest(theirs).decode()).items() if "_created" not in k[0]}
+    assert samples(generate_latest(ours).decode()) == wanted
+    assert wanted[("deja_lookup_seconds_bucket", (("le", "0.0005"),))] == 3

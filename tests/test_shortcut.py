@@ -180,3 +180,30 @@ async def test_bodies_it_does_not_read_whole_still_reach_the_app(proxy, upstream
     big = {"model": MODEL, "messages": [{"role": "user", "content": "y" * 20_000}]}
     assert (await proxy.client.post("/v1/chat/completions", json=big, headers=auth)).status_code == 200
     assert (await counts(proxy))["shortcut"] == 0
+
+
+async def test_every_answer_is_counted_exactly_once_whenever_metrics_are_read(proxy, upstream):
+    """Hits are tallied and folded into the Prometheus series on read (tally.py): reading /metrics between
+    requests, or twice in a row, neither loses nor repeats a count, on the shortcut or the usual path."""
+    def wanted(text: str) -> dict[str, float]:
+        return {"shortcut": metric(text, "deja_shortcut_hits_total"),
+                **{status: metric(text, "deja_requests_total", model=MODEL, status=status)
+                   for status in ("HIT", "MISS", "BYPASS")},
+                **{f"route {status}": metric(text, "deja_route_requests_total", route="chat/completions",
+                                             status=status, code="200") for status in ("HIT", "MISS", "BYPASS")},
+                "saved": metric(text, "deja_tokens_saved_total", model=MODEL, kind="completion"),
+                "lookups": metric(text, "deja_lookup_seconds_count")}
+
+    expected = dict.fromkeys(wanted(""), 0.0)
+    steps = [({}, "MISS", {"MISS": 1, "route MISS": 1, "lookups": 1}),
+             ({}, "HIT", {"shortcut": 1, "HIT": 1, "route HIT": 1, "saved": 5, "lookups": 1}),
+             (USUAL, "HIT", {"HIT": 1, "route HIT": 1, "saved": 5, "lookups": 1}),
+             ({"Cache-Control": "no-store"}, "BYPASS", {"BYPASS": 1, "route BYPASS": 1}),
+             ({}, "HIT", {"shortcut": 1, "HIT": 1, "route HIT": 1, "saved": 5, "lookups": 1})]
+    for headers, status, added in steps:
+        assert (await ask(proxy, headers=headers)).headers["x-cache-status"] == status
+        for name, amount in added.items():
+            expected[name] += amount
+        assert wanted((await proxy.client.get("/metrics")).text) == expected
+        assert wanted((await proxy.client.get("/metrics")).text) == expected
+    assert upstream.calls == 2
