@@ -57,6 +57,11 @@ class EmbedderRouter:
                 out[n] = (vector, lane.embedder.name)
         return out
 
+    @property
+    def second_opinion(self) -> Lane | None:
+        """The multilingual lane, when loaded: it judges English candidates that MiniLM alone cannot settle."""
+        return self.lanes[1] if len(self.lanes) > 1 else None
+
     def by_name(self, embedder: str | None) -> Lane | None:
         return self._by_name.get(embedder) if embedder is not None else None
 

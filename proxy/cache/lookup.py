@@ -18,7 +18,7 @@ import numpy as np
 
 from ..canonical import CacheRequest
 from ..conversation import context_rejection
-from ..embedding_router import EmbedderRouter
+from ..embedding_router import EmbedderRouter, Lane
 from ..embeddings import DEFAULT_MODEL_NAME
 from ..guard import find_conflict
 from ..policies import Policy
@@ -106,11 +106,17 @@ class Matcher:
         candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES, name)
         threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
-        candidates = [(i, s) for i, s in candidates if s >= threshold]
+        second = self.router.second_opinion if lane.primary else None
+        grey_from = threshold if second is None or threshold != policy.threshold else \
+            min(threshold, policy.second_opinion_from)
+        candidates = [(i, s) for i, s in candidates if s >= grey_from]
         # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
         calibrated = name.split("@")[0] == DEFAULT_MODEL_NAME
         records = await self.records(i for i, _ in candidates)
+        passed: list[tuple[Entry, float]] = []
         for entry_id, similarity in candidates:
+            if passed and similarity < passed[0][1] - policy.second_opinion_margin:
+                break  # a candidate passed and nothing close enough to rival it is left
             candidate = records.get(entry_id)
             if candidate is None or not self.own(request, candidate):
                 continue
@@ -123,11 +129,41 @@ class Matcher:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
                     return Lookup(Hit(candidate, "exact"), vector)
-                return Lookup(Hit(candidate, "semantic", min(similarity, 1.0)), vector)
+                passed.append((candidate, similarity))
+                continue
             self.rejections[reason] += 1
             if nearest is not None and nearest.entry_id == entry_id:
                 nearest = Rejection(entry_id, nearest.similarity, reason)
+        chosen = await self._choose(request.question, passed, threshold, policy, second)
+        if chosen is not None:
+            return Lookup(Hit(chosen[0], "semantic", min(chosen[1], 1.0)), vector)
+        if passed and nearest is not None and nearest.entry_id == passed[0][0].id:
+            nearest = Rejection(nearest.entry_id, nearest.similarity, "second opinion")
         return Lookup(None, vector, nearest)
+
+    async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, policy: Policy,
+                      second: Lane | None) -> tuple[Entry, float] | None:
+        """The candidate that answers, among those every check passed (best first). MiniLM's cosine decides alone
+        when one candidate clears the threshold with no rival within second_opinion_margin: ordinary hits pay
+        nothing more. Otherwise the second model (multilingual-e5) embeds the question and the contenders: a
+        candidate below the threshold (the grey band from second_opinion_from) answers only if e5 agrees
+        (second_opinion_threshold), and near-tied contenders are ranked by e5, which tells them apart better."""
+        if not passed:
+            return None
+        best = passed[0][1]
+        contenders = [(e, s) for e, s in passed if s >= best - policy.second_opinion_margin]
+        if best >= threshold and len(contenders) == 1:
+            return contenders[0]
+        if second is None:
+            return contenders[0] if best >= threshold else None
+        vectors = await second.batcher.embed_many([question] + [e.question for e, _ in contenders])
+        agreement = vectors[1:] @ vectors[0]
+        scored = [(float(a), e, s) for a, (e, s) in zip(agreement, contenders, strict=True)
+                  if s >= threshold or a >= policy.second_opinion_threshold]
+        if not scored:
+            return None
+        _, entry, similarity = max(scored, key=lambda x: x[0])
+        return entry, similarity
 
     async def record(self, exact_key: str) -> Entry | None:
         """The entry stored under `exact_key`, from memory when it is there."""

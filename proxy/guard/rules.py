@@ -142,8 +142,13 @@ def direction(p: Pair) -> bool:
 def parties(p: Pair) -> bool:
     """A party or place is the source on one side and the target on the other: "leave British Gas for Octopus"
     vs "move from Octopus to British Gas", "from my Premium Bonds into my bank" vs "my bank into Premium Bonds"."""
-    roles_b = dict(p.b.roles)
-    return any(roles_b.get(word, role) != role for word, role in p.a.roles)
+    def single(roles: frozenset[tuple[str, str]]) -> dict[str, str]:
+        # A word that is source and target on one side ("from my current account to my savings account") is
+        # no party: only the words around it are.
+        both = {w for w, r in roles if (w, "source" if r == "target" else "target") in roles}
+        return {w: r for w, r in roles if w not in both}
+    roles_b = single(p.b.roles)
+    return any(roles_b.get(word, role) != role for word, role in single(p.a.roles).items())
 
 
 def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens, tb: Tokens) -> bool:
