@@ -44,7 +44,7 @@ class Policy:
     second_opinion_threshold: float = 0.90
     # Candidates that pass every check and score within this of the best are ranked by the multilingual model
     # (near-duplicate stored questions: MiniLM's order between them is noise). 0: MiniLM's order alone.
-    second_opinion_margin: float = 0.05
+    second_opinion_margin: float = 0.02
     # Seconds an entry may answer; 0 keeps it until evicted.
     ttl: int = 7 * 24 * 3600
     # Serve entries across API keys (tenants). Only for data that is the same for everyone.
