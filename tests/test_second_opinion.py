@@ -82,6 +82,7 @@ async def test_grey_band_trap_the_second_opinion_rejects(tmp_path, real_embedder
         lookup = await cache.lookup(request(asked), POLICY, None)
         assert lookup.hit is None
         assert lookup.nearest is not None and lookup.nearest.reason == "second opinion"
+        assert cache.rejections["second opinion"] == 1  # counted for /metrics
 
 
 @pytest.mark.anyio

@@ -107,8 +107,9 @@ class Matcher:
         threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
         second = self.router.second_opinion if lane.primary else None
-        grey_from = threshold if second is None or threshold != policy.threshold else \
-            min(threshold, policy.second_opinion_from)
+        # Short questions only: a long one shares words by construction and keeps long_threshold alone.
+        short = len(request.question) <= policy.long_after
+        grey_from = min(threshold, policy.second_opinion_from) if second is not None and short else threshold
         candidates = [(i, s) for i, s in candidates if s >= grey_from]
         # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
         calibrated = name.split("@")[0] == DEFAULT_MODEL_NAME
@@ -137,8 +138,10 @@ class Matcher:
         chosen = await self._choose(request.question, passed, threshold, policy, second)
         if chosen is not None:
             return Lookup(Hit(chosen[0], "semantic", min(chosen[1], 1.0)), vector)
-        if passed and nearest is not None and nearest.entry_id == passed[0][0].id:
-            nearest = Rejection(nearest.entry_id, nearest.similarity, "second opinion")
+        if passed:
+            self.rejections["second opinion"] += len(passed)
+            if nearest is not None and nearest.entry_id == passed[0][0].id:
+                nearest = Rejection(nearest.entry_id, nearest.similarity, "second opinion")
         return Lookup(None, vector, nearest)
 
     async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, policy: Policy,
