@@ -86,6 +86,21 @@ async def test_grey_band_trap_the_second_opinion_rejects(tmp_path, real_embedder
 
 
 @pytest.mark.anyio
+async def test_a_swap_in_one_frame_is_no_rewording_even_when_e5_agrees(tmp_path, real_embedder, e5, opened) -> None:
+    stored, asked = "How do I reset my password?", "How do I delete my account?"
+    similarity = cosine(real_embedder, stored, asked)
+    assert POLICY.second_opinion_from <= similarity < POLICY.threshold
+    assert cosine(e5, stored, asked) >= POLICY.second_opinion_threshold  # e5 alone would serve it
+    assert find_conflict(stored, asked, similarity) is None
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        await put(cache, stored)
+        assert await served(cache, asked) is None
+        await put(cache, "Is there step-free access at the station?")  # slips are no swap
+        assert await served(cache, "Is there step-free acess at the staion?") == \
+            "about Is there step-free access at the station?"
+
+
+@pytest.mark.anyio
 async def test_no_second_opinion_for_long_questions_or_a_stricter_header(tmp_path, real_embedder, e5,
                                                                           opened) -> None:
     stored, asked = GREY_REWORDINGS[0]

@@ -20,7 +20,7 @@ from ..canonical import CacheRequest
 from ..conversation import context_rejection
 from ..embedding_router import EmbedderRouter, Lane
 from ..embeddings import DEFAULT_MODEL_NAME
-from ..guard import find_conflict
+from ..guard import find_conflict, swaps_in_frame
 from ..policies import Policy
 from ..stores.base import Entry, Store
 from ..terms import usable
@@ -161,8 +161,11 @@ class Matcher:
             return contenders[0] if best >= threshold else None
         vectors = await second.batcher.embed_many([question] + [e.question for e, _ in contenders])
         agreement = vectors[1:] @ vectors[0]
+        # Below the threshold e5 must agree, and the pair must not be one frame with swapped words ("reset my
+        # password" / "delete my account"): e5 scores those high too.
         scored = [(float(a), e, s) for a, (e, s) in zip(agreement, contenders, strict=True)
-                  if s >= threshold or a >= policy.second_opinion_threshold]
+                  if s >= threshold or (a >= policy.second_opinion_threshold
+                                        and not swaps_in_frame(e.question, question))]
         if not scored:
             return None
         _, entry, similarity = max(scored, key=lambda x: x[0])
