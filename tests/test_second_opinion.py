@@ -9,6 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from proxy.cache import lookup
 from proxy.canonical import parse_cache_control
 from proxy.guard import find_conflict
 from proxy.policies import Policy
@@ -168,3 +169,42 @@ async def test_ranking_never_serves_a_contender_the_guard_rejected(tmp_path, rea
         await put(cache, swapped)
         await put(cache, similar)
         assert await served(cache, asked) == f"about {similar}"
+
+
+@pytest.mark.anyio
+async def test_a_miss_guard_checks_only_the_nearest_grey_candidates(tmp_path, real_embedder, e5, opened,
+                                                                   monkeypatch) -> None:
+    strict = dataclasses.replace(POLICY, threshold=0.99)  # every rewording below falls in the grey band
+    asked = "How do I reset my password?"
+    stored = ["What should I do to reset my password?", "How do I reset my account password?",
+              "I forgot my password, how do I reset it?", "Steps to reset a password"]
+    similarities = [cosine(real_embedder, s, asked) for s in stored]
+    assert all(strict.second_opinion_from <= s < strict.threshold for s in similarities), similarities
+    checked: list[str] = []
+    guard = lookup.rejection
+
+    def counted(request, candidate, *args, **kwargs):
+        checked.append(candidate.question)
+        return guard(request, candidate, *args, **kwargs)
+
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        for text in stored:
+            await put(cache, text, strict)
+        monkeypatch.setattr(lookup, "rejection", counted)
+        await served(cache, asked, strict)
+    assert len(checked) == lookup.GREY_CANDIDATES < len(stored)
+
+
+@pytest.mark.anyio
+async def test_a_repeated_near_tie_embeds_only_the_question_again(tmp_path, real_embedder, e5, opened) -> None:
+    counting = CountingE5(e5)
+    asked = "How can I get my bank statements as a PDF document?"
+    async with opened(tmp_path, real_embedder, counting) as cache:
+        for text in ["Where can I download my bank statements as PDF files?",
+                     "How do I save my bank statements as PDF documents?"]:
+            await put(cache, text)
+        before = counting.texts
+        first = await served(cache, asked)
+        assert counting.texts == before + 3  # the question and both contenders
+        assert await served(cache, asked) == first
+        assert counting.texts == before + 4  # the contenders' vectors were kept

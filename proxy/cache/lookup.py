@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -33,6 +33,11 @@ MatchType = Literal["exact", "semantic"]
 CANDIDATES = 8
 # Below this many characters (both questions) the guard runs inline: a thread hop would cost more.
 GUARD_INLINE_CHARS = 2000
+# Grey-band candidates (below the threshold) guard-checked when none at or above it passed: the nearest few only, so
+# a miss does not pay the guard on every neighbour.
+GREY_CANDIDATES = 2
+# Stored questions' second-model vectors kept in memory: a near-tie then embeds the question alone.
+SECOND_VECTORS = 4096
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class Matcher:
         self.rejections: Counter[str] = Counter()
         # Candidates that belonged to another partition than the request's (never served): should stay 0.
         self.foreign_candidates = 0
+        self._second_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     async def lookup(self, request: CacheRequest, policy: Policy, now: float, max_age: int | None,
                      max_stale: int) -> Lookup:
@@ -110,12 +116,13 @@ class Matcher:
         # Short questions only: a long one shares words by construction and keeps long_threshold alone.
         short = len(request.question) <= policy.long_after
         grey_from = min(threshold, policy.second_opinion_from) if second is not None and short else threshold
-        candidates = [(i, s) for i, s in candidates if s >= grey_from]
+        grey = [(i, s) for i, s in candidates if grey_from <= s < threshold][:GREY_CANDIDATES]
+        candidates = [(i, s) for i, s in candidates if s >= threshold]
         # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
         calibrated = name.split("@")[0] == DEFAULT_MODEL_NAME
-        records = await self.records(i for i, _ in candidates)
+        records = await self.records(i for i, _ in candidates + grey)
         passed: list[tuple[Entry, float]] = []
-        for entry_id, similarity in candidates:
+        for entry_id, similarity in candidates + grey:
             if passed and similarity < passed[0][1] - policy.second_opinion_margin:
                 break  # a candidate passed and nothing close enough to rival it is left
             candidate = records.get(entry_id)
@@ -159,7 +166,7 @@ class Matcher:
             return contenders[0]
         if second is None:
             return contenders[0] if best >= threshold else None
-        vectors = await second.batcher.embed_many([question] + [e.question for e, _ in contenders])
+        vectors = await self._second_vectors_of(second, question, [e.question for e, _ in contenders])
         agreement = vectors[1:] @ vectors[0]
         # Below the threshold e5 must agree, and the pair must not be one frame with swapped words ("reset my
         # password" / "delete my account"): e5 scores those high too.
@@ -170,6 +177,20 @@ class Matcher:
             return None
         _, entry, similarity = max(scored, key=lambda x: x[0])
         return entry, similarity
+
+    async def _second_vectors_of(self, second: Lane, question: str, stored: list[str]) -> np.ndarray:
+        """The second model's vectors of `question` and the `stored` questions, the stored ones from memory when
+        a previous near-tie embedded them (e5 costs ~30 ms a text on the thread MiniLM's batches share)."""
+        cache = self._second_vectors
+        missing = list(dict.fromkeys(t for t in stored if t not in cache))
+        fresh = await second.batcher.embed_many([question] + missing)
+        for text, vector in zip(missing, fresh[1:], strict=True):
+            cache[text] = vector
+        for text in stored:
+            cache.move_to_end(text)
+        while len(cache) > SECOND_VECTORS:
+            cache.popitem(last=False)
+        return np.vstack([fresh[0]] + [cache[t] for t in stored])
 
     async def record(self, exact_key: str) -> Entry | None:
         """The entry stored under `exact_key`, from memory when it is there."""
