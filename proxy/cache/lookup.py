@@ -33,8 +33,8 @@ MatchType = Literal["exact", "semantic"]
 CANDIDATES = 8
 # Below this many characters (both questions) the guard runs inline: a thread hop would cost more.
 GUARD_INLINE_CHARS = 2000
-# Grey-band candidates (below the threshold) guard-checked when none at or above it passed: the nearest few only, so
-# a miss does not pay the guard on every neighbour.
+# Grey-band candidates (below the threshold) that may be guard-checked: the nearest few only, so a miss does not pay
+# the guard on every neighbour from second_opinion_from up.
 GREY_CANDIDATES = 2
 # Stored questions' second-model vectors kept in memory: a near-tie then embeds the question alone.
 SECOND_VECTORS = 4096
