@@ -56,6 +56,11 @@ class EmbedderRouter:
                 out[n] = (vector, lane.embedder.name)
         return out
 
+    @property
+    def second_opinion(self) -> Lane | None:
+        """The multilingual lane, when loaded: it judges English candidates that MiniLM alone cannot settle."""
+        return self.lanes[1] if len(self.lanes) > 1 else None
+
     def close(self) -> None:
         for lane in self.lanes:
             lane.batcher.close()

@@ -64,6 +64,10 @@ class Outcome:
     nearest: float | None = None
     reason: str | None = None
     served_question: str | None = None  # corpus mode: the stored question whose answer was served
+    # The lookup at the policy's own thresholds (its second opinion included): None = that lookup served nothing,
+    # else whether what it served was right. The sweep reads `similarity` (MiniLM's cosine alone) instead.
+    policy_right: bool | None = None
+    policy_question: str | None = None
 
 
 def in_split(pair_id: str, split: Split) -> bool:
@@ -125,6 +129,7 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
     with tempfile.TemporaryDirectory(prefix="deja-eval-") as tmp:
         store = SqliteStore(Path(tmp), embedder.name, embedder.dim, [(e.name, e.dim) for e in extra_embedders])
         await store.open()
+        actual = dataclasses.replace(policy, mode="semantic", ttl=0, max_entries=0)
         cache = SemanticCache(store, embedder, queue_size=len(pairs) + 1, save_interval=3600,
                               extra_embedders=extra_embedders)
         await cache.start()
@@ -143,23 +148,33 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
             outcomes = []
             for n, pair in enumerate(tqdm(pairs, desc="looking up", disable=not progress, unit="pair")):
                 namespace = "corpus" if mode == "corpus" else f"pair-{n}"
-                lookup = await cache.lookup(chat_request(pair.b, namespace, model), probe, None)
+                request = chat_request(pair.b, namespace, model)
+                # Pairs mode: each pair's own namespace (two pairs may share an `a` text); corpus: the one entry.
+                own = str(n) if mode == "pairs" else stored_as[json.dumps(pair.a, sort_keys=True)]
+                actual_hit = (await cache.lookup(request, actual, None)).hit
+                policy_right = None if actual_hit is None else _answer(actual_hit.record) == own
+                policy_question = None if actual_hit is None else actual_hit.record.question
+                lookup = await cache.lookup(request, probe, None)
                 hit = lookup.hit
                 if hit is None:
                     near = lookup.nearest
                     outcomes.append(Outcome(pair, None, nearest=near.similarity if near else None,
-                                            reason=near.reason if near else None))
+                                            reason=near.reason if near else None, policy_right=policy_right,
+                                            policy_question=policy_question))
                     continue
                 similarity = 1.0 if hit.similarity is None else hit.similarity
-                served = hit.record.response["choices"][0]["message"]["content"]
-                # Pairs mode: each pair's own namespace (two pairs may share an `a` text); corpus: the one entry.
-                own = str(n) if mode == "pairs" else stored_as[json.dumps(pair.a, sort_keys=True)]
-                outcomes.append(Outcome(pair, similarity, right=served == own, served_question=hit.record.question,
-                                        primary=hit.record.embedder in (None, embedder.name)))
+                outcomes.append(Outcome(pair, similarity, right=_answer(hit.record) == own,
+                                        served_question=hit.record.question,
+                                        primary=hit.record.embedder in (None, embedder.name),
+                                        policy_right=policy_right, policy_question=policy_question))
             return outcomes
         finally:
             await cache.close()
             await store.close()
+
+
+def _answer(record: Any) -> str:
+    return str(record.response["choices"][0]["message"]["content"])
 
 
 def volatile_reason(side: Any) -> str | None:
@@ -168,6 +183,9 @@ def volatile_reason(side: Any) -> str | None:
 
 
 def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) -> bool:
+    """Served at `threshold` (MiniLM's cosine alone, the sweep), or with None as the policy itself decided."""
+    if threshold is None:
+        return outcome.policy_right is not None
     if outcome.similarity is None:
         return False
     text = text_of(messages_of(outcome.pair.b)[-1].get("content"))  # a conversation's bar is its last message's
@@ -199,15 +217,19 @@ class Score:
         return self.wrong_served / self.should_hit if self.should_hit else 0.0
 
 
+def right_at(outcome: Outcome, threshold: float | None) -> bool:
+    return bool(outcome.policy_right) if threshold is None else outcome.right
+
+
 def score(outcomes: list[Outcome], policy: Policy, threshold: float | None = None) -> Score:
     should = [o for o in outcomes if o.pair.same]
     traps = [o for o in outcomes if not o.pair.same]
     return Score(
         should_hit=len(should),
-        served=sum(served_at(o, policy, threshold) and o.right for o in should),
+        served=sum(served_at(o, policy, threshold) and right_at(o, threshold) for o in should),
         traps=len(traps),
         traps_served=sum(served_at(o, policy, threshold) for o in traps),
-        wrong_served=sum(served_at(o, policy, threshold) and not o.right for o in should),
+        wrong_served=sum(served_at(o, policy, threshold) and not right_at(o, threshold) for o in should),
     )
 
 
@@ -231,7 +253,9 @@ def report_lines(name: str, outcomes: list[Outcome], policy: Policy, thresholds:
                  mode: EvalMode) -> Iterator[str]:
     total = score(outcomes, policy)
     yield f"## {name}: {len(outcomes)} pairs, threshold {policy.threshold} (long {policy.long_threshold} "\
-          f"after {policy.long_after} chars; multilingual {policy.multilingual_threshold})"
+          f"after {policy.long_after} chars; multilingual {policy.multilingual_threshold}; second opinion from " \
+          f"{policy.second_opinion_from} at e5 >= {policy.second_opinion_threshold}, " \
+          f"margin {policy.second_opinion_margin})"
     yield ""
     if mode == "corpus":
         yield "| should-hit | served own answer | served another's answer | missed |"
@@ -269,7 +293,7 @@ def _clip(side: Any, chars: int = 90) -> str:
 
 def wrong_decisions(outcomes: list[Outcome], policy: Policy) -> list[tuple[str, Outcome]]:
     """Every served trap or wrong answer, then every missed should-hit pair, most similar first in each group."""
-    served_wrong = [o for o in outcomes if served_at(o, policy) and (not o.pair.same or not o.right)]
+    served_wrong = [o for o in outcomes if served_at(o, policy) and (not o.pair.same or not o.policy_right)]
     missed = [o for o in outcomes if o.pair.same and not served_at(o, policy)]
     served_wrong.sort(key=lambda o: -(o.similarity or 0.0))
     missed.sort(key=lambda o: -(o.similarity if o.similarity is not None else o.nearest or 0.0))
@@ -288,13 +312,16 @@ def explain_lines(outcomes: list[Outcome], policy: Policy) -> Iterator[str]:
         bar = policy.threshold_for(text_of(messages_of(o.pair.b)[-1].get("content")))
         similarity: float | None
         if kind == "missed" and o.similarity is not None:
-            similarity, why = o.similarity, f"below threshold {bar}"
+            similarity = o.similarity
+            why = f"below threshold {bar}" if o.similarity < bar else "second opinion ranked another first"
         elif kind == "missed":
             similarity = o.nearest
             why = f"guard: {o.reason}" if o.reason not in (None, "threshold") else "below every threshold"
         else:
             similarity, why = o.similarity, f"no rule fired (threshold {bar})"
-        stored = o.served_question if kind == "wrong answer" and o.served_question else o.pair.a
+            if similarity is not None and similarity < bar:
+                why = f"no rule fired (below {bar}; the second opinion agreed)"
+        stored = o.policy_question if kind == "wrong answer" and o.policy_question else o.pair.a
         shown = "–" if similarity is None else f"{similarity:.4f}"
         yield f"| {kind} | {o.pair.id} | {o.pair.category} | {shown} | {why} | {_clip(stored)} | {_clip(o.pair.b)} |"
     yield ""

@@ -32,12 +32,19 @@ class Policy:
     # tuning half of the labelled data in bench/QUALITY.md.
     threshold: float = 0.65
     # Long questions share more words by construction, so they need a higher bar (as ModelCache does).
-    long_threshold: float = 0.92
+    long_threshold: float = 0.88
     # A final user message longer than this many characters uses long_threshold.
     long_after: int = 60
     # The bar for questions the multilingual model embeds (non-English text): e5 packs its cosines into a narrow
     # high range, so it needs its own threshold; tuned on bench/data/multilingual.jsonl's tuning half.
     multilingual_threshold: float = 0.93
+    # MiniLM misreads some rewordings (0.50-0.65). A short question's candidate scoring from second_opinion_from up
+    # to `threshold` answers when the multilingual model's cosine reaches second_opinion_threshold (1: off).
+    second_opinion_from: float = 0.50
+    second_opinion_threshold: float = 0.90
+    # Candidates that pass every check and score within this of the best are ranked by the multilingual model
+    # (near-duplicate stored questions: MiniLM's order between them is noise). 0: MiniLM's order alone.
+    second_opinion_margin: float = 0.02
     # Seconds an entry may answer; 0 keeps it until evicted.
     ttl: int = 7 * 24 * 3600
     # Serve entries across API keys (tenants). Only for data that is the same for everyone.

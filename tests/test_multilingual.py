@@ -27,11 +27,6 @@ NOT_ENGLISH = {"zh": "如何重置我的密码？", "ja": "パスワードをリ
 NO_MODEL = {"am": "የይለፍ ቃሌን እንዴት እቀይራለሁ?", "bo": "ངའི་གསང་ཚིག་ཇི་ལྟར་བསྒྱུར་དགོས།"}
 
 
-@pytest.fixture(scope="session")
-def e5() -> E5Embedder:
-    return E5Embedder()
-
-
 def test_minilm_reads_english_only(real_embedder) -> None:
     assert reads(real_embedder, ENGLISH)
     for text in [*NOT_ENGLISH.values(), *NO_MODEL.values()]:

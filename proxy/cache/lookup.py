@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -18,9 +18,9 @@ import numpy as np
 
 from ..canonical import CacheRequest
 from ..conversation import context_rejection
-from ..embedding_router import EmbedderRouter
+from ..embedding_router import EmbedderRouter, Lane
 from ..embeddings import DEFAULT_MODEL_NAME
-from ..guard import find_conflict
+from ..guard import find_conflict, swaps_in_frame
 from ..policies import Policy
 from ..stores.base import Entry, Store
 from ..terms import usable
@@ -33,6 +33,11 @@ MatchType = Literal["exact", "semantic"]
 CANDIDATES = 8
 # Below this many characters (both questions) the guard runs inline: a thread hop would cost more.
 GUARD_INLINE_CHARS = 2000
+# Grey-band candidates (below the threshold) that may be guard-checked: the nearest few only, so a miss does not pay
+# the guard on every neighbour from second_opinion_from up.
+GREY_CANDIDATES = 2
+# Stored questions' second-model vectors kept in memory: a near-tie then embeds the question alone.
+SECOND_VECTORS = 4096
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class Matcher:
         self.rejections: Counter[str] = Counter()
         # Candidates that belonged to another partition than the request's (never served): should stay 0.
         self.foreign_candidates = 0
+        self._second_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
 
     async def lookup(self, request: CacheRequest, policy: Policy, now: float, max_age: int | None,
                      max_stale: int) -> Lookup:
@@ -106,11 +112,19 @@ class Matcher:
         candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES, name)
         threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
+        second = self.router.second_opinion if lane.primary else None
+        # Short questions only: a long one shares words by construction and keeps long_threshold alone.
+        short = len(request.question) <= policy.long_after
+        grey_from = min(threshold, policy.second_opinion_from) if second is not None and short else threshold
+        grey = [(i, s) for i, s in candidates if grey_from <= s < threshold][:GREY_CANDIDATES]
         candidates = [(i, s) for i, s in candidates if s >= threshold]
         # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
         calibrated = name.split("@")[0] == DEFAULT_MODEL_NAME
-        records = await self.records(i for i, _ in candidates)
-        for entry_id, similarity in candidates:
+        records = await self.records(i for i, _ in candidates + grey)
+        passed: list[tuple[Entry, float]] = []
+        for entry_id, similarity in candidates + grey:
+            if passed and similarity < passed[0][1] - policy.second_opinion_margin:
+                break  # a candidate passed and nothing close enough to rival it is left
             candidate = records.get(entry_id)
             if candidate is None or not self.own(request, candidate):
                 continue
@@ -123,10 +137,18 @@ class Matcher:
                 if candidate.exact_key == request.exact_key:
                     # Stored while this lookup was embedding: it is the identical request, so say so.
                     return Lookup(Hit(candidate, "exact"), vector)
-                return Lookup(Hit(candidate, "semantic", min(similarity, 1.0)), vector)
+                passed.append((candidate, similarity))
+                continue
             self.rejections[reason] += 1
             if nearest is not None and nearest.entry_id == entry_id:
                 nearest = Rejection(entry_id, nearest.similarity, reason)
+        chosen = await self._choose(request.question, passed, threshold, policy, second)
+        if chosen is not None:
+            return Lookup(Hit(chosen[0], "semantic", min(chosen[1], 1.0)), vector)
+        if passed:
+            self.rejections["second opinion"] += len(passed)
+            if nearest is not None and nearest.entry_id == passed[0][0].id:
+                nearest = Rejection(nearest.entry_id, nearest.similarity, "second opinion")
         return Lookup(None, vector, nearest)
 
     def exact(self, request: CacheRequest, record: Entry | None, now: float, max_age: int | None,
@@ -139,6 +161,47 @@ class Matcher:
         """The exact hit `lookup` would find, when its record is hot and within its TTL (a stale one is
         `lookup`'s to serve: it may be refreshed in the background)."""
         return self.exact(request, self.hot.by_key(request.exact_key), now, max_age, 0)
+
+    async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, policy: Policy,
+                      second: Lane | None) -> tuple[Entry, float] | None:
+        """The candidate that answers, among those every check passed (best first). MiniLM's cosine decides alone
+        when one candidate clears the threshold with no rival within second_opinion_margin: ordinary hits pay
+        nothing more. Otherwise the second model (multilingual-e5) embeds the question and the contenders: a
+        candidate below the threshold (the grey band from second_opinion_from) answers only if e5 agrees
+        (second_opinion_threshold), and near-tied contenders are ranked by e5, which tells them apart better."""
+        if not passed:
+            return None
+        best = passed[0][1]
+        contenders = [(e, s) for e, s in passed if s >= best - policy.second_opinion_margin]
+        if best >= threshold and len(contenders) == 1:
+            return contenders[0]
+        if second is None:
+            return contenders[0] if best >= threshold else None
+        vectors = await self._second_vectors_of(second, question, [e.question for e, _ in contenders])
+        agreement = vectors[1:] @ vectors[0]
+        # Below the threshold e5 must agree, and the pair must not be one frame with swapped words ("reset my
+        # password" / "delete my account"): e5 scores those high too.
+        scored = [(float(a), e, s) for a, (e, s) in zip(agreement, contenders, strict=True)
+                  if s >= threshold or (a >= policy.second_opinion_threshold
+                                        and not swaps_in_frame(e.question, question))]
+        if not scored:
+            return None
+        _, entry, similarity = max(scored, key=lambda x: x[0])
+        return entry, similarity
+
+    async def _second_vectors_of(self, second: Lane, question: str, stored: list[str]) -> np.ndarray:
+        """The second model's vectors of `question` and the `stored` questions, the stored ones from memory when
+        a previous near-tie embedded them (e5 costs ~30 ms a text on the thread MiniLM's batches share)."""
+        cache = self._second_vectors
+        missing = list(dict.fromkeys(t for t in stored if t not in cache))
+        fresh = await second.batcher.embed_many([question] + missing)
+        for text, vector in zip(missing, fresh[1:], strict=True):
+            cache[text] = vector
+        for text in stored:
+            cache.move_to_end(text)
+        while len(cache) > SECOND_VECTORS:
+            cache.popitem(last=False)
+        return np.vstack([fresh[0]] + [cache[t] for t in stored])
 
     async def record(self, exact_key: str) -> Entry | None:
         """The entry stored under `exact_key`, from memory when it is there."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from ..guard_scripts import find_script_conflict, is_foreign
 from .features import features
-from .rules import RULE_NAMES, RULES, Pair
+from .rules import RULE_NAMES, RULES, Pair, frame_swap
 
-__all__ = ["RULE_NAMES", "features", "find_conflict"]
+__all__ = ["RULE_NAMES", "features", "find_conflict", "swaps_in_frame"]
 
 
 def find_conflict(cached: str, incoming: str, similarity: float | None = None) -> str | None:
@@ -29,3 +29,9 @@ def find_conflict(cached: str, incoming: str, similarity: float | None = None) -
         if rule(pair):
             return name
     return None
+
+
+def swaps_in_frame(cached: str, incoming: str) -> bool:
+    """Whether the two keep one frame and swap content words (rules.frame_swap): asked of candidates the default
+    model scores below the threshold, whose second opinion alone would otherwise let them answer."""
+    return not is_foreign(cached) and not is_foreign(incoming) and frame_swap(Pair(cached, incoming))

@@ -173,7 +173,8 @@ def _arrows(tokens: list[str]) -> frozenset[tuple[str, str]]:
             continue
         before = [t for t in tokens[max(0, i - 3) : i] if t not in STOPWORDS and not t[0].isdigit()]
         after = [t for t in tokens[i + 1 : i + 4] if t not in STOPWORDS and not t[0].isdigit()]
-        pairs.update((u, v) for u in before for v in after)
+        # A word on both sides ("from my current account to my savings account") names no direction.
+        pairs.update((u, v) for u in before for v in after if u != v)
     return frozenset(pairs)
 
 

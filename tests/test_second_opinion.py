@@ -1,0 +1,210 @@
+"""The multilingual model's second opinion on English candidates (proxy/cache/lookup.py `Matcher._choose`), with
+the real models: rewordings MiniLM scores below the threshold answer when e5 agrees, look-alikes it does not
+vouch for stay misses, near-tied contenders are ranked by e5, and a lone confident hit never pays for it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from proxy.cache import lookup
+from proxy.canonical import parse_cache_control
+from proxy.guard import find_conflict
+from proxy.policies import Policy
+from proxy.terms import request_terms
+
+from .test_cache import answer, request
+
+pytestmark = pytest.mark.model
+POLICY = Policy()
+
+
+def cosine(embedder, a: str, b: str) -> float:
+    vectors = embedder.embed([a, b])
+    return float(np.dot(vectors[0], vectors[1]))
+
+
+async def put(cache, text: str, policy: Policy = POLICY) -> None:
+    cache.submit(request(text), policy, answer(f"about {text}"))
+    await cache.drain()
+
+
+async def served(cache, text: str, policy: Policy = POLICY) -> str | None:
+    hit = (await cache.lookup(request(text), policy, None)).hit
+    return None if hit is None else hit.record.response["choices"][0]["message"]["content"]
+
+
+class CountingE5:
+    """The real e5 model, counting the texts it embeds (to show which lookups pay for a second opinion)."""
+
+    def __init__(self, model) -> None:
+        self.model, self.name, self.dim, self.texts = model, model.name, model.dim, 0
+        self.scripts, self.languages, self.unknown_tokens = model.scripts, model.languages, model.unknown_tokens
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.texts += len(texts)
+        return self.model.embed(texts)
+
+
+# MiniLM scores these rewordings inside the grey band (from second_opinion_from up to threshold); e5 agrees.
+GREY_REWORDINGS = [("How do I contact support?", "How can I get in touch with your help team?"),
+                   ("How do I get a refund?", "Can I have my money back?")]
+# Another question MiniLM also puts in the band and the guard has no rule for: e5 does not vouch for it.
+GREY_TRAP = ("What time does the pharmacy open?", "Where is the nearest pharmacy?")
+
+
+@pytest.mark.anyio
+async def test_grey_band_rewordings_hit_when_e5_agrees(tmp_path, real_embedder, e5, opened) -> None:
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        for stored, asked in GREY_REWORDINGS:
+            similarity = cosine(real_embedder, stored, asked)
+            assert POLICY.second_opinion_from <= similarity < POLICY.threshold, (asked, similarity)
+            assert cosine(e5, stored, asked) >= POLICY.second_opinion_threshold
+            await put(cache, stored)
+            assert await served(cache, asked) == f"about {stored}"
+        # Without the second model (multilingual: off) MiniLM's threshold alone decides: a miss.
+    async with opened(tmp_path / "minilm-only", real_embedder) as cache:
+        stored, asked = GREY_REWORDINGS[0]
+        await put(cache, stored)
+        assert await served(cache, asked) is None
+
+
+@pytest.mark.anyio
+async def test_grey_band_trap_the_second_opinion_rejects(tmp_path, real_embedder, e5, opened) -> None:
+    stored, asked = GREY_TRAP
+    similarity = cosine(real_embedder, stored, asked)
+    assert POLICY.second_opinion_from <= similarity < POLICY.threshold
+    assert find_conflict(stored, asked, similarity) is None  # only e5 stands between this trap and a hit
+    assert cosine(e5, stored, asked) < POLICY.second_opinion_threshold
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        await put(cache, stored)
+        lookup = await cache.lookup(request(asked), POLICY, None)
+        assert lookup.hit is None
+        assert lookup.nearest is not None and lookup.nearest.reason == "second opinion"
+        assert cache.rejections["second opinion"] == 1  # counted for /metrics
+
+
+@pytest.mark.anyio
+async def test_a_swap_in_one_frame_is_no_rewording_even_when_e5_agrees(tmp_path, real_embedder, e5, opened) -> None:
+    stored, asked = "How do I reset my password?", "How do I delete my account?"
+    similarity = cosine(real_embedder, stored, asked)
+    assert POLICY.second_opinion_from <= similarity < POLICY.threshold
+    assert cosine(e5, stored, asked) >= POLICY.second_opinion_threshold  # e5 alone would serve it
+    assert find_conflict(stored, asked, similarity) is None
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        await put(cache, stored)
+        assert await served(cache, asked) is None
+        await put(cache, "Is there step-free access at the station?")  # slips are no swap
+        assert await served(cache, "Is there step-free acess at the staion?") == \
+            "about Is there step-free access at the station?"
+
+
+@pytest.mark.anyio
+async def test_no_second_opinion_for_long_questions_or_a_stricter_header(tmp_path, real_embedder, e5,
+                                                                          opened) -> None:
+    stored, asked = GREY_REWORDINGS[0]
+    strict = request_terms(request(asked), POLICY, {"x-cache-threshold": "0.8"}, parse_cache_control(None)).policy
+    assert strict.second_opinion_from == 0.8  # the band never reaches below what the client asked for
+    long_stored = "How do I contact your customer support team about a problem with my account settings?"
+    long_asked = "Who can I get in touch with when something in my account settings is not working right?"
+    similarity = cosine(real_embedder, long_stored, long_asked)
+    # A short question scoring this with e5's agreement would hit; a long one is held to long_threshold.
+    assert POLICY.second_opinion_from <= similarity < POLICY.long_threshold, similarity
+    assert cosine(e5, long_stored, long_asked) >= POLICY.second_opinion_threshold
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        await put(cache, stored)
+        assert await served(cache, asked, strict) is None
+        await put(cache, long_stored)
+        assert await served(cache, long_asked) is None  # long questions keep long_threshold alone
+
+
+@pytest.mark.anyio
+async def test_a_lone_confident_hit_never_runs_the_second_model(tmp_path, real_embedder, e5, opened) -> None:
+    counting = CountingE5(e5)
+    async with opened(tmp_path, real_embedder, counting) as cache:
+        await put(cache, "What is the capital of France?")
+        await put(cache, "How do I reset my password?")
+        before = counting.texts
+        assert await served(cache, "What is the capital city of France?") == "about What is the capital of France?"
+        assert counting.texts == before
+        stored, asked = GREY_REWORDINGS[1]
+        await put(cache, stored)
+        before = counting.texts
+        assert await served(cache, asked) == f"about {stored}"
+        assert counting.texts == before + 2  # the question and its one grey candidate
+
+
+@pytest.mark.anyio
+async def test_near_tied_contenders_are_ranked_by_e5(tmp_path, real_embedder, e5, opened) -> None:
+    asked = "How can I get my bank statements as a PDF document?"
+    stored = ["Where can I download my bank statements as PDF files?",
+              "How do I save my bank statements as PDF documents?"]
+    minilm = [cosine(real_embedder, s, asked) for s in stored]
+    assert all(s >= POLICY.threshold_for(asked) for s in minilm) and abs(minilm[0] - minilm[1]) < \
+        POLICY.second_opinion_margin, minilm
+    preferred = max(stored, key=lambda s: cosine(e5, s, asked))
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        for text in stored:
+            await put(cache, text)
+        assert await served(cache, asked) == f"about {preferred}"
+    off = dataclasses.replace(POLICY, second_opinion_margin=0.0)
+    async with opened(tmp_path / "margin-off", real_embedder, e5) as cache:
+        for text in stored:
+            await put(cache, text)
+        nearest = stored[int(np.argmax(minilm))]
+        assert nearest != preferred  # the two models order them differently
+        assert await served(cache, asked, off) == f"about {nearest}"  # MiniLM's order alone
+
+
+@pytest.mark.anyio
+async def test_ranking_never_serves_a_contender_the_guard_rejected(tmp_path, real_embedder, e5, opened) -> None:
+    asked = "Can I move money from my current account into my savings account in the app?"
+    swapped = "Can I move money from my savings account into my current account in the app?"
+    similar = "Can I move money from my current account to my savings account using the app?"
+    assert find_conflict(swapped, asked, cosine(real_embedder, swapped, asked)) == "direction"
+    assert cosine(e5, swapped, asked) > cosine(e5, similar, asked)  # e5 alone would pick the swapped one
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        await put(cache, swapped)
+        await put(cache, similar)
+        assert await served(cache, asked) == f"about {similar}"
+
+
+@pytest.mark.anyio
+async def test_a_miss_guard_checks_only_the_nearest_grey_candidates(tmp_path, real_embedder, e5, opened,
+                                                                   monkeypatch) -> None:
+    strict = dataclasses.replace(POLICY, threshold=0.99)  # every rewording below falls in the grey band
+    asked = "How do I reset my password?"
+    stored = ["What should I do to reset my password?", "How do I reset my account password?",
+              "I forgot my password, how do I reset it?", "Steps to reset a password"]
+    similarities = [cosine(real_embedder, s, asked) for s in stored]
+    assert all(strict.second_opinion_from <= s < strict.threshold for s in similarities), similarities
+    checked: list[str] = []
+    guard = lookup.rejection
+
+    def counted(request, candidate, *args, **kwargs):
+        checked.append(candidate.question)
+        return guard(request, candidate, *args, **kwargs)
+
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        for text in stored:
+            await put(cache, text, strict)
+        monkeypatch.setattr(lookup, "rejection", counted)
+        await served(cache, asked, strict)
+    assert len(checked) == lookup.GREY_CANDIDATES < len(stored)
+
+
+@pytest.mark.anyio
+async def test_a_repeated_near_tie_embeds_only_the_question_again(tmp_path, real_embedder, e5, opened) -> None:
+    counting = CountingE5(e5)
+    asked = "How can I get my bank statements as a PDF document?"
+    async with opened(tmp_path, real_embedder, counting) as cache:
+        for text in ["Where can I download my bank statements as PDF files?",
+                     "How do I save my bank statements as PDF documents?"]:
+            await put(cache, text)
+        before = counting.texts
+        first = await served(cache, asked)
+        assert counting.texts == before + 3  # the question and both contenders
+        assert await served(cache, asked) == first
+        assert counting.texts == before + 4  # the contenders' vectors were kept
