@@ -17,7 +17,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -273,18 +273,30 @@ def aligned_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> list[t
     return [(t, [q and turns_agree(c, t) for c, q in zip(convs, qok, strict=True)]) for t in SWEEP]
 
 
+def as_async(emb: Embeddings) -> Callable[[list[str]], Awaitable[np.ndarray]]:
+    """`emb` as the async embed callable proxy/conversation.py takes."""
+
+    async def embed(texts: list[str]) -> np.ndarray:
+        return emb(texts)
+    return embed
+
+
+def turns(side: list[dict]) -> tuple[tuple[str, str], ...]:
+    """A conversation's earlier turns, as proxy/conversation.py reads them."""
+    return tuple((m["role"], m["content"]) for m in side[:-1])
+
+
+def last_questions_alone(convs: list[dict]) -> list[bool]:
+    """Per pair: both last questions self-contained (judged by themselves)."""
+    return [conversation.self_contained(c["a"][-1]["content"]) and conversation.self_contained(c["b"][-1]["content"])
+            for c in convs]
+
+
 def shipped_turns(convs: list[dict], emb: Embeddings, qok: list[bool]) -> dict[str, list[tuple[float, list[bool]]]]:
     """The shipped design (proxy/conversation.py, policy `conversations: meaning`) run as the proxy runs it, its
     user-turn cosine swept; beside it the self-contained rule alone, and assistant turns compared by meaning too."""
 
-    async def embed(texts: list[str]) -> np.ndarray:
-        return emb(texts)
-
-    def turns(side: list[dict]) -> tuple[tuple[str, str], ...]:
-        return tuple((m["role"], m["content"]) for m in side[:-1])
-
-    alone = [conversation.self_contained(c["a"][-1]["content"]) and conversation.self_contained(c["b"][-1]["content"])
-             for c in convs]
+    embed, alone = as_async(emb), last_questions_alone(convs)
     texts = sorted({m["content"] for c in convs for side in "ab" for m in c[side]})
     vectors = dict(zip(texts, emb(texts), strict=True))
 
@@ -320,14 +332,7 @@ def told_twice_grid(convs: list[dict], emb: Embeddings,
                     qok: list[bool]) -> list[tuple[conversation.ToldTwice, list[bool]]]:
     """Every combination of the told-twice cut-offs, the rest as shipped."""
 
-    async def embed(texts: list[str]) -> np.ndarray:
-        return emb(texts)
-
-    def turns(side: list[dict]) -> tuple[tuple[str, str], ...]:
-        return tuple((m["role"], m["content"]) for m in side[:-1])
-
-    alone = [conversation.self_contained(c["a"][-1]["content"]) and conversation.self_contained(c["b"][-1]["content"])
-             for c in convs]
+    embed, alone = as_async(emb), last_questions_alone(convs)
     rows = []
     for cut in itertools.starmap(conversation.ToldTwice, itertools.product(TOPICS, REPLACED, COUNTERPARTS)):
         conversation.TURN_VECTORS.clear()
