@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from proxy.cache.semantic import SemanticCache
-from proxy.canonical import build_chat_request, validate_body
+from proxy.canonical import Owner, build_chat_request, tenant_of, validate_body
 from proxy.embeddings import load_embedder
 from proxy.multilingual import E5Embedder
 from proxy.policies import Policy
@@ -38,7 +38,7 @@ MISSES = ["What is the boiling point of mercury?", "Who painted the ceiling of t
 
 def request(text: str):  # type: ignore[no-untyped-def]
     body = validate_body({"model": "m", "messages": [{"role": "user", "content": text}]})
-    return build_chat_request(body, {"authorization": "Bearer bench"}, fallback_key=None, share_across_keys=False)
+    return build_chat_request(body, Owner(tenant_of("Bearer bench")))
 
 
 async def measure(n: int, models: Path) -> dict[str, list[float]]:
