@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from .canonical import CacheRequest, canonical_json, sha256_hex
 from .guard import find_conflict
 from .guard.lexicon import CALENDAR
 from .guard_scripts import is_foreign
+from .memo import LRU
 from .stores.base import Entry
 
 Embed = Callable[[list[str]], Awaitable[np.ndarray]]
@@ -123,8 +123,7 @@ class TurnVectors:
     """A bounded LRU of turn embeddings, keyed by the embedder (the `embed` callable) and a digest of the text."""
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._vectors: OrderedDict[tuple[Hashable, bytes], np.ndarray] = OrderedDict()
+        self._vectors: LRU[tuple[Hashable, bytes], np.ndarray] = LRU(limit)
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -137,18 +136,10 @@ class TurnVectors:
         return embed, hashlib.blake2b(text.encode(), digest_size=16).digest()
 
     def get(self, embed: Embed, text: str) -> np.ndarray | None:
-        key = self.key(embed, text)
-        vector = self._vectors.get(key)
-        if vector is not None:
-            self._vectors.move_to_end(key)
-        return vector
+        return self._vectors.get(self.key(embed, text))
 
     def put(self, embed: Embed, text: str, vector: np.ndarray) -> None:
-        key = self.key(embed, text)
-        self._vectors[key] = vector
-        self._vectors.move_to_end(key)
-        while len(self._vectors) > self.limit:
-            self._vectors.popitem(last=False)
+        self._vectors.put(self.key(embed, text), vector)
 
 
 TURN_VECTORS = TurnVectors(TURN_VECTORS_LIMIT)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -21,6 +21,7 @@ from ..conversation import context_rejection
 from ..embedding_router import EmbedderRouter, Lane
 from ..embeddings import DEFAULT_MODEL_NAME
 from ..guard import find_conflict, swaps_in_frame
+from ..memo import LRU
 from ..policies import Policy
 from ..stores.base import Entry, Store
 from ..terms import usable
@@ -91,7 +92,7 @@ class Matcher:
         self.rejections: Counter[str] = Counter()
         # Candidates that belonged to another partition than the request's (never served): should stay 0.
         self.foreign_candidates = 0
-        self._second_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._second_vectors: LRU[str, np.ndarray] = LRU(SECOND_VECTORS)
 
     async def lookup(self, request: CacheRequest, policy: Policy, now: float, max_age: int | None,
                      max_stale: int) -> Lookup:
@@ -192,16 +193,14 @@ class Matcher:
     async def _second_vectors_of(self, second: Lane, question: str, stored: list[str]) -> np.ndarray:
         """The second model's vectors of `question` and the `stored` questions, the stored ones from memory when
         a previous near-tie embedded them (e5 costs ~30 ms a text on the thread MiniLM's batches share)."""
-        cache = self._second_vectors
-        missing = list(dict.fromkeys(t for t in stored if t not in cache))
+        texts = list(dict.fromkeys(stored))
+        known = {t: v for t in texts if (v := self._second_vectors.get(t)) is not None}
+        missing = [t for t in texts if t not in known]
         fresh = await second.batcher.embed_many([question] + missing)
         for text, vector in zip(missing, fresh[1:], strict=True):
-            cache[text] = vector
-        for text in stored:
-            cache.move_to_end(text)
-        while len(cache) > SECOND_VECTORS:
-            cache.popitem(last=False)
-        return np.vstack([fresh[0]] + [cache[t] for t in stored])
+            self._second_vectors.put(text, vector)
+            known[text] = vector
+        return np.vstack([fresh[0]] + [known[t] for t in stored])
 
     async def record(self, exact_key: str) -> Entry | None:
         """The entry stored under `exact_key`, from memory when it is there."""
