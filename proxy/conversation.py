@@ -35,7 +35,6 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,14 +146,9 @@ TURN_VECTORS = TurnVectors(TURN_VECTORS_LIMIT)
 
 @dataclass
 class LookupBudget:
-    """What one lookup may still spend on conversations told twice."""
+    """What one lookup may still spend on conversations told twice (the matcher makes one per lookup)."""
 
-    request: object  # the lookup's request: a new one starts a new budget
     told_twice_left: int = MAX_TOLD_TWICE_CANDIDATES
-
-
-# The budget of the lookup running in this task: context_rejection is called once per candidate of one lookup.
-_LOOKUP_BUDGET: ContextVar[LookupBudget | None] = ContextVar("deja_told_twice_budget", default=None)
 
 
 @dataclass(frozen=True)
@@ -441,16 +435,14 @@ def _replacements_agree(a: Sequence[Turn], b: Sequence[Turn], vectors: dict[str,
     return True
 
 
-async def context_rejection(request: CacheRequest, candidate: Entry, embed: Embed) -> str | None:
-    """Why the candidate's conversation cannot stand for the request's ("context…"), or None when it can."""
+async def context_rejection(request: CacheRequest, candidate: Entry, embed: Embed,
+                            budget: LookupBudget) -> str | None:
+    """Why the candidate's conversation cannot stand for the request's ("context…"), or None when it can.
+    `budget`: the lookup's, shared by its candidates."""
     mine = read_context(request.context_text, request.context_digest)
     theirs = read_context(candidate.context_text, candidate.context_digest)
     if mine is None or theirs is None or mine.prompts != theirs.prompts:
         return "context"
     if self_contained(request.question) and self_contained(candidate.question):
         return None
-    budget = _LOOKUP_BUDGET.get()
-    if budget is None or budget.request is not request:
-        budget = LookupBudget(request)
-        _LOOKUP_BUDGET.set(budget)
     return await turns_rejection(theirs.turns, mine.turns, embed, question=request.question, budget=budget)

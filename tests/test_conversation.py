@@ -346,7 +346,7 @@ async def test_a_comparison_embeds_at_most_its_bound_of_new_texts(real_embedder)
 @pytest.mark.model
 async def test_a_lookup_tells_twice_at_most_its_bound_of_candidates(embed):
     cached, incoming = told_twice(2)
-    budget = LookupBudget(request=object(), told_twice_left=2)
+    budget = LookupBudget(told_twice_left=2)
     assert [await turns_rejection(cached, incoming, embed, budget=budget) for _ in range(3)] == [
         None, None, "context-too-many"]
     # Turns that align never use the told-twice comparison, so never the budget.
@@ -366,5 +366,7 @@ async def test_each_lookup_tells_twice_at_most_two_candidates(real_embedder):
                       stored.question, {}, None, 0.0, None)
     embed = Counting(real_embedder)
     asked = request(messages(incoming))
-    assert [await context_rejection(asked, candidate, embed) for _ in range(3)] == [None, None, "context-too-many"]
-    assert await context_rejection(request(messages(incoming)), candidate, embed) is None  # the next lookup
+    budget = LookupBudget()
+    assert [await context_rejection(asked, candidate, embed, budget) for _ in range(3)] == [
+        None, None, "context-too-many"]
+    assert await context_rejection(asked, candidate, embed, LookupBudget()) is None  # the next lookup

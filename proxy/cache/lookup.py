@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from ..canonical import CacheRequest
-from ..conversation import context_rejection
+from ..conversation import LookupBudget, context_rejection
 from ..embedding_router import EmbedderRouter, Lane
 from ..embeddings import DEFAULT_MODEL_NAME
 from ..guard import find_conflict, swaps_in_frame
@@ -123,6 +123,7 @@ class Matcher:
         calibrated = name.split("@")[0] == DEFAULT_MODEL_NAME
         records = await self.records(i for i, _ in candidates + grey)
         passed: list[tuple[Entry, float]] = []
+        budget = LookupBudget()
         for entry_id, similarity in candidates + grey:
             if passed and similarity < passed[0][1] - policy.second_opinion_margin:
                 break  # a candidate passed and nothing close enough to rival it is left
@@ -132,7 +133,7 @@ class Matcher:
             sim = similarity if calibrated else None
             reason = await self._rejection_off_loop(request, candidate, now, max_age, max_stale, sim)
             if reason == "context" and policy.conversations == "meaning":
-                reason = (await context_rejection(request, candidate, lane.batcher.embed_many)
+                reason = (await context_rejection(request, candidate, lane.batcher.embed_many, budget)
                           or await self._rejection_off_loop(request, candidate, now, max_age, max_stale, sim, True))
             if reason is None:
                 if candidate.exact_key == request.exact_key:
