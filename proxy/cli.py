@@ -210,7 +210,7 @@ def evaluate(args: argparse.Namespace) -> int:
     outcomes = asyncio.run(ev.run_eval(pairs, embedder, policy, mode=args.mode, floor=floor,
                                        model=args.model, progress=not args.json,
                                        extra_embedders=load_multilingual(settings.embedding)))
-    name = ", ".join(Path(f).name for f in args.files) + ("" if args.split == "all" else f" ({args.split} half)")
+    name = ev.files_title(args.files) + ("" if args.split == "all" else f" ({args.split} half)")
     if args.json:
         print(json.dumps(ev.report_json(outcomes, policy, thresholds), indent=1))
     else:

@@ -244,6 +244,14 @@ def sweep(outcomes: list[Outcome], policy: Policy, thresholds: list[float]) -> l
     return [(t, score(outcomes, policy, t)) for t in thresholds]
 
 
+def files_title(files: Sequence[str]) -> str:
+    """The evaluated files as a heading names them: by file name, with its folder where two share a name
+    (conv-parts/billing.jsonl and conv-long/billing.jsonl)."""
+    paths = [Path(f) for f in files]
+    shared = {name for name, count in Counter(p.name for p in paths).items() if count > 1}
+    return ", ".join(f"{p.parent.name}/{p.name}" if p.name in shared else p.name for p in paths)
+
+
 def thresholds_between(low: float, high: float, step: float) -> list[float]:
     count = int(round((high - low) / step)) + 1
     return [round(low + i * step, 4) for i in range(count)]

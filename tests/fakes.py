@@ -3,7 +3,7 @@
 The upstream answers "answer #<call number> to: <last user message>", so a test can tell which upstream call an
 answer came from. Magic words in the last user message: FAIL500 (500 error), CALL_TOOL (a tool call when tools
 are given), BREAK (a stream that stops before [DONE]), SLOW (waits `slow_seconds` first), DRIP (streams a
-chunk every 0.2 s), HOLD (counts the call, then waits until the test sets `release`), RATE429 (429 with
+chunk every `drip_seconds`, 0.2 s), HOLD (counts the call, then waits until the test sets `release`), RATE429 (429 with
 Retry-After: 7), GARBAGE (a 200 that is not JSON); answers that are not answers:
 REFUSE (a `refusal`), EMPTY (empty content), FILTERED (finish_reason content_filter), TRUNCATE (length).
 `fail_next = N` makes the next N chat calls fail with a 500 whatever they ask.
@@ -71,6 +71,7 @@ class FakeUpstream:
         self.calls = 0
         self.requests: list[dict[str, Any]] = []
         self.slow_seconds = 3.0
+        self.drip_seconds = 0.2
         self.fail_next = 0
         self.release = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once a HOLD request waits
@@ -156,7 +157,7 @@ class FakeUpstream:
                 for start in range(0, len(answer), 5):
                     yield chunk({"content": answer[start:start + 5]})
                     if "DRIP" in text:
-                        await asyncio.sleep(0.2)
+                        await asyncio.sleep(self.drip_seconds)
                     if "BREAK" in text and start >= 10:
                         raise RuntimeError("upstream dropped the connection")
             yield chunk({}, finish)

@@ -94,6 +94,12 @@ def test_sweep_is_monotonic():
     assert rates == sorted(rates, reverse=True) and rates[0] == 0.75 and rates[-1] == 0.0
 
 
+def test_the_heading_names_files_that_share_a_name_by_their_folder():
+    files = ["eval/conv-parts/billing.jsonl", "eval/conv-long/billing.jsonl", "eval/conv-long/retail.jsonl"]
+    assert ev.files_title(files) == "conv-parts/billing.jsonl, conv-long/billing.jsonl, retail.jsonl"
+    assert ev.files_title(["a/pairs.jsonl"]) == "pairs.jsonl"
+
+
 @pytest.mark.model
 def test_deja_eval_command_reports_json(tmp_path, model_dir):
     path = write_jsonl(tmp_path / "mine.jsonl", [

@@ -36,7 +36,9 @@ def content(response: httpx.Response) -> str:
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed-leader", "plain-leader"])
 def test_followers_get_the_answer_when_the_leader_hangs_up(fake, tmp_path, model_dir, stream):
     upstream, url = fake
-    # DRIP: a chunk every 0.2 s (about 2 s in all); SLOW: nothing for 3 s, then the answer.
+    # DRIP: a chunk every 0.6 s (about 8 s in all), so that on a loaded machine the followers join while the
+    # leader's stream is still out; SLOW: nothing for 3 s, then the answer.
+    upstream.drip_seconds = 0.6
     question = f"{'DRIP' if stream else 'SLOW'} the leader hangs up, the followers wait for it"
     deja = Deja(tmp_path, url, model_dir).wait_ready()
     headers = {"Authorization": "Bearer sk-chaos"}
