@@ -63,7 +63,7 @@ MAX_ALIGNED_TURNS = 128
 # The guard's rules that read as another subject or action between a turn and its counterpart. Its number and
 # negation rules are left out: rewordings trip them ("six months" / "6 months in", "nothing" / "no idea"); numbers
 # are compared here instead.
-TURN_RULES = frozenset({"entity", "polarity", "scope", "substitution"})
+TURN_RULES = frozenset({"calendar", "entity", "polarity", "scope", "substitution"})
 # Distinct texts compared for one conversation told twice: beyond this the comparison itself (alignment, facts,
 # guard on counterparts) costs too much on the lookup path (bench/conversation_cost.py).
 MAX_EMBEDDED_TURNS = 96

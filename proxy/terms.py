@@ -67,7 +67,8 @@ def request_terms(chat: CacheRequest, policy: Policy, headers: Mapping[str, str]
         policy = dataclasses.replace(policy, threshold=max(policy.threshold, threshold),
                                      long_threshold=max(policy.long_threshold, threshold),
                                      multilingual_threshold=max(policy.multilingual_threshold, threshold),
-                                     second_opinion_from=max(policy.second_opinion_from, threshold))
+                                     second_opinion_from=max(policy.second_opinion_from, threshold),
+                                     long_second_opinion_from=max(policy.long_second_opinion_from, threshold))
     max_age = control.max_age
     requested_stale = parse_max_stale(headers.get("cache-control"))
     max_stale = policy.stale_while_revalidate if requested_stale is None else requested_stale

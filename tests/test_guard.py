@@ -193,3 +193,45 @@ def test_a_qualifier_the_other_side_names_elsewhere_adds_nothing() -> None:
     # "babies" is what "my baby" asks about; the other way round "my" still reads as someone else's case.
     assert find_conflict("What are the symptoms of flu in babies?", "How can I tell if my baby has the flu?") is None
     assert find_conflict("Can I take leave on Fridays?", "Can interns take leave on Fridays?") == "scope"
+
+
+# Each allowance with the trap beside it that must still be rejected; similarity 0.95 stands for the default
+# model's cosine of a close rewording (the swaps it scores that high pass unless they could turn the question round).
+ALLOWED_WITH_TRAPS = [
+    (("What do I need in order to open an account?", "What do I need to open an account?"),
+     ("How do I check in at the hotel?", "How do I check out of the hotel?", "polarity")),
+    (("Can you tell whether the file is cached or not?", "Can you tell whether the file is cached?"),
+     ("Is the file not cached?", "Is the file cached?", "negation")),
+    (("No, the old flag was removed in version 3.", "The old flag was removed in version 3."),
+     ("No, it does not support Python 2.", "It supports Python 2.", "negation")),
+    (("Does the slice make a zero-copy view?", "Does the slice make a view without any copying?"),
+     ("Is it zero-copy?", "Does it copy?", "negation")),
+    (("Set the limit to a nonzero value.", "Set the limit to a non-zero value."),
+     ("Set the limit to zero.", "Set the limit to a non-zero value.", "negation")),
+    (("What is ML used for?", "What is machine learning used for?"),
+     ("Does the NHS cover it?", "Does Bupa cover it?", "entity")),
+    (("How do I stream an IterableDataset?", "How do I stream an Iterable Dataset?"),
+     ("Does Dataset support streaming?", "Does IterableDataset support streaming?", "entity")),
+    (("Is Pillow a Python library for editing images?", "Is Pillow a Python package that edits images?"),
+     ("Can I work from home on Fridays?", "Can I work at the office on Fridays?", "substitution")),
+    (("The guide covers Install, Configure, Monitor and Upgrade.",
+      "The guide covers installing, configuring, monitoring and upgrading."),
+     ("Does it run on Android, iOS and Windows?", "Does it run on Android, iOS and Linux?", "entity")),
+    (("Can I build a form without writing any code?", "Can I build a form in a way that eliminates the need for coding?"),
+     ("Can I build a form without writing any code?", "Can I build a form by writing code?", "negation")),
+]
+
+
+@pytest.mark.parametrize(("allowed", "trap"), ALLOWED_WITH_TRAPS)
+def test_allowances_keep_their_trap(allowed: tuple[str, str], trap: tuple[str, str, str]) -> None:
+    a, b = allowed
+    assert find_conflict(a, b, 0.95) is None
+    assert find_conflict(b, a, 0.95) is None
+    cached, incoming, rule = trap
+    assert find_conflict(cached, incoming, 0.95) == rule
+    assert find_conflict(incoming, cached, 0.95) == rule
+
+
+def test_initials_must_be_content_words() -> None:
+    # "my Lenovo" has the initials of "ML" but says nothing about machine learning.
+    assert find_conflict("Does ML need a GPU?", "Does my Lenovo need a GPU?", 0.95) == "entity"

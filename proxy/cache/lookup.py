@@ -114,9 +114,10 @@ class Matcher:
         threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
         second = self.router.second_opinion if lane.primary else None
-        # Short questions only: a long one shares words by construction and keeps long_threshold alone.
         short = len(request.question) <= policy.long_after
-        grey_from = min(threshold, policy.second_opinion_from) if second is not None and short else threshold
+        grey_from = min(threshold, policy.second_opinion_from if short else policy.long_second_opinion_from) \
+            if second is not None else threshold
+        agree = policy.second_opinion_threshold if short else policy.long_second_opinion_threshold
         grey = [(i, s) for i, s in candidates if grey_from <= s < threshold][:GREY_CANDIDATES]
         candidates = [(i, s) for i, s in candidates if s >= threshold]
         # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
@@ -144,7 +145,7 @@ class Matcher:
             self.rejections[reason] += 1
             if nearest is not None and nearest.entry_id == entry_id:
                 nearest = Rejection(entry_id, nearest.similarity, reason)
-        chosen = await self._choose(request.question, passed, threshold, policy, second)
+        chosen = await self._choose(request.question, passed, threshold, agree, policy, second)
         if chosen is not None:
             return Lookup(Hit(chosen[0], "semantic", min(chosen[1], 1.0)), vector)
         if passed:
@@ -164,13 +165,13 @@ class Matcher:
         `lookup`'s to serve: it may be refreshed in the background)."""
         return self.exact(request, self.hot.by_key(request.exact_key), now, max_age, 0)
 
-    async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, policy: Policy,
-                      second: Lane | None) -> tuple[Entry, float] | None:
+    async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, agree: float,
+                      policy: Policy, second: Lane | None) -> tuple[Entry, float] | None:
         """The candidate that answers, among those every check passed (best first). MiniLM's cosine decides alone
         when one candidate clears the threshold with no rival within second_opinion_margin: ordinary hits pay
         nothing more. Otherwise the second model (multilingual-e5) embeds the question and the contenders: a
-        candidate below the threshold (the grey band from second_opinion_from) answers only if e5 agrees
-        (second_opinion_threshold), and near-tied contenders are ranked by e5, which tells them apart better."""
+        candidate below the threshold (the grey band) answers only if e5's cosine reaches `agree`, and near-tied
+        contenders are ranked by e5, which tells them apart better."""
         if not passed:
             return None
         best = passed[0][1]
@@ -184,7 +185,7 @@ class Matcher:
         # Below the threshold e5 must agree, and the pair must not be one frame with swapped words ("reset my
         # password" / "delete my account"): e5 scores those high too.
         scored = [(float(a), e, s) for a, (e, s) in zip(agreement, contenders, strict=True)
-                  if s >= threshold or (a >= policy.second_opinion_threshold
+                  if s >= threshold or (a >= agree
                                         and not swaps_in_frame(e.question, question))]
         if not scored:
             return None

@@ -21,12 +21,15 @@ from .lexicon import (
     SYNONYMS,
     UNIT_SUFFIXES,
     WORD_NUMBERS,
+    common_word,
     singular,
 )
 
 WORD_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 CASED_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9&]*(?:[-'.][A-Za-z0-9&]+)*")
 SENTENCE_ENDS = frozenset('.!?:;"(')
+LIST_MARKS = frozenset({",", ":"})
+LIST_ITEMS = 3  # capitalised words after commas or colons that make a list
 TIME_RE = re.compile(r"\b(\d{1,2})(?:[:.](\d{2}))?\s*(am|pm)\b")
 CLOCK_RE = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 NUMBER_RE = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
@@ -148,13 +151,17 @@ def _entities(text: str) -> frozenset[str]:
     names = set()
     words = list(CASED_WORD_RE.finditer(text))
     title_case = words and sum(w.group()[0].isupper() for w in words) > 0.6 * len(words) and len(words) > 3
+    # "…include Load, Preprocess, Know your dataset": in a list of capitalised items, ordinary words are headings.
+    items = sum(w.group()[0].isupper() and text[max(0, w.start() - 2) : w.start()].strip() in LIST_MARKS for w in words)
+    listing = items >= LIST_ITEMS
     for m in words:
         word = m.group()
         parts = {SYNONYMS.get(p, p) for p in map(singular, WORD_RE.findall(word.lower()))}
         if parts & KNOWN_TERMS:
             names.update(parts & KNOWN_TERMS)
             continue
-        if shouting or title_case or not word[0].isupper() or word.lower() in NOT_NAMES:
+        if shouting or title_case or not word[0].isupper() or word.lower() in NOT_NAMES or (
+                listing and common_word(word.lower())):
             continue
         before = text[max(0, m.start() - 8) : m.start()].rstrip()
         if not before or before[-1] in SENTENCE_ENDS:

@@ -126,6 +126,11 @@ def _lemmas(phrase: str) -> set[str]:
     return found
 
 
+def common_word(word: str) -> bool:
+    """Whether WordNet knows the word (in some form) as an ordinary English word."""
+    return any(w in WORDNET for w in _lemmas(word))
+
+
 def wordnet_antonyms(x: str, y: str) -> bool:
     """Whether WordNet makes the two words opposites in one of their most frequent senses ("compulsory"/"optional")."""
     right = _lemmas(y)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cached_property
 
-from .features import Features, Tokens, diff, edits, features
+from .features import Features, Tokens, diff, edits, features, tokens
 from .lexicon import (
     ADVERBS,
     CLOSED_CLASS_SETS,
@@ -31,6 +31,7 @@ from .lexicon import (
 # synonyms in context score >= 0.91 ("street"/"road" 0.97, "set up"/"create" 0.95, "register"/"sign up" 0.92),
 # swapped things <= 0.87 ("lost"/"stolen card" 0.87, "home"/"car insurance" 0.81, "boat"/"fishing licence").
 SWAP_SIMILARITY = 0.90
+INFLECTIONS = frozenset({"ing", "ed", "es", "s", "er", "ers"})
 # Share of tokens two texts must have in common for frame_swap to read them as one frame with swapped words.
 FRAME_SHARE = 0.5
 
@@ -127,13 +128,32 @@ def _slack(word: str, name: str) -> int:
     return 1 if min(len(word), len(name)) < 9 else 2
 
 
-def _one_sided_names(a: Features, b: Features) -> bool:
-    return any(not _mentions(e, b.words) for e in a.entities)
+def _spelt_out(name: str, words: frozenset[str], sequence: Tokens) -> bool:
+    """ "ML" is "machine learning" (its initials in a row on the other side), "IterableDataset" is "Dataset that
+    is Iterable" (two of the other side's words run together), "Preprocess" is "preprocessing"."""
+    run = len(name)
+    if 2 <= run <= 5 and any("".join(w[0] for w in sequence[i : i + run]) == name
+                             and not STOPWORDS.intersection(sequence[i : i + run])
+                             for i in range(len(sequence) - run + 1)):
+        return True
+    if any(name[:i] in words and name[i:] in words for i in range(3, len(name) - 2)):
+        return True
+    return len(name) >= 5 and any(_inflected(w, name) or _inflected(name, w) for w in words)
+
+
+def _inflected(word: str, base: str) -> bool:
+    """ "Preprocessing" of "Preprocess"."""
+    return word.startswith(base) and word[len(base) :] in INFLECTIONS
+
+
+def _one_sided_names(a: Features, b: Features, b_tokens: Tokens) -> bool:
+    return any(not _mentions(e, b.words) and not _spelt_out(e, b.words, b_tokens) for e in a.entities)
 
 
 def entity(p: Pair) -> bool:
     """Each side names a proper noun or known product/platform the other does not mention."""
-    return _one_sided_names(p.a, p.b) and _one_sided_names(p.b, p.a)
+    ta, tb = tokens(p.cached), tokens(p.incoming)
+    return _one_sided_names(p.a, p.b, tb) and _one_sided_names(p.b, p.a, ta)
 
 
 def direction(p: Pair) -> bool:
@@ -221,9 +241,18 @@ def _opposable(left: Tokens, right: Tokens) -> bool:
     def words(span: Tokens) -> Tokens:
         return ("_".join(span),) if len(span) > 1 and "_".join(span) in WORDNET else span
     left, right = words(left), words(right)
-    if any(w in QUALIFYING_PREPOSITIONS or w in SECOND_POLE_WORDS for w in left + right):
+    if any(w in SECOND_POLE_WORDS for w in left + right) or _prepositions_swapped(left, right):
         return True
     return any(wordnet_antonyms(x, y) for x in left for y in right)
+
+
+def _prepositions_swapped(left: Tokens, right: Tokens) -> bool:
+    """ "within" for "after", "from home" for "at the office": a qualifying preposition against another, or a span
+    that is nothing else. One that merely goes ("library for performing" / "package providing") turns nothing round."""
+    has_left = any(w in QUALIFYING_PREPOSITIONS for w in left)
+    has_right = any(w in QUALIFYING_PREPOSITIONS for w in right)
+    return (has_left and has_right) or all(w in QUALIFYING_PREPOSITIONS for w in left) \
+        or all(w in QUALIFYING_PREPOSITIONS for w in right)
 
 
 def substitution(p: Pair) -> bool:
