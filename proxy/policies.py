@@ -47,8 +47,8 @@ class Policy:
     second_opinion_margin: float = 0.02
     # The same for a long question (past long_after), from long_second_opinion_from up to long_threshold: e5 must
     # agree more (long texts share words by construction, and e5 rates look-alikes higher than MiniLM does).
-    long_second_opinion_from: float = 0.75
-    long_second_opinion_threshold: float = 0.97
+    long_second_opinion_from: float = 0.70
+    long_second_opinion_threshold: float = 0.95
     # Seconds an entry may answer; 0 keeps it until evicted.
     ttl: int = 7 * 24 * 3600
     # Serve entries across API keys (tenants). Only for data that is the same for everyone.

@@ -101,23 +101,36 @@ async def test_a_swap_in_one_frame_is_no_rewording_even_when_e5_agrees(tmp_path,
             "about Is there step-free access at the station?"
 
 
+# Long questions: MiniLM in the long band (long_second_opinion_from up to long_threshold); e5 sure enough for the
+# first (long_second_opinion_threshold), not for the second.
+LONG_AGREED = ("What is the deadline for submitting my annual self assessment tax return online?",
+               "By when do I have to file my yearly self assessment tax return on the internet?")
+LONG_UNSURE = ("How do I contact your customer support team about a problem with my account settings?",
+               "Who can I get in touch with when something in my account settings is not working right?")
+
+
 @pytest.mark.anyio
-async def test_no_second_opinion_for_long_questions_or_a_stricter_header(tmp_path, real_embedder, e5,
-                                                                          opened) -> None:
+async def test_long_questions_need_a_surer_second_opinion_and_a_stricter_header_closes_the_band(
+        tmp_path, real_embedder, e5, opened) -> None:
     stored, asked = GREY_REWORDINGS[0]
     strict = request_terms(request(asked), POLICY, {"x-cache-threshold": "0.8"}, parse_cache_control(None)).policy
-    assert strict.second_opinion_from == 0.8  # the band never reaches below what the client asked for
-    long_stored = "How do I contact your customer support team about a problem with my account settings?"
-    long_asked = "Who can I get in touch with when something in my account settings is not working right?"
-    similarity = cosine(real_embedder, long_stored, long_asked)
-    # A short question scoring this with e5's agreement would hit; a long one is held to long_threshold.
-    assert POLICY.second_opinion_from <= similarity < POLICY.long_threshold, similarity
-    assert cosine(e5, long_stored, long_asked) >= POLICY.second_opinion_threshold
+    assert strict.second_opinion_from == strict.long_second_opinion_from == 0.8  # never below what the client asked
+    for long_stored, long_asked in (LONG_AGREED, LONG_UNSURE):
+        similarity = cosine(real_embedder, long_stored, long_asked)
+        assert len(long_asked) > POLICY.long_after
+        assert POLICY.long_second_opinion_from <= similarity < POLICY.long_threshold, similarity
+    assert cosine(e5, *LONG_AGREED) >= POLICY.long_second_opinion_threshold
+    # e5 would vouch for this one at a short question's bar, not at a long one's.
+    assert POLICY.second_opinion_threshold <= cosine(e5, *LONG_UNSURE) < POLICY.long_second_opinion_threshold
     async with opened(tmp_path, real_embedder, e5) as cache:
         await put(cache, stored)
         assert await served(cache, asked, strict) is None
-        await put(cache, long_stored)
-        assert await served(cache, long_asked) is None  # long questions keep long_threshold alone
+        await put(cache, LONG_AGREED[0])
+        await put(cache, LONG_UNSURE[0])
+        assert await served(cache, LONG_AGREED[1]) == f"about {LONG_AGREED[0]}"
+        assert await served(cache, LONG_UNSURE[1]) is None
+        off = dataclasses.replace(POLICY, long_second_opinion_threshold=1.0)
+        assert await served(cache, LONG_AGREED[1], off) is None  # 1: long questions keep long_threshold alone
 
 
 @pytest.mark.anyio
