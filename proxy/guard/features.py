@@ -74,6 +74,25 @@ class Features(NamedTuple):
     ordinals: frozenset[str]
     # The verbs after "can't"/"cannot" when every negation in the text is one of those, else None.
     inabilities: frozenset[str] | None
+    # What its clause-opening question words ask for: time, place, reason, person, amount, duration.
+    asks: frozenset[str]
+
+
+# A question word that opens a clause ("Where is…", "…, who do I tell?"), not one inside it ("tell me where",
+# "what does it mean when"): what kind of answer the question wants.
+_CLAUSE_START = r"(?:^|[.,;:?!]\s*)(?:(?:and|so|but|ok|okay)\s+)?"
+ASKS = tuple((re.compile(_CLAUSE_START + pattern), kind) for pattern, kind in (
+    (r"(?:what\s+time|what\s+day|what\s+date|when|by\s+when|how\s+soon)\b", "time"),
+    (r"where\b", "place"),
+    (r"(?:why|how\s+come)\b", "reason"),
+    (r"(?:who|whom)\b", "person"),
+    (r"how\s+(?:much|many)\b(?!\s+(?:days|weeks|months|years|hours|minutes)\b)", "amount"),
+    (r"(?:how\s+long|how\s+many\s+(?:days|weeks|months|years|hours|minutes))\b", "duration"),
+))
+
+
+def _asks(lower: str) -> frozenset[str]:
+    return frozenset(kind for pattern, kind in ASKS if pattern.search(lower))
 
 
 def rewrite(lower: str) -> str:
@@ -223,7 +242,8 @@ def features(text: str) -> Features:
         if inabilities & SUBJECTS:
             inabilities = None
     return Features(words, content, numbers, calendar, negated, _entities(text.replace("\u2019", "'")), _arrows(tokens),
-                    _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS), inabilities)
+                    _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS), inabilities,
+                    _asks(lower.strip()))
 
 
 @lru_cache(maxsize=8192)

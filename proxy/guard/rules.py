@@ -68,6 +68,13 @@ def calendar(p: Pair) -> bool:
     return bool(p.a.calendar and p.b.calendar and p.a.calendar != p.b.calendar)
 
 
+def asks(p: Pair) -> bool:
+    """The two want different kinds of answer: "What time does the pharmacy open?" (a time) vs "Where is the nearest
+    pharmacy?" (a place), "Why is my bill so high?" vs "When is my bill due?". Questions without such a word
+    ("How do I…", "Is parking free?") ask for no kind in particular."""
+    return bool(p.a.asks and p.b.asks and not p.a.asks & p.b.asks)
+
+
 def ordinal(p: Pair) -> bool:
     """Both sides count in order and the positions differ: "my first home" vs "a second property"."""
     return bool(p.a.ordinals and p.b.ordinals and p.a.ordinals != p.b.ordinals)
@@ -323,6 +330,7 @@ def frame_swap(p: Pair) -> bool:
 RULES: tuple[tuple[str, Rule], ...] = (
     ("number", number),
     ("calendar", calendar),
+    ("asks", asks),
     ("ordinal", ordinal),
     ("negation", negation),
     ("polarity", polarity),
