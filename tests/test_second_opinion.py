@@ -11,7 +11,7 @@ import pytest
 
 from proxy.cache import lookup
 from proxy.canonical import parse_cache_control
-from proxy.guard import find_conflict
+from proxy.guard import find_conflict, grey_conflict
 from proxy.policies import Policy
 from proxy.terms import request_terms
 
@@ -52,7 +52,7 @@ class CountingE5:
 GREY_REWORDINGS = [("How do I contact support?", "How can I get in touch with your help team?"),
                    ("How do I get a refund?", "Can I have my money back?")]
 # Another question MiniLM also puts in the band and the guard has no rule for: e5 does not vouch for it.
-GREY_TRAP = ("What time does the pharmacy open?", "Where is the nearest pharmacy?")
+GREY_TRAP = ("How do I open a savings account?", "What's the interest rate on savings?")
 
 
 @pytest.mark.anyio
@@ -84,6 +84,25 @@ async def test_grey_band_trap_the_second_opinion_rejects(tmp_path, real_embedder
         assert lookup.hit is None
         assert lookup.nearest is not None and lookup.nearest.reason == "second opinion"
         assert cache.rejections["second opinion"] == 1  # counted for /metrics
+
+
+# Look-alikes MiniLM puts in the grey band, no guard rule sees and e5 vouches for: the opening question words want
+# another kind of answer, or one side wants a kind and the other none.
+KIND_TRAPS = [("Is parking free?", "Where can I park?"), ("How do I pay my bill?", "Why is my bill so high?")]
+
+
+@pytest.mark.anyio
+async def test_another_kind_of_answer_is_no_rewording_even_when_e5_agrees(tmp_path, real_embedder, e5,
+                                                                          opened) -> None:
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        for stored, asked in KIND_TRAPS:
+            similarity = cosine(real_embedder, stored, asked)
+            assert POLICY.second_opinion_from <= similarity < POLICY.threshold, (asked, similarity)
+            assert cosine(e5, stored, asked) >= POLICY.second_opinion_threshold  # e5 alone would serve it
+            assert find_conflict(stored, asked, similarity) is None
+            await put(cache, stored)
+            assert await served(cache, asked) is None
+    assert not grey_conflict("Can I change my delivery address?", "Is it possible to update where my order goes?")
 
 
 @pytest.mark.anyio

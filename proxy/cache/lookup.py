@@ -20,7 +20,7 @@ from ..canonical import CacheRequest
 from ..conversation import LookupBudget, context_rejection
 from ..embedding_router import EmbedderRouter, Lane
 from ..embeddings import DEFAULT_MODEL_NAME
-from ..guard import find_conflict, swaps_in_frame
+from ..guard import find_conflict, grey_conflict
 from ..memo import LRU
 from ..policies import Policy
 from ..stores.base import Entry, Store
@@ -182,11 +182,12 @@ class Matcher:
             return contenders[0] if best >= threshold else None
         vectors = await self._second_vectors_of(second, question, [e.question for e, _ in contenders])
         agreement = vectors[1:] @ vectors[0]
-        # Below the threshold e5 must agree, and the pair must not be one frame with swapped words ("reset my
-        # password" / "delete my account"): e5 scores those high too.
+        # Below the threshold e5 must agree, and the pair must not differ in what e5 scores high too
+        # (guard.grey_conflict: swapped words in one frame; for short questions, another kind of answer wanted:
+        # a long one's band starts higher and needs a surer e5, and "deadline" / "by when" rewordings are common).
+        short = len(question) <= policy.long_after
         scored = [(float(a), e, s) for a, (e, s) in zip(agreement, contenders, strict=True)
-                  if s >= threshold or (a >= agree
-                                        and not swaps_in_frame(e.question, question))]
+                  if s >= threshold or (a >= agree and not grey_conflict(e.question, question, short))]
         if not scored:
             return None
         _, entry, similarity = max(scored, key=lambda x: x[0])

@@ -14,7 +14,7 @@ from ..guard_scripts import find_script_conflict, is_foreign
 from .features import features
 from .rules import RULE_NAMES, RULES, Pair, frame_swap
 
-__all__ = ["RULE_NAMES", "features", "find_conflict", "swaps_in_frame"]
+__all__ = ["RULE_NAMES", "features", "find_conflict", "grey_conflict"]
 
 
 def find_conflict(cached: str, incoming: str, similarity: float | None = None) -> str | None:
@@ -31,7 +31,12 @@ def find_conflict(cached: str, incoming: str, similarity: float | None = None) -
     return None
 
 
-def swaps_in_frame(cached: str, incoming: str) -> bool:
-    """Whether the two keep one frame and swap content words (rules.frame_swap): asked of candidates the default
-    model scores below the threshold, whose second opinion alone would otherwise let them answer."""
-    return not is_foreign(cached) and not is_foreign(incoming) and frame_swap(Pair(cached, incoming))
+def grey_conflict(cached: str, incoming: str, kinds: bool = True) -> bool:
+    """Whether a candidate the default model scores below the threshold differs in a way the second opinion cannot
+    be trusted with, since e5 scores it high too: one frame with swapped content words (rules.frame_swap: "reset my
+    password" / "delete my account"), or, with `kinds`, questions whose opening question words want another kind
+    of answer or one kind against none ("Is parking free?" / "Where can I park?")."""
+    if is_foreign(cached) or is_foreign(incoming):
+        return False
+    pair = Pair(cached, incoming)
+    return (kinds and pair.a.asks != pair.b.asks) or frame_swap(pair)

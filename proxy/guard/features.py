@@ -81,14 +81,15 @@ class Features(NamedTuple):
 # A question word that opens a clause ("Where is…", "…, who do I tell?"), not one inside it ("tell me where",
 # "what does it mean when"): what kind of answer the question wants.
 _CLAUSE_START = r"(?:^|[.,;:?!]\s*)(?:(?:and|so|but|ok|okay)\s+)?"
-ASKS = tuple((re.compile(_CLAUSE_START + pattern), kind) for pattern, kind in (
+_KINDS = (
     (r"(?:what\s+time|what\s+day|what\s+date|when|by\s+when|how\s+soon)\b", "time"),
     (r"where\b", "place"),
     (r"(?:why|how\s+come)\b", "reason"),
     (r"(?:who|whom)\b", "person"),
     (r"how\s+(?:much|many)\b(?!\s+(?:days|weeks|months|years|hours|minutes)\b)", "amount"),
     (r"(?:how\s+long|how\s+many\s+(?:days|weeks|months|years|hours|minutes))\b", "duration"),
-))
+)
+ASKS = tuple((re.compile(_CLAUSE_START + pattern), kind) for pattern, kind in _KINDS)
 
 
 def _asks(lower: str) -> frozenset[str]:
