@@ -117,7 +117,6 @@ class Matcher:
         short = len(request.question) <= policy.long_after
         grey_from = min(threshold, policy.second_opinion_from if short else policy.long_second_opinion_from) \
             if second is not None else threshold
-        agree = policy.second_opinion_threshold if short else policy.long_second_opinion_threshold
         grey = [(i, s) for i, s in candidates if grey_from <= s < threshold][:GREY_CANDIDATES]
         candidates = [(i, s) for i, s in candidates if s >= threshold]
         # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
@@ -145,7 +144,7 @@ class Matcher:
             self.rejections[reason] += 1
             if nearest is not None and nearest.entry_id == entry_id:
                 nearest = Rejection(entry_id, nearest.similarity, reason)
-        chosen = await self._choose(request.question, passed, threshold, agree, policy, second)
+        chosen = await self._choose(request.question, passed, threshold, short, policy, second)
         if chosen is not None:
             return Lookup(Hit(chosen[0], "semantic", min(chosen[1], 1.0)), vector)
         if passed:
@@ -165,13 +164,14 @@ class Matcher:
         `lookup`'s to serve: it may be refreshed in the background)."""
         return self.exact(request, self.hot.by_key(request.exact_key), now, max_age, 0)
 
-    async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, agree: float,
+    async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, short: bool,
                       policy: Policy, second: Lane | None) -> tuple[Entry, float] | None:
         """The candidate that answers, among those every check passed (best first). MiniLM's cosine decides alone
         when one candidate clears the threshold with no rival within second_opinion_margin: ordinary hits pay
         nothing more. Otherwise the second model (multilingual-e5) embeds the question and the contenders: a
-        candidate below the threshold (the grey band) answers only if e5's cosine reaches `agree`, and near-tied
-        contenders are ranked by e5, which tells them apart better."""
+        candidate below the threshold (the grey band) answers only if e5's cosine reaches the policy's second
+        opinion bar (the long one unless `short`), and near-tied contenders are ranked by e5, which tells them
+        apart better."""
         if not passed:
             return None
         best = passed[0][1]
@@ -185,7 +185,7 @@ class Matcher:
         # Below the threshold e5 must agree, and the pair must not differ in what e5 scores high too
         # (guard.grey_conflict: swapped words in one frame; for short questions, another kind of answer wanted:
         # a long one's band starts higher and needs a surer e5, and "deadline" / "by when" rewordings are common).
-        short = len(question) <= policy.long_after
+        agree = policy.second_opinion_threshold if short else policy.long_second_opinion_threshold
         scored = [(float(a), e, s) for a, (e, s) in zip(agreement, contenders, strict=True)
                   if s >= threshold or (a >= agree and not grey_conflict(e.question, question, short))]
         if not scored:
