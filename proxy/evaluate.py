@@ -68,6 +68,7 @@ class Outcome:
     # else whether what it served was right. The sweep reads `similarity` (MiniLM's cosine alone) instead.
     policy_right: bool | None = None
     policy_question: str | None = None
+    policy_reason: str | None = None  # what kept the policy's lookup from serving its nearest candidate
 
 
 def in_split(pair_id: str, split: Split) -> bool:
@@ -151,7 +152,9 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
                 request = chat_request(pair.b, namespace, model)
                 # Pairs mode: each pair's own namespace (two pairs may share an `a` text); corpus: the one entry.
                 own = str(n) if mode == "pairs" else stored_as[json.dumps(pair.a, sort_keys=True)]
-                actual_hit = (await cache.lookup(request, actual, None)).hit
+                actual_lookup = await cache.lookup(request, actual, None)
+                actual_hit = actual_lookup.hit
+                policy_reason = actual_lookup.nearest.reason if actual_lookup.nearest else None
                 policy_right = None if actual_hit is None else _answer(actual_hit.record) == own
                 policy_question = None if actual_hit is None else actual_hit.record.question
                 lookup = await cache.lookup(request, probe, None)
@@ -160,13 +163,14 @@ async def run_eval(pairs: list[Pair], embedder: Embedder, policy: Policy, *, mod
                     near = lookup.nearest
                     outcomes.append(Outcome(pair, None, nearest=near.similarity if near else None,
                                             reason=near.reason if near else None, policy_right=policy_right,
-                                            policy_question=policy_question))
+                                            policy_question=policy_question, policy_reason=policy_reason))
                     continue
                 similarity = 1.0 if hit.similarity is None else hit.similarity
                 outcomes.append(Outcome(pair, similarity, right=_answer(hit.record) == own,
                                         served_question=hit.record.question,
                                         primary=hit.record.embedder in (None, embedder.name),
-                                        policy_right=policy_right, policy_question=policy_question))
+                                        policy_right=policy_right, policy_question=policy_question,
+                                        policy_reason=policy_reason))
             return outcomes
         finally:
             await cache.close()
@@ -263,7 +267,7 @@ def report_lines(name: str, outcomes: list[Outcome], policy: Policy, thresholds:
     yield f"## {name}: {len(outcomes)} pairs, threshold {policy.threshold} (long {policy.long_threshold} "\
           f"after {policy.long_after} chars; multilingual {policy.multilingual_threshold}; second opinion from " \
           f"{policy.second_opinion_from} at e5 >= {policy.second_opinion_threshold}, " \
-          f"margin {policy.second_opinion_margin}; long from {policy.long_second_opinion_from} at e5 >= " \
+          f"margin {policy.second_opinion_margin}, tie {policy.second_opinion_tie}; long from {policy.long_second_opinion_from} at e5 >= " \
           f"{policy.long_second_opinion_threshold})"
     yield ""
     if mode == "corpus":
@@ -322,7 +326,10 @@ def explain_lines(outcomes: list[Outcome], policy: Policy) -> Iterator[str]:
         similarity: float | None
         if kind == "missed" and o.similarity is not None:
             similarity = o.similarity
-            why = f"below threshold {bar}" if o.similarity < bar else "second opinion ranked another first"
+            if o.policy_reason == "tie":
+                why = "tie: another stored question as close to e5 too"
+            else:
+                why = f"below threshold {bar}" if o.similarity < bar else "second opinion ranked another first"
         elif kind == "missed":
             similarity = o.nearest
             why = f"guard: {o.reason}" if o.reason not in (None, "threshold") else "below every threshold"

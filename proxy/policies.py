@@ -45,6 +45,10 @@ class Policy:
     # Candidates that pass every check and score within this of the best are ranked by the multilingual model
     # (near-duplicate stored questions: MiniLM's order between them is noise). 0: MiniLM's order alone.
     second_opinion_margin: float = 0.02
+    # Two different stored questions that stay as close as this in the multilingual model's cosine too are a miss:
+    # the cache cannot tell which one was asked (0: the closer one answers). Identical stored questions (variety
+    # slots, other contexts) never tie.
+    second_opinion_tie: float = 0.01
     # The same for a long question (past long_after), from long_second_opinion_from up to long_threshold: e5 must
     # agree more (long texts share words by construction, and e5 rates look-alikes higher than MiniLM does).
     long_second_opinion_from: float = 0.70
@@ -95,7 +99,8 @@ def parse_policy(data: object, where: str) -> Policy:
         value = getattr(policy, key)
         if not 0.0 < value <= 1.0:
             raise ConfigError(f"{where}: {key}: expected a cosine similarity in (0, 1], got {value}")
-    for key in ("long_after", "ttl", "max_entries", "volatile_ttl", "stale_while_revalidate", "variety"):
+    for key in ("long_after", "ttl", "max_entries", "volatile_ttl", "stale_while_revalidate", "variety",
+                "second_opinion_margin", "second_opinion_tie"):
         if getattr(policy, key) < 0:
             raise ConfigError(f"{where}: {key}: expected a number >= 0, got {getattr(policy, key)}")
     if not 0.0 <= policy.variety_fill <= 1.0:

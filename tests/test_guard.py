@@ -37,6 +37,9 @@ from proxy.guard import find_conflict
          "If I move from Octopus over to British Gas, will I be charged to leave?", "parties"),
         ("How do I move money from my Premium Bonds into my bank account?",
          "I'd like to put some of my bank balance into Premium Bonds, how do I do it?", "parties"),
+        # "off" names a source as "from" does: the joint account is where money goes on one side, whence on the other.
+        ("How do I move money from my ISA into my joint account?",
+         "How do I take money off our joint account and put it in my ISA?", "parties"),
         ("How much stamp duty do I pay on my first home?", "How much stamp duty do I pay on a second home?", "ordinal"),
         ("Can I cancel within two weeks?", "Can I cancel within 21 days?", "number"),
         ("Can I pay within a month?", "Can I pay within a week?", "number"),
@@ -69,6 +72,7 @@ def test_rejects(cached: str, incoming: str, rule: str) -> None:
         ("How do I request a copy of my contract?", "How can I get a copy of my contract?"),
         ("How do I reset my router?", "Hi, quick one: how do I reset my router? Thanks"),
         ("Where can I park near the library?", "Near the library, where can I park?"),
+        ("How do I take my name off the mailing list?", "How do I remove myself from the mailing list?"),
         ("What is the capital of Peru?", "What is the capital city of Peru?"),
         ("How do I book a table?", "How can I book a table?"),
         ("Who do I call about a leaking pipe?", "Who should I call about a leaking pipe?"),

@@ -14,6 +14,7 @@ from proxy.canonical import parse_cache_control
 from proxy.guard import find_conflict, grey_conflict
 from proxy.policies import Policy
 from proxy.terms import request_terms
+from proxy.variety import slot_key
 
 from .test_cache import answer, request
 
@@ -51,6 +52,9 @@ class CountingE5:
 # MiniLM scores these rewordings inside the grey band (from second_opinion_from up to threshold); e5 agrees.
 GREY_REWORDINGS = [("How do I contact support?", "How can I get in touch with your help team?"),
                    ("How do I get a refund?", "Can I have my money back?")]
+# Two stored rewordings MiniLM near-ties for "How can I get my bank statements as a PDF document?" and e5 orders
+# the other way round, by more than second_opinion_tie.
+NEAR_TIE = ["How do I export my bank statements to PDF?", "How do I save my bank statements as PDF documents?"]
 # Another question MiniLM also puts in the band and the guard has no rule for: e5 does not vouch for it.
 GREY_TRAP = ("How do I open a savings account?", "What's the interest rate on savings?")
 
@@ -171,8 +175,7 @@ async def test_a_lone_confident_hit_never_runs_the_second_model(tmp_path, real_e
 @pytest.mark.anyio
 async def test_near_tied_contenders_are_ranked_by_e5(tmp_path, real_embedder, e5, opened) -> None:
     asked = "How can I get my bank statements as a PDF document?"
-    stored = ["Where can I download my bank statements as PDF files?",
-              "How do I save my bank statements as PDF documents?"]
+    stored = NEAR_TIE
     minilm = [cosine(real_embedder, s, asked) for s in stored]
     assert all(s >= POLICY.threshold_for(asked) for s in minilm) and abs(minilm[0] - minilm[1]) < \
         POLICY.second_opinion_margin, minilm
@@ -188,6 +191,41 @@ async def test_near_tied_contenders_are_ranked_by_e5(tmp_path, real_embedder, e5
         nearest = stored[int(np.argmax(minilm))]
         assert nearest != preferred  # the two models order them differently
         assert await served(cache, asked, off) == f"about {nearest}"  # MiniLM's order alone
+
+
+@pytest.mark.anyio
+async def test_a_tie_e5_cannot_break_is_a_miss(tmp_path, real_embedder, e5, opened) -> None:
+    asked = "How can I get my bank statements as a PDF document?"
+    stored = ["Where can I download my bank statements as PDF files?",
+              "How do I save my bank statements as PDF documents?"]
+    minilm = [cosine(real_embedder, s, asked) for s in stored]
+    agreement = [cosine(e5, s, asked) for s in stored]
+    assert abs(minilm[0] - minilm[1]) < POLICY.second_opinion_margin, minilm
+    assert abs(agreement[0] - agreement[1]) < POLICY.second_opinion_tie, agreement
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        for text in stored:
+            await put(cache, text)
+        found = await cache.lookup(request(asked), POLICY, None)
+        assert found.hit is None and found.nearest is not None and found.nearest.reason == "tie"
+        assert cache.matcher.rejections["tie"] == 2
+    off = dataclasses.replace(POLICY, second_opinion_tie=0.0)
+    async with opened(tmp_path / "tie-off", real_embedder, e5) as cache:
+        for text in stored:
+            await put(cache, text)
+        assert await served(cache, asked, off) == f"about {max(stored, key=lambda s: cosine(e5, s, asked))}"
+
+
+@pytest.mark.anyio
+async def test_one_question_stored_twice_is_no_tie(tmp_path, real_embedder, e5, opened) -> None:
+    asked = "How can I get my bank statements as a PDF document?"
+    stored = "How do I save my bank statements as PDF documents?"
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        # Variety slots: one question, several entries (proxy/variety.py), as near to the question as each other.
+        for slot in range(2):
+            slotted = dataclasses.replace(request(stored), exact_key=slot_key(request(stored).exact_key, slot))
+            cache.submit(slotted, POLICY, answer(f"answer {slot}"))
+            await cache.drain()
+        assert (await cache.lookup(request(asked), POLICY, None)).hit is not None
 
 
 @pytest.mark.anyio
@@ -232,11 +270,11 @@ async def test_a_repeated_near_tie_embeds_only_the_question_again(tmp_path, real
     counting = CountingE5(e5)
     asked = "How can I get my bank statements as a PDF document?"
     async with opened(tmp_path, real_embedder, counting) as cache:
-        for text in ["Where can I download my bank statements as PDF files?",
-                     "How do I save my bank statements as PDF documents?"]:
+        for text in NEAR_TIE:
             await put(cache, text)
         before = counting.texts
         first = await served(cache, asked)
+        assert first is not None
         assert counting.texts == before + 3  # the question and both contenders
         assert await served(cache, asked) == first
         assert counting.texts == before + 4  # the contenders' vectors were kept

@@ -144,13 +144,13 @@ class Matcher:
             self.rejections[reason] += 1
             if nearest is not None and nearest.entry_id == entry_id:
                 nearest = Rejection(entry_id, nearest.similarity, reason)
-        chosen = await self._choose(request.question, passed, threshold, short, policy, second)
+        chosen, refused = await self._choose(request.question, passed, threshold, short, policy, second)
         if chosen is not None:
             return Lookup(Hit(chosen[0], "semantic", min(chosen[1], 1.0)), vector)
         if passed:
-            self.rejections["second opinion"] += len(passed)
+            self.rejections[refused] += len(passed)
             if nearest is not None and nearest.entry_id == passed[0][0].id:
-                nearest = Rejection(nearest.entry_id, nearest.similarity, "second opinion")
+                nearest = Rejection(nearest.entry_id, nearest.similarity, refused)
         return Lookup(None, vector, nearest)
 
     def exact(self, request: CacheRequest, record: Entry | None, now: float, max_age: int | None,
@@ -165,21 +165,22 @@ class Matcher:
         return self.exact(request, self.hot.by_key(request.exact_key), now, max_age, 0)
 
     async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, short: bool,
-                      policy: Policy, second: Lane | None) -> tuple[Entry, float] | None:
+                      policy: Policy, second: Lane | None) -> tuple[tuple[Entry, float] | None, str]:
         """The candidate that answers, among those every check passed (best first). MiniLM's cosine decides alone
         when one candidate clears the threshold with no rival within second_opinion_margin: ordinary hits pay
         nothing more. Otherwise the second model (multilingual-e5) embeds the question and the contenders: a
         candidate below the threshold (the grey band) answers only if e5's cosine reaches the policy's second
         opinion bar (the long one unless `short`), and near-tied contenders are ranked by e5, which tells them
-        apart better."""
+        apart better; when e5 cannot either (second_opinion_tie), nothing answers. Returns the choice, or None and
+        why ("second opinion": e5 did not agree; "tie")."""
         if not passed:
-            return None
+            return None, "second opinion"
         best = passed[0][1]
         contenders = [(e, s) for e, s in passed if s >= best - policy.second_opinion_margin]
         if best >= threshold and len(contenders) == 1:
-            return contenders[0]
+            return contenders[0], ""
         if second is None:
-            return contenders[0] if best >= threshold else None
+            return (contenders[0] if best >= threshold else None), "second opinion"
         vectors = await self._second_vectors_of(second, question, [e.question for e, _ in contenders])
         agreement = vectors[1:] @ vectors[0]
         # Below the threshold e5 must agree, and the pair must not differ in what e5 scores high too
@@ -189,9 +190,13 @@ class Matcher:
         scored = [(float(a), e, s) for a, (e, s) in zip(agreement, contenders, strict=True)
                   if s >= threshold or (a >= agree and not grey_conflict(e.question, question, short))]
         if not scored:
-            return None
-        _, entry, similarity = max(scored, key=lambda x: x[0])
-        return entry, similarity
+            return None, "second opinion"
+        scored.sort(key=lambda x: -x[0])
+        rival = next((a for a, e, _ in scored[1:] if e.question != scored[0][1].question), None)
+        if rival is not None and scored[0][0] - rival < policy.second_opinion_tie:
+            return None, "tie"
+        _, entry, similarity = scored[0]
+        return (entry, similarity), ""
 
     async def _second_vectors_of(self, second: Lane, question: str, stored: list[str]) -> np.ndarray:
         """The second model's vectors of `question` and the `stored` questions, the stored ones from memory when
