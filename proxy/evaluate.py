@@ -267,8 +267,8 @@ def report_lines(name: str, outcomes: list[Outcome], policy: Policy, thresholds:
     yield f"## {name}: {len(outcomes)} pairs, threshold {policy.threshold} (long {policy.long_threshold} "\
           f"after {policy.long_after} chars; multilingual {policy.multilingual_threshold}; second opinion from " \
           f"{policy.second_opinion_from} at e5 >= {policy.second_opinion_threshold}, " \
-          f"margin {policy.second_opinion_margin}, tie {policy.second_opinion_tie}; long from {policy.long_second_opinion_from} at e5 >= " \
-          f"{policy.long_second_opinion_threshold})"
+          f"margin {policy.second_opinion_margin}, tie {policy.second_opinion_tie}; " \
+          f"long from {policy.long_second_opinion_from} at e5 >= {policy.long_second_opinion_threshold})"
     yield ""
     if mode == "corpus":
         yield "| should-hit | served own answer | served another's answer | missed |"
