@@ -224,6 +224,15 @@ ALLOWED_WITH_TRAPS = [
     (("Can I build a form without writing any code?",
       "Can I build a form in a way that eliminates the need for coding?"),
      ("Can I build a form without writing any code?", "Can I build a form by writing code?", "negation")),
+    # A stopping verb for an ending verb; not when it stops that very verb.
+    (("How can I stop my direct debit?", "How do I cancel my direct debit?"),
+     ("How can I stop the app closing?", "How can I close the app?", "negation")),
+    # Two second poles point the same way; a first pole against a second still turns the question round.
+    (("How do I turn off autoplay?", "How do I disable autoplay?"),
+     ("How do I turn on autoplay?", "How do I disable autoplay?", "substitution")),
+    # "in" / "on" / "at" name one place; "within" / "after" still differ.
+    (("How do I change my password on the app?", "How do I change my password in the app?"),
+     ("Can I swap seats within the first hour?", "Can I swap seats after the first hour?", "substitution")),
 ]
 
 

@@ -76,6 +76,8 @@ class Features(NamedTuple):
     inabilities: frozenset[str] | None
     # What its clause-opening question words ask for: time, place, reason, person, amount, duration.
     asks: frozenset[str]
+    # Negated by a stopping verb alone ("stop my direct debit", "prevent"), with no "not"/"no"/"without".
+    halts: bool = False
 
 
 # A question word that opens a clause ("Where is…", "…, who do I tell?"), not one inside it ("tell me where",
@@ -235,6 +237,7 @@ def features(text: str) -> Features:
     content = frozenset(t for t in parts if t not in STOPWORDS and not t[0].isdigit() and t not in WORD_NUMBERS)
     calendar = frozenset(CALENDAR[t] for t in tokens if t in CALENDAR)
     negated = bool(NEGATION_RE.search(lower))
+    halts = not negated and not words.isdisjoint(NEGATIVE_WORDS)
     inabilities = None
     if not words.isdisjoint(NEGATIVE_WORDS):
         negated = True  # "in the absence of metadata" says what "if there's no metadata" says
@@ -244,7 +247,7 @@ def features(text: str) -> Features:
             inabilities = None
     return Features(words, content, numbers, calendar, negated, _entities(text.replace("\u2019", "'")), _arrows(tokens),
                     _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS), inabilities,
-                    _asks(lower.strip()))
+                    _asks(lower.strip()), halts)
 
 
 @lru_cache(maxsize=8192)

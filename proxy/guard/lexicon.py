@@ -37,6 +37,7 @@ PERSONAL_PRONOUNS = _set("personal_pronouns")
 QUALIFYING_PREPOSITIONS = _set("qualifying_prepositions")
 DIRECTION_CUES = _set("direction_cues")
 NEGATIVE_WORDS = _set("negative_words")
+ENDING_WORDS = _set("ending_words")
 NEGATING_PREFIXES = tuple(_WORDS["negating_prefixes"].split())
 RESTATING_HEADS = _set("restating_heads")
 REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _load("phrases.yaml")["rewrites"]]

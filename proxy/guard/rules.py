@@ -12,6 +12,7 @@ from .features import Features, Tokens, diff, edits, features, tokens
 from .lexicon import (
     ADVERBS,
     CLOSED_CLASS_SETS,
+    ENDING_WORDS,
     FILLER_WORDS,
     GENERIC_WORDS,
     GRAMMAR_WORDS,
@@ -34,6 +35,8 @@ SWAP_SIMILARITY = 0.90
 INFLECTIONS = frozenset({"ing", "ed", "es", "s", "er", "ers"})
 # Share of tokens two texts must have in common for frame_swap to read them as one frame with swapped words.
 FRAME_SHARE = 0.5
+# Prepositions of place English swaps freely ("on the train" / "in the train", "at the weekend" / "on the weekend").
+LOCATIVES = frozenset({"in", "on", "at"})
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,29 @@ def _states_a_problem(negated: Features, other: Features) -> bool:
     return bool(negated.inabilities) and not any(_mentions(v, other.words) for v in negated.inabilities or ())
 
 
+def _ends_instead(negated: Features, other: Features) -> bool:
+    """ "stop my direct debit" asks what "cancel my direct debit" asks: the stopping verb stands for an ending verb
+    (cancel, unsubscribe, disable…) the other side uses and it does not ("stop the app closing" vs "close the app"
+    still differ)."""
+    return negated.halts and any(w in ENDING_WORDS and not any(_root(w) == _root(x) for x in negated.words)
+                                 for w in other.words)
+
+
+def _root(word: str) -> str:
+    """ "closing", "closed", "closes" and "close" share "clos"."""
+    for suffix in ("ing", "ed", "es", "s", "e"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
 def negation(p: Pair) -> bool:
     """One side is negated and the other is not (not, n't, never, no, without, non-/un-/dis- words)."""
     a, b = p.a, p.b
     prefixed = _negating_prefix(a.words, b.words) ^ _negating_prefix(b.words, a.words)
     if not prefixed and a.negated != b.negated:
         negated, other = (a, b) if a.negated else (b, a)
-        return not _states_a_problem(negated, other)
+        return not (_states_a_problem(negated, other) or _ends_instead(negated, other))
     # Parity: "non-members" vs "not a member" flips twice and agrees.
     return bool(a.negated ^ b.negated ^ prefixed)
 
@@ -247,8 +266,11 @@ def _opposable(left: Tokens, right: Tokens) -> bool:
     antonyms ("compulsory"/"optional"). A span that is one WordNet phrase ("set up", "come with") is one word."""
     def words(span: Tokens) -> Tokens:
         return ("_".join(span),) if len(span) > 1 and "_".join(span) in WORDNET else span
+    # Second poles on both sides ("turn off" / "disable") point the same way.
+    if any(w in SECOND_POLE_WORDS for w in left) != any(w in SECOND_POLE_WORDS for w in right):
+        return True
     left, right = words(left), words(right)
-    if any(w in SECOND_POLE_WORDS for w in left + right) or _prepositions_swapped(left, right):
+    if _prepositions_swapped(left, right):
         return True
     return any(wordnet_antonyms(x, y) for x in left for y in right)
 
@@ -256,6 +278,8 @@ def _opposable(left: Tokens, right: Tokens) -> bool:
 def _prepositions_swapped(left: Tokens, right: Tokens) -> bool:
     """ "within" for "after", "from home" for "at the office": a qualifying preposition against another, or a span
     that is nothing else. One that merely goes ("library for performing" / "package providing") turns nothing round."""
+    if len(left) == len(right) == 1 and {left[0], right[0]} <= LOCATIVES:
+        return False  # "on the app" / "in the app": one place, said either way
     has_left = any(w in QUALIFYING_PREPOSITIONS for w in left)
     has_right = any(w in QUALIFYING_PREPOSITIONS for w in right)
     return (has_left and has_right) or all(w in QUALIFYING_PREPOSITIONS for w in left) \
