@@ -230,6 +230,9 @@ ALLOWED_WITH_TRAPS = [
     # Two second poles point the same way; a first pole against a second still turns the question round.
     (("How do I turn off autoplay?", "How do I disable autoplay?"),
      ("How do I turn on autoplay?", "How do I disable autoplay?", "substitution")),
+    # A recast sentence that brings in "I" with a verb of its own; another person in place of "I" still differs.
+    (("What's included in the basic plan?", "What do I get with the basic plan?"),
+     ("What do I get with the basic plan?", "What do my kids get with the basic plan?", "scope")),
     # "in" / "on" / "at" name one place; "within" / "after" still differ.
     (("How do I change my password on the app?", "How do I change my password in the app?"),
      ("Can I swap seats within the first hour?", "Can I swap seats after the first hour?", "substitution")),

@@ -199,14 +199,19 @@ def parties(p: Pair) -> bool:
     return any(roles_b.get(word, role) != role for word, role in single(p.a.roles).items())
 
 
+def _only_pronoun(span: Tokens) -> bool:
+    return bool(PERSONAL_PRONOUNS & set(span)) and all(w in GRAMMAR_WORDS or w in PERSONAL_PRONOUNS for w in span)
+
+
 def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens, tb: Tokens) -> bool:
     """One side inserts a prepositional phrase ("flu" vs "flu in babies") or a member of a closed class
     (audience, platform, tier…) the other lacks; a bare added noun ("capital" vs "capital city") narrows nothing,
     nor does a phrase whose words the other side says elsewhere ("flu in babies" vs "my baby has the flu")."""
     for _, left, right in changes:
-        # Someone else in place of "I"/"my": the question is about another person's case.
-        if (PERSONAL_PRONOUNS & set(left) and any(w not in GRAMMAR_WORDS for w in right)) or (
-                PERSONAL_PRONOUNS & set(right) and any(w not in GRAMMAR_WORDS for w in left)):
+        # Someone else in place of "I"/"my": the question is about another person's case. Not when the pronoun
+        # comes with a verb of its own ("What's included" / "What do I get with"): the sentence was recast.
+        if (_only_pronoun(left) and any(w not in GRAMMAR_WORDS for w in right)) or (
+                _only_pronoun(right) and any(w not in GRAMMAR_WORDS for w in left)):
             return True
         # A span that replaces only grammatical words ("I" -> "contractors") adds as much as an insertion does.
         if all(w in GRAMMAR_WORDS for w in left):
