@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cached_property
 
-from .features import Features, Tokens, diff, edits, features, tokens
+from .features import Features, Tokens, diff, features, tokens
 from .lexicon import (
     ADVERBS,
     CLOSED_CLASS_SETS,
@@ -35,6 +35,9 @@ SWAP_SIMILARITY = 0.90
 INFLECTIONS = frozenset({"ing", "ed", "es", "s", "er", "ers"})
 # Share of tokens two texts must have in common for frame_swap to read them as one frame with swapped words.
 FRAME_SHARE = 0.5
+ARTICLES = frozenset({"a", "an", "the"})
+# Longest run of words the modifier rule reads as one qualifier of a head noun.
+MODIFIER_WORDS = 3
 # Prepositions of place English swaps freely ("on the train" / "in the train", "at the weekend" / "on the weekend").
 LOCATIVES = frozenset({"in", "on", "at"})
 
@@ -87,7 +90,9 @@ def _negating_prefix(a: frozenset[str], b: frozenset[str]) -> bool:
     """ "safe" vs "unsafe", "lock" vs "unlock", "transferable" vs "non-transferable"."""
     for word in b - a:
         for prefix in NEGATING_PREFIXES:
-            if word.startswith(prefix) and len(word) - len(prefix) >= 3 and word[len(prefix) :] in a:
+            # A hyphen marks the prefix however short the word: "non-UK".
+            if word.startswith(prefix) and len(word) - len(prefix) >= (2 if prefix.endswith("-") else 3) \
+                    and word[len(prefix) :] in a:
                 return True
     return False
 
@@ -201,6 +206,17 @@ def parties(p: Pair) -> bool:
 
 def _only_pronoun(span: Tokens) -> bool:
     return bool(PERSONAL_PRONOUNS & set(span)) and all(w in GRAMMAR_WORDS or w in PERSONAL_PRONOUNS for w in span)
+
+
+def persons(p: Pair) -> bool:
+    """The speaker and another party trade places in the same words: "Can I claim compensation from my landlord?"
+    / "Can my landlord claim compensation from me?", "my employer owes me" / "I owe my employer"."""
+    def speaker(words: frozenset[str]) -> str | None:
+        subject, object_ = "i" in words, "me" in words
+        return "subject" if subject and not object_ else "object" if object_ and not subject else None
+    a, b = speaker(p.a.words), speaker(p.b.words)
+    return a is not None and b is not None and a != b and {_root(w) for w in p.a.content} == \
+        {_root(w) for w in p.b.content}
 
 
 def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens, tb: Tokens) -> bool:
@@ -320,19 +336,32 @@ def modifier(p: Pair) -> bool:
     """The only edit adds one word next to a shared content word: "gift" vs "gift card", "warranty" vs "extended
     warranty" name another thing. Nouns that restate their head ("capital city", "insurance policy") pass, and so
     do adverbs ("how long does it usually take"), which qualify a verb, not a thing."""
-    ta, tb, ops = edits(p.cached, p.incoming)
+    # "a room" / "an accessible room": the article follows the word added, it adds nothing itself.
+    ta = tuple(t for t in tokens(p.cached) if t not in ARTICLES)
+    tb = tuple(t for t in tokens(p.incoming) if t not in ARTICLES)
+    ops = [op for op in SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes() if op[0] != "equal"]
     if len(ops) != 1 or ops[0][0] not in ("insert", "delete"):
         return False
     tag, i1, i2, j1, j2 = ops[0]
     longer, start, end = (tb, j1, j2) if tag == "insert" else (ta, i1, i2)
-    if end - start != 1:
+    if end - start > MODIFIER_WORDS:
         return False
-    word = longer[start]
-    if word in STOPWORDS or word in FILLER_WORDS or word in GENERIC_WORDS or word in GRAMMAR_WORDS \
-            or word in RESTATING_HEADS or word in ADVERBS:
+
+    def modifies(word: str) -> bool:
+        return not (word in STOPWORDS or word in FILLER_WORDS or word in GENERIC_WORDS or word in GRAMMAR_WORDS
+                    or word in RESTATING_HEADS or word in ADVERBS)
+    added = longer[start:end]
+    if not any(modifies(w) for w in added) or any(w in FILLER_WORDS for w in added):
         return False
+    shorter_text = (p.cached if tag == "insert" else p.incoming).lower()
+    if all(w in shorter_text for w in added):
+        return False  # the words are there, written otherwise: "18-year-old" / "18 year old"
+    def named(n: str) -> bool:
+        return n not in STOPWORDS and n not in GRAMMAR_WORDS
+    if len(added) > 1:  # several words qualify the head noun they come before: "third party only car insurance"
+        return any(named(n) for n in longer[end : end + 1])
     neighbours = longer[max(0, start - 1) : start] + longer[end : end + 1]
-    return any(n not in STOPWORDS and n not in GRAMMAR_WORDS for n in neighbours)
+    return any(named(n) for n in neighbours)
 
 
 def frame_swap(p: Pair) -> bool:
@@ -366,6 +395,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("entity", entity),
     ("direction", direction),
     ("parties", parties),
+    ("persons", persons),
     ("scope", scope),
     ("substitution", substitution),
     ("modifier", modifier),
