@@ -44,6 +44,12 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo "Deja (CC0). English goes to MiniLM; the others to multilingual-e5 (policy \`multilingual_threshold\`)."
   echo "The sweep sets both thresholds at once (MiniLM's and the multilingual one)."
   for half in tune holdout; do run bench/data/multilingual.jsonl --split $half --sweep 0.90:0.96:0.01; done
+  echo "## Handmade pairs: bench/data/handmade.jsonl (398 pairs, 198 traps)"
+  echo
+  echo "English rewordings and look-alike traps across 16 domains, written for Deja (CC0), half of the rewordings longer"
+  echo "than 60 characters. Guard rules were developed on it (trap kinds it showed: one / all, persons, modifiers), so"
+  echo "it is a development set, not a held-out one."
+  run bench/data/handmade.jsonl --sweep 0.50:0.90:0.05 --explain
   echo "### What the language checks cost an English question"
   echo
   echo "\`python -m bench.coverage 400\` (caches cold): the coverage check that picks the embedder and the guard's"

@@ -71,6 +71,7 @@ def test_a_folder_without_a_catch_all_gets_the_builtin_one(tmp_path):
     ("match: '*'\nmode: fuzzy\n", "mode: expected one of"),
     ("match: '*'\nthreshold: 1.5\n", "threshold: expected a cosine similarity"),
     ("match: '*'\nttl: -1\n", "ttl: expected a number >= 0"),
+    ("match: '*'\nsecond_opinion_tie: -0.1\n", "second_opinion_tie: expected a number >= 0"),
     ("match: '*'\nshare_across_keys: maybe\n", "share_across_keys: expected true or false"),
     ("match: [\n", "not valid YAML"),
 ])
