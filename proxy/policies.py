@@ -30,7 +30,7 @@ class Policy:
     mode: Mode = "semantic"
     # Cosine similarity a stored question needs to answer a new one (the guard then vets it); calibrated on the
     # tuning half of the labelled data in bench/QUALITY.md.
-    threshold: float = 0.60
+    threshold: float = 0.65
     # Long questions share more words by construction, so they need a higher bar (as ModelCache does).
     long_threshold: float = 0.88
     # A final user message longer than this many characters uses long_threshold against a stored one as long.

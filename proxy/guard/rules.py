@@ -35,9 +35,6 @@ SWAP_SIMILARITY = 0.90
 INFLECTIONS = frozenset({"ing", "ed", "es", "s", "er", "ers"})
 # Share of tokens two texts must have in common for frame_swap to read them as one frame with swapped words.
 FRAME_SHARE = 0.5
-# Below this cosine (default model) a question that wants a kind of answer and one that wants none conflict: the
-# threshold's old value, under which the grey band already asked the same of them.
-ASKS_SURE = 0.65
 ARTICLES = frozenset({"a", "an", "the"})
 # Longest run of words the modifier rule reads as one qualifier of a head noun.
 MODIFIER_WORDS = 3
@@ -80,11 +77,8 @@ def calendar(p: Pair) -> bool:
 def asks(p: Pair) -> bool:
     """The two want different kinds of answer: "What time does the pharmacy open?" (a time) vs "Where is the nearest
     pharmacy?" (a place), "Why is my bill so high?" vs "When is my bill due?". Questions without such a word
-    ("How do I…", "Is parking free?") ask for no kind in particular; against one that does they conflict only where
-    the default model is unsure too (below ASKS_SURE: "Is parking free?" / "Where can I park?", 0.63)."""
-    if p.a.asks and p.b.asks:
-        return not p.a.asks & p.b.asks
-    return bool(p.a.asks or p.b.asks) and p.similarity is not None and p.similarity < ASKS_SURE
+    ("How do I…", "Is parking free?") ask for no kind in particular."""
+    return bool(p.a.asks and p.b.asks and not p.a.asks & p.b.asks)
 
 
 def ordinal(p: Pair) -> bool:
