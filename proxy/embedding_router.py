@@ -24,8 +24,8 @@ class Lane:
     batcher: EmbeddingBatcher
     primary: bool  # the policy's threshold applies; other lanes use its multilingual_threshold
 
-    def threshold(self, policy: Policy, text: str, stored: str | None = None) -> float:
-        return policy.threshold_for(text, stored) if self.primary else policy.multilingual_threshold
+    def threshold(self, policy: Policy, text: str) -> float:
+        return policy.threshold_for(text) if self.primary else policy.multilingual_threshold
 
 
 class EmbedderRouter:

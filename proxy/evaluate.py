@@ -186,11 +186,18 @@ def volatile_reason(side: Any) -> str | None:
     return time_sensitivity(text_of(messages_of(side)[-1].get("content")))
 
 
-def served_at(outcome: Outcome, threshold: float | None = None) -> bool:
+def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) -> bool:
     """Served at `threshold` (MiniLM's cosine alone, the sweep), or with None as the policy itself decided."""
     if threshold is None:
         return outcome.policy_right is not None
-    return outcome.similarity is not None and outcome.similarity >= threshold
+    if outcome.similarity is None:
+        return False
+    text = text_of(messages_of(outcome.pair.b)[-1].get("content"))  # a conversation's bar is its last message's
+    if threshold is not None:
+        bar = threshold
+    else:
+        bar = policy.threshold_for(text) if outcome.primary else policy.multilingual_threshold
+    return outcome.similarity >= bar
 
 
 @dataclass(frozen=True)
@@ -223,10 +230,10 @@ def score(outcomes: list[Outcome], policy: Policy, threshold: float | None = Non
     traps = [o for o in outcomes if not o.pair.same]
     return Score(
         should_hit=len(should),
-        served=sum(served_at(o, threshold) and right_at(o, threshold) for o in should),
+        served=sum(served_at(o, policy, threshold) and right_at(o, threshold) for o in should),
         traps=len(traps),
-        traps_served=sum(served_at(o, threshold) for o in traps),
-        wrong_served=sum(served_at(o, threshold) and not right_at(o, threshold) for o in should),
+        traps_served=sum(served_at(o, policy, threshold) for o in traps),
+        wrong_served=sum(served_at(o, policy, threshold) and not right_at(o, threshold) for o in should),
     )
 
 
@@ -299,8 +306,8 @@ def _clip(side: Any, chars: int = 90) -> str:
 
 def wrong_decisions(outcomes: list[Outcome], policy: Policy) -> list[tuple[str, Outcome]]:
     """Every served trap or wrong answer, then every missed should-hit pair, most similar first in each group."""
-    served_wrong = [o for o in outcomes if served_at(o) and (not o.pair.same or not o.policy_right)]
-    missed = [o for o in outcomes if o.pair.same and not served_at(o)]
+    served_wrong = [o for o in outcomes if served_at(o, policy) and (not o.pair.same or not o.policy_right)]
+    missed = [o for o in outcomes if o.pair.same and not served_at(o, policy)]
     served_wrong.sort(key=lambda o: -(o.similarity or 0.0))
     missed.sort(key=lambda o: -(o.similarity if o.similarity is not None else o.nearest or 0.0))
     return [("served trap" if not o.pair.same else "wrong answer", o) for o in served_wrong] + \
@@ -315,8 +322,7 @@ def explain_lines(outcomes: list[Outcome], policy: Policy) -> Iterator[str]:
     yield "| decision | id | category | similarity | why | stored (a) | asked (b) |"
     yield "|---|---|---|---|---|---|---|"
     for kind, o in decisions:
-        # A conversation's bar is its last message's.
-        bar = policy.threshold_for(*(text_of(messages_of(side)[-1].get("content")) for side in (o.pair.b, o.pair.a)))
+        bar = policy.threshold_for(text_of(messages_of(o.pair.b)[-1].get("content")))
         similarity: float | None
         if kind == "missed" and o.similarity is not None:
             similarity = o.similarity
@@ -348,7 +354,7 @@ def report_json(outcomes: list[Outcome], policy: Policy, thresholds: list[float]
         "categories": {k: as_dict(v) for k, v in by_category(outcomes, policy).items()},
         "sweep": [{"threshold": t, **as_dict(s)} for t, s in sweep(outcomes, policy, thresholds)],
         "pairs": [{"id": o.pair.id, "category": o.pair.category, "same_answer": o.pair.same,
-                   "similarity": o.similarity, "right": o.right, "served": served_at(o),
+                   "similarity": o.similarity, "right": o.right, "served": served_at(o, policy),
                    "nearest": o.nearest, "reason": o.reason, "volatile": volatile_reason(o.pair.b)}
                   for o in outcomes],
     }

@@ -33,7 +33,7 @@ class Policy:
     threshold: float = 0.65
     # Long questions share more words by construction, so they need a higher bar (as ModelCache does).
     long_threshold: float = 0.88
-    # A final user message longer than this many characters uses long_threshold against a stored one as long.
+    # A final user message longer than this many characters uses long_threshold.
     long_after: int = 60
     # The bar for questions the multilingual model embeds (non-English text): e5 packs its cosines into a narrow
     # high range, so it needs its own threshold; tuned on bench/data/multilingual.jsonl's tuning half.
@@ -80,12 +80,8 @@ class Policy:
     conversations: Conversations = "meaning"
     name: str = "default"
 
-    def threshold_for(self, text: str, stored: str | None = None) -> float:
-        """The bar for `text` against a `stored` question (None: one as long as `text`): long_threshold when both
-        are longer than long_after, since two long texts share words by construction; a long rewording of a short
-        question shares no more than short ones do."""
-        long = len(text) > self.long_after and (stored is None or len(stored) > self.long_after)
-        return self.long_threshold if long else self.threshold
+    def threshold_for(self, text: str) -> float:
+        return self.long_threshold if len(text) > self.long_after else self.threshold
 
     @property
     def specificity(self) -> int:

@@ -157,26 +157,6 @@ async def test_long_questions_need_a_surer_second_opinion_and_a_stricter_header_
 
 
 @pytest.mark.anyio
-async def test_a_long_rewording_of_a_short_question_faces_the_short_bar(tmp_path, real_embedder, e5,
-                                                                        opened) -> None:
-    short_stored = "How do I get my tenancy deposit back?"
-    long_asked = "I'm moving out of my flat next month, what do I need to do to get my deposit back?"
-    # Two long texts at a similarity in the same range: long_threshold still applies.
-    long_stored = "I've been paying for the gym for a year and I never go, how do I freeze the membership for now?"
-    long_other = "I've been paying for the gym for a year and never go, how do I cancel my membership?"
-    for stored, asked in ((short_stored, long_asked), (long_stored, long_other)):
-        assert POLICY.threshold <= cosine(real_embedder, stored, asked) < POLICY.long_threshold
-    assert POLICY.threshold_for(long_asked, short_stored) == POLICY.threshold
-    assert POLICY.threshold_for(long_other, long_stored) == POLICY.threshold_for(long_other) == POLICY.long_threshold
-    alone = dataclasses.replace(POLICY, second_opinion_threshold=1.0, long_second_opinion_threshold=1.0)
-    async with opened(tmp_path, real_embedder, e5) as cache:
-        await put(cache, short_stored)
-        await put(cache, long_stored)
-        assert await served(cache, long_asked, alone) == f"about {short_stored}"
-        assert await served(cache, long_other, alone) is None
-
-
-@pytest.mark.anyio
 async def test_a_lone_confident_hit_never_runs_the_second_model(tmp_path, real_embedder, e5, opened) -> None:
     counting = CountingE5(e5)
     async with opened(tmp_path, real_embedder, counting) as cache:

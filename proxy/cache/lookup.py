@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -111,31 +111,20 @@ class Matcher:
         vector, found = await lane.batcher.embed(
             request.question, lambda v: (v, self.store.search_now(partition, v, CANDIDATES, name)))
         candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES, name)
+        threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
         second = self.router.second_opinion if lane.primary else None
         short = len(request.question) <= policy.long_after
-        band = policy.second_opinion_from if short else policy.long_second_opinion_from
-
-        def bar(stored: str) -> float:
-            return lane.threshold(policy, request.question, stored)
-
-        # A long question's bar depends on the stored question's length: read every record a bar could admit.
-        lowest = min(bar(""), bar(request.question))
-        floor = min(lowest, band) if second is not None else lowest
-        records = await self.records(i for i, s in candidates if s >= floor)
-        above, grey = [], []
-        for entry_id, similarity in candidates:
-            record = records.get(entry_id)
-            needed = bar(record.question) if record is not None else lowest
-            if similarity >= needed:
-                above.append((entry_id, similarity))
-            elif second is not None and similarity >= min(needed, band):
-                grey.append((entry_id, similarity))
+        grey_from = min(threshold, policy.second_opinion_from if short else policy.long_second_opinion_from) \
+            if second is not None else threshold
+        grey = [(i, s) for i, s in candidates if grey_from <= s < threshold][:GREY_CANDIDATES]
+        candidates = [(i, s) for i, s in candidates if s >= threshold]
         # The guard reads the similarity only as the default model's cosine (it was calibrated on those).
         calibrated = name.split("@")[0] == DEFAULT_MODEL_NAME
+        records = await self.records(i for i, _ in candidates + grey)
         passed: list[tuple[Entry, float]] = []
         budget = LookupBudget()
-        for entry_id, similarity in sorted(above + grey[:GREY_CANDIDATES], key=lambda c: -c[1]):
+        for entry_id, similarity in candidates + grey:
             if passed and similarity < passed[0][1] - policy.second_opinion_margin:
                 break  # a candidate passed and nothing close enough to rival it is left
             candidate = records.get(entry_id)
@@ -155,7 +144,7 @@ class Matcher:
             self.rejections[reason] += 1
             if nearest is not None and nearest.entry_id == entry_id:
                 nearest = Rejection(entry_id, nearest.similarity, reason)
-        chosen, refused = await self._choose(request.question, passed, bar, short, policy, second)
+        chosen, refused = await self._choose(request.question, passed, threshold, short, policy, second)
         if chosen is not None:
             return Lookup(Hit(chosen[0], "semantic", min(chosen[1], 1.0)), vector)
         if passed:
@@ -175,8 +164,8 @@ class Matcher:
         `lookup`'s to serve: it may be refreshed in the background)."""
         return self.exact(request, self.hot.by_key(request.exact_key), now, max_age, 0)
 
-    async def _choose(self, question: str, passed: list[tuple[Entry, float]], bar: Callable[[str], float],
-                      short: bool, policy: Policy, second: Lane | None) -> tuple[tuple[Entry, float] | None, str]:
+    async def _choose(self, question: str, passed: list[tuple[Entry, float]], threshold: float, short: bool,
+                      policy: Policy, second: Lane | None) -> tuple[tuple[Entry, float] | None, str]:
         """The candidate that answers, among those every check passed (best first). MiniLM's cosine decides alone
         when one candidate clears the threshold with no rival within second_opinion_margin: ordinary hits pay
         nothing more. Otherwise the second model (multilingual-e5) embeds the question and the contenders: a
@@ -188,11 +177,10 @@ class Matcher:
             return None, "second opinion"
         best = passed[0][1]
         contenders = [(e, s) for e, s in passed if s >= best - policy.second_opinion_margin]
-        confident = best >= bar(passed[0][0].question)
-        if confident and len(contenders) == 1:
+        if best >= threshold and len(contenders) == 1:
             return contenders[0], ""
         if second is None:
-            return (contenders[0] if confident else None), "second opinion"
+            return (contenders[0] if best >= threshold else None), "second opinion"
         vectors = await self._second_vectors_of(second, question, [e.question for e, _ in contenders])
         agreement = vectors[1:] @ vectors[0]
         # Below the threshold e5 must agree, and the pair must not differ in what e5 scores high too
@@ -200,7 +188,7 @@ class Matcher:
         # a long one's band starts higher and needs a surer e5, and "deadline" / "by when" rewordings are common).
         agree = policy.second_opinion_threshold if short else policy.long_second_opinion_threshold
         scored = [(float(a), e, s) for a, (e, s) in zip(agreement, contenders, strict=True)
-                  if s >= bar(e.question) or (a >= agree and not grey_conflict(e.question, question, short))]
+                  if s >= threshold or (a >= agree and not grey_conflict(e.question, question, short))]
         if not scored:
             return None, "second opinion"
         scored.sort(key=lambda x: -x[0])
