@@ -186,18 +186,11 @@ def volatile_reason(side: Any) -> str | None:
     return time_sensitivity(text_of(messages_of(side)[-1].get("content")))
 
 
-def served_at(outcome: Outcome, policy: Policy, threshold: float | None = None) -> bool:
+def served_at(outcome: Outcome, threshold: float | None = None) -> bool:
     """Served at `threshold` (MiniLM's cosine alone, the sweep), or with None as the policy itself decided."""
     if threshold is None:
         return outcome.policy_right is not None
-    if outcome.similarity is None:
-        return False
-    text = text_of(messages_of(outcome.pair.b)[-1].get("content"))  # a conversation's bar is its last message's
-    if threshold is not None:
-        bar = threshold
-    else:
-        bar = policy.threshold_for(text) if outcome.primary else policy.multilingual_threshold
-    return outcome.similarity >= bar
+    return outcome.similarity is not None and outcome.similarity >= threshold
 
 
 @dataclass(frozen=True)
@@ -230,10 +223,10 @@ def score(outcomes: list[Outcome], policy: Policy, threshold: float | None = Non
     traps = [o for o in outcomes if not o.pair.same]
     return Score(
         should_hit=len(should),
-        served=sum(served_at(o, policy, threshold) and right_at(o, threshold) for o in should),
+        served=sum(served_at(o, threshold) and right_at(o, threshold) for o in should),
         traps=len(traps),
-        traps_served=sum(served_at(o, policy, threshold) for o in traps),
-        wrong_served=sum(served_at(o, policy, threshold) and not right_at(o, threshold) for o in should),
+        traps_served=sum(served_at(o, threshold) for o in traps),
+        wrong_served=sum(served_at(o, threshold) and not right_at(o, threshold) for o in should),
     )
 
 
@@ -306,8 +299,8 @@ def _clip(side: Any, chars: int = 90) -> str:
 
 def wrong_decisions(outcomes: list[Outcome], policy: Policy) -> list[tuple[str, Outcome]]:
     """Every served trap or wrong answer, then every missed should-hit pair, most similar first in each group."""
-    served_wrong = [o for o in outcomes if served_at(o, policy) and (not o.pair.same or not o.policy_right)]
-    missed = [o for o in outcomes if o.pair.same and not served_at(o, policy)]
+    served_wrong = [o for o in outcomes if served_at(o) and (not o.pair.same or not o.policy_right)]
+    missed = [o for o in outcomes if o.pair.same and not served_at(o)]
     served_wrong.sort(key=lambda o: -(o.similarity or 0.0))
     missed.sort(key=lambda o: -(o.similarity if o.similarity is not None else o.nearest or 0.0))
     return [("served trap" if not o.pair.same else "wrong answer", o) for o in served_wrong] + \
@@ -354,7 +347,7 @@ def report_json(outcomes: list[Outcome], policy: Policy, thresholds: list[float]
         "categories": {k: as_dict(v) for k, v in by_category(outcomes, policy).items()},
         "sweep": [{"threshold": t, **as_dict(s)} for t, s in sweep(outcomes, policy, thresholds)],
         "pairs": [{"id": o.pair.id, "category": o.pair.category, "same_answer": o.pair.same,
-                   "similarity": o.similarity, "right": o.right, "served": served_at(o, policy),
+                   "similarity": o.similarity, "right": o.right, "served": served_at(o),
                    "nearest": o.nearest, "reason": o.reason, "volatile": volatile_reason(o.pair.b)}
                   for o in outcomes],
     }

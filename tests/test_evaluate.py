@@ -69,7 +69,7 @@ async def test_pairs_are_scored_through_the_cache(tmp_path):
         ev.Pair("4", history_a, history_a, True, "same"),
     ]
     outcomes = await ev.run_eval(pairs, HashEmbedder(), POLICY, floor=0.5, progress=False)
-    assert [ev.served_at(o, POLICY) for o in outcomes] == [True, False, False, True]
+    assert [ev.served_at(o) for o in outcomes] == [True, False, False, True]
     total = ev.score(outcomes, POLICY)
     assert (total.served, total.should_hit, total.traps_served, total.traps) == (2, 2, 0, 2)
     assert ev.by_category(outcomes, POLICY)["negation"].traps == 1
@@ -81,7 +81,7 @@ async def test_corpus_mode_tells_right_from_wrong_answers():
              ev.Pair("2", "delta epsilon zeta", "delta epsilon zeta eta", True, "x"),
              ev.Pair("3", "eta theta iota", "alpha beta gamma", True, "x")]  # asks another pair's question
     outcomes = await ev.run_eval(pairs, HashEmbedder(), POLICY, mode="corpus", floor=0.5, progress=False)
-    assert [(o.right, ev.served_at(o, POLICY)) for o in outcomes] == [(True, True), (True, False),
+    assert [(o.right, ev.served_at(o)) for o in outcomes] == [(True, True), (True, False),
                                                                          (False, True)]
     total = ev.score(outcomes, POLICY)
     assert (total.served, total.wrong_served) == (1, 1)
