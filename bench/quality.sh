@@ -50,6 +50,12 @@ run() { echo; echo '```'; echo "\$ deja eval $*" | sed "s#$EVAL#../shared/eval#g
   echo "than 60 characters. Guard rules were developed on it (trap kinds it showed: one / all, persons, modifiers), so"
   echo "it is a development set, not a held-out one."
   run bench/data/handmade.jsonl --sweep 0.50:0.90:0.05 --explain
+  echo "## Handmade related intents: bench/data/handmade_intents.jsonl (300 pairs, 180 traps)"
+  echo
+  echo "A second handmade set (CC0), written after the guard changes above and never used to write a rule: most traps"
+  echo "keep the topic and change the intent (\"How do I get a refund?\" / \"How long does a refund take?\"), which"
+  echo "no guard rule names; it decided against two changes the tuning half allowed (see README, Answer quality)."
+  run bench/data/handmade_intents.jsonl --sweep 0.50:0.90:0.05 --explain
   echo "### What the language checks cost an English question"
   echo
   echo "\`python -m bench.coverage 400\` (caches cold): the coverage check that picks the embedder and the guard's"
