@@ -92,6 +92,7 @@ def test_rejects(cached: str, incoming: str, rule: str) -> None:
         ("How do I take my name off the mailing list?", "How do I remove myself from the mailing list?"),
         ("My parcel hasn't arrived.", "my parcel hasnt arrived yet"),
         ("Thanks in advance, how do I reset my password?", "How do I reset my password?"),
+        ("How do I reset the API rate limit?", "Please tell me how to reset the API rate limit."),
         ("Can I have a refund?", "Can you give me a refund?"),
         ("Can I bring a dog to the hotel?", "Can I bring my dog to the hotel?"),
         ("What is the capital of Peru?", "What is the capital city of Peru?"),

@@ -216,6 +216,18 @@ async def test_a_tie_e5_cannot_break_is_a_miss(tmp_path, real_embedder, e5, open
 
 
 @pytest.mark.anyio
+async def test_a_tie_the_question_words_break_is_served(tmp_path, real_embedder, e5, opened) -> None:
+    asked = "Please tell me how to configure the API rate limit in Acme Desk."
+    stored = ["How do I configure the API rate limit in Acme Desk?", "How do I enable the API rate limit in Acme Desk?"]
+    agreement = [cosine(e5, s, asked) for s in stored]
+    assert 0 < agreement[0] - agreement[1] < POLICY.second_opinion_tie, agreement
+    async with opened(tmp_path, real_embedder, e5) as cache:
+        for text in stored:
+            await put(cache, text)
+        assert await served(cache, asked) == f"about {stored[0]}"
+
+
+@pytest.mark.anyio
 async def test_one_question_stored_twice_is_no_tie(tmp_path, real_embedder, e5, opened) -> None:
     asked = "How can I get my bank statements as a PDF document?"
     stored = "How do I save my bank statements as PDF documents?"

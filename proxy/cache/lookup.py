@@ -20,7 +20,7 @@ from ..canonical import CacheRequest
 from ..conversation import LookupBudget, context_rejection
 from ..embedding_router import EmbedderRouter, Lane
 from ..embeddings import DEFAULT_MODEL_NAME
-from ..guard import find_conflict, grey_conflict
+from ..guard import find_conflict, grey_conflict, restates
 from ..memo import LRU
 from ..policies import Policy
 from ..stores.base import Entry, Store
@@ -171,7 +171,8 @@ class Matcher:
         nothing more. Otherwise the second model (multilingual-e5) embeds the question and the contenders: a
         candidate below the threshold (the grey band) answers only if e5's cosine reaches the policy's second
         opinion bar (the long one unless `short`), and near-tied contenders are ranked by e5, which tells them
-        apart better; when e5 cannot either (second_opinion_tie), nothing answers. Returns the choice, or None and
+        apart better; when e5 cannot either (second_opinion_tie) and neither restates the question's words alone
+        (guard.restates), nothing answers. Returns the choice, or None and
         why ("second opinion": e5 did not agree; "tie")."""
         if not passed:
             return None, "second opinion"
@@ -192,8 +193,9 @@ class Matcher:
         if not scored:
             return None, "second opinion"
         scored.sort(key=lambda x: -x[0])
-        rival = next((a for a, e, _ in scored[1:] if e.question != scored[0][1].question), None)
-        if rival is not None and scored[0][0] - rival < policy.second_opinion_tie:
+        rival = next(((a, e) for a, e, _ in scored[1:] if e.question != scored[0][1].question), None)
+        if rival is not None and scored[0][0] - rival[0] < policy.second_opinion_tie \
+                and not restates(question, scored[0][1].question, rival[1].question):
             return None, "tie"
         _, entry, similarity = scored[0]
         return (entry, similarity), ""

@@ -14,7 +14,7 @@ from ..guard_scripts import find_script_conflict, is_foreign
 from .features import features
 from .rules import RULE_NAMES, RULES, Pair, frame_swap
 
-__all__ = ["RULE_NAMES", "features", "find_conflict", "grey_conflict"]
+__all__ = ["RULE_NAMES", "features", "find_conflict", "grey_conflict", "restates"]
 
 
 def find_conflict(cached: str, incoming: str, similarity: float | None = None) -> str | None:
@@ -40,3 +40,10 @@ def grey_conflict(cached: str, incoming: str, kinds: bool = True) -> bool:
         return False
     pair = Pair(cached, incoming)
     return (kinds and pair.a.asks != pair.b.asks) or frame_swap(pair)
+
+
+def restates(question: str, closer: str, rival: str) -> bool:
+    """Whether `closer` uses only content words of `question` and `rival` does not: "Please tell me how to configure
+    the rate limit" restates "How do I configure the rate limit?", not "How do I enable the rate limit?"."""
+    words = features(question).content
+    return features(closer).content <= words and not features(rival).content <= words

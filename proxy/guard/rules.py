@@ -214,9 +214,17 @@ def persons(p: Pair) -> bool:
     def speaker(words: frozenset[str]) -> str | None:
         subject, object_ = "i" in words, "me" in words
         return "subject" if subject and not object_ else "object" if object_ and not subject else None
+
+    def before_speaker(text: str) -> set[str]:
+        seq = tokens(text)
+        at = next((i for i, t in enumerate(seq) if t in ("i", "me")), len(seq))
+        return {_root(t) for t in seq[:at] if t not in STOPWORDS and t not in GRAMMAR_WORDS}
     a, b = speaker(p.a.words), speaker(p.b.words)
-    return a is not None and b is not None and a != b and {_root(w) for w in p.a.content} == \
-        {_root(w) for w in p.b.content}
+    shared = {_root(w) for w in p.a.content}
+    if a is None or b is None or a == b or shared != {_root(w) for w in p.b.content}:
+        return False
+    # The other party moves across the speaker ("my landlord … me"); "tell me how to reset it" moves nothing.
+    return bool((before_speaker(p.cached) ^ before_speaker(p.incoming)) & shared)
 
 
 def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens, tb: Tokens) -> bool:
