@@ -77,7 +77,7 @@ class Features(NamedTuple):
     # What its clause-opening question words ask for: time, place, reason, person, amount, duration.
     asks: frozenset[str]
     # Negated by a stopping verb alone ("stop my direct debit", "prevent"), with no "not"/"no"/"without".
-    halts: bool = False
+    halts: bool
 
 
 # A question word that opens a clause ("Where is…", "…, who do I tell?"), not one inside it ("tell me where",

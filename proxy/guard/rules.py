@@ -113,10 +113,7 @@ def _ends_instead(negated: Features, other: Features) -> bool:
 
 def _root(word: str) -> str:
     """ "closing", "closed", "closes" and "close" share "clos"."""
-    for suffix in ("ing", "ed", "es", "s", "e"):
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
+    return _stem(word).removesuffix("e")
 
 
 def negation(p: Pair) -> bool:
