@@ -356,7 +356,7 @@ def modifier(p: Pair) -> bool:
         return not (word in STOPWORDS or word in FILLER_WORDS or word in GENERIC_WORDS or word in GRAMMAR_WORDS
                     or word in RESTATING_HEADS or word in ADVERBS)
     added = longer[start:end]
-    if not any(modifies(w) for w in added) or any(w in FILLER_WORDS for w in added):
+    if not any(modifies(w) for w in added):
         return False
     shorter_text = (p.cached if tag == "insert" else p.incoming).lower()
     if all(w in shorter_text for w in added):
