@@ -282,6 +282,10 @@ def test_initials_must_be_content_words() -> None:
         ("What time does the pharmacy open?", "Where is the nearest pharmacy?"),  # a time, a place
         ("Why is my bill so high?", "When is my bill due?"),  # a reason, a time
         ("Who do I call about a gas leak?", "How much does a gas safety check cost?"),  # a person, an amount
+        ("How do I get a refund?", "How long does a refund take?"),  # a procedure, a duration
+        ("How do I set up a direct debit?", "Why has my direct debit gone up?"),  # a procedure, a reason
+        ("How do I adopt a rescue dog?", "What's the adoption fee for a rescue dog?"),  # a procedure, an amount
+        ("How do I get a provisional licence?", "How old do I have to be to get a provisional licence?"),  # an age
     ],
 )
 def test_questions_that_want_another_kind_of_answer_conflict(cached: str, incoming: str) -> None:
@@ -296,7 +300,11 @@ def test_questions_that_want_another_kind_of_answer_conflict(cached: str, incomi
         ("How long does delivery take?", "How many days does delivery take?"),
         ("Where is my order?", "Can you tell me where my parcel is?"),  # "where" inside the clause
         ("Why is the API slow?", "What does it mean when the API is slow?"),  # "when" is no question word here
-        ("How do I report a pothole?", "There's a hole in the road outside my house, who do I tell?"),  # no kind
+        ("How do I report a pothole?", "There's a hole in the road outside my house, who do I tell?"),  # whom to tell
+        ("How do I get my P60?", "Where can I get my P60?"),  # a procedure's answer says where
+        ("How do I claim expenses?", "What's the process for submitting an expense claim?"),  # both procedures
+        ("How do I renew my car tax?", "Can I renew my car tax online?"),  # a procedure, no kind
+        ("When is my MOT due?", "How can I check the date my MOT runs out?"),  # "how can I check" asks for the date
     ],
 )
 def test_the_same_kind_of_answer_or_none_in_particular_passes_asks(cached: str, incoming: str) -> None:

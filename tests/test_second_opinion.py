@@ -92,7 +92,7 @@ async def test_grey_band_trap_the_second_opinion_rejects(tmp_path, real_embedder
 
 # Look-alikes MiniLM puts in the grey band, no guard rule sees and e5 vouches for: the opening question words want
 # another kind of answer, or one side wants a kind and the other none.
-KIND_TRAPS = [("Is parking free?", "Where can I park?"), ("How do I pay my bill?", "Why is my bill so high?")]
+KIND_TRAPS = [("Is parking free?", "Where can I park?"), ("Can I pay my bill?", "Why is my bill so high?")]
 
 
 @pytest.mark.anyio
@@ -107,6 +107,7 @@ async def test_another_kind_of_answer_is_no_rewording_even_when_e5_agrees(tmp_pa
             await put(cache, stored)
             assert await served(cache, asked) is None
     assert not grey_conflict("Can I change my delivery address?", "Is it possible to update where my order goes?")
+    assert not grey_conflict("How do I change my delivery address?", "Is it possible to update where my order goes?")
 
 
 @pytest.mark.anyio

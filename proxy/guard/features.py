@@ -74,7 +74,7 @@ class Features(NamedTuple):
     ordinals: frozenset[str]
     # The verbs after "can't"/"cannot" when every negation in the text is one of those, else None.
     inabilities: frozenset[str] | None
-    # What its clause-opening question words ask for: time, place, reason, person, amount, duration.
+    # What its clause-opening question words ask for: time, place, reason, person, amount, duration, age, procedure.
     asks: frozenset[str]
     # Negated by a stopping verb alone ("stop my direct debit", "prevent"), with no "not"/"no"/"without".
     halts: bool
@@ -90,6 +90,13 @@ _KINDS = (
     (r"(?:who|whom)\b", "person"),
     (r"how\s+(?:much|many)\b(?!\s+(?:days|weeks|months|years|hours|minutes)\b)", "amount"),
     (r"(?:how\s+long|how\s+many\s+(?:days|weeks|months|years|hours|minutes))\b", "duration"),
+    (r"(?:how\s+old|(?:at\s+)?what\s+age)\b", "age"),
+    (r"what(?:'s|\s+is|\s+are)\s+the\s+(?:[a-z]+\s+)?(?:fees?|costs?|prices?|charges?)\b", "amount"),
+    # "How do I…" wants a procedure; "how can I check / find / see…" wants the thing checked.
+    (r"(?:how\s+(?:do|can|could|should|would|shall|may)\s+(?:i|we|you|one)|how\s+to)\s+"
+     r"(?!(?:check|find|see|know|tell|work|figure|look)\b)"
+     r"|what(?:'s|\s+is)\s+the\s+(?:best\s+)?(?:process|procedure|way)\s+(?:to|for|of)\b"
+     r"|what\s+(?:do|should|must)\s+(?:i|we)\s+(?:need\s+to\s+)?do\b|what\s+steps\b", "procedure"),
 )
 ASKS = tuple((re.compile(_CLAUSE_START + pattern), kind) for pattern, kind in _KINDS)
 

@@ -32,6 +32,9 @@ from .lexicon import (
 # synonyms in context score >= 0.91 ("street"/"road" 0.97, "set up"/"create" 0.95, "register"/"sign up" 0.92),
 # swapped things <= 0.87 ("lost"/"stolen card" 0.87, "home"/"car insurance" 0.81, "boat"/"fishing licence").
 SWAP_SIMILARITY = 0.90
+# A procedure's answer says where to go or whom to tell: "How do I report a pothole?" / "Who do I tell?".
+COMPATIBLE_ASKS = frozenset({("procedure", "place"), ("place", "procedure"), ("procedure", "person"),
+                             ("person", "procedure")})
 INFLECTIONS = frozenset({"ing", "ed", "es", "s", "er", "ers"})
 # Share of tokens two texts must have in common for frame_swap to read them as one frame with swapped words.
 FRAME_SHARE = 0.5
@@ -76,9 +79,11 @@ def calendar(p: Pair) -> bool:
 
 def asks(p: Pair) -> bool:
     """The two want different kinds of answer: "What time does the pharmacy open?" (a time) vs "Where is the nearest
-    pharmacy?" (a place), "Why is my bill so high?" vs "When is my bill due?". Questions without such a word
-    ("How do I…", "Is parking free?") ask for no kind in particular."""
-    return bool(p.a.asks and p.b.asks and not p.a.asks & p.b.asks)
+    pharmacy?" (a place), "Why is my bill so high?" vs "When is my bill due?", "How do I get a refund?" (a procedure)
+    vs "How long does a refund take?". Questions without such a word ("Is parking free?") ask for no kind in
+    particular."""
+    return bool(p.a.asks and p.b.asks and not any(x == y or (x, y) in COMPATIBLE_ASKS
+                                                    for x in p.a.asks for y in p.b.asks))
 
 
 def ordinal(p: Pair) -> bool:
