@@ -310,3 +310,34 @@ def test_questions_that_want_another_kind_of_answer_conflict(cached: str, incomi
 def test_the_same_kind_of_answer_or_none_in_particular_passes_asks(cached: str, incoming: str) -> None:
     assert find_conflict(cached, incoming, 0.95) != "asks"
     assert find_conflict(incoming, cached, 0.95) != "asks"
+
+
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("How do I join a gym?", "How do I freeze my gym membership?"),  # start, end
+        ("How do I install Python on Windows?", "How do I check which version of Python I have installed?"),
+        ("How do I get a new phone contract?", "What happens if I cancel my phone contract early?"),
+        ("How do I declare my car SORN?", "How do I take my car off SORN?"),
+        ("How do I make a git commit?", "How do I change the message of my last git commit?"),
+    ],
+)
+def test_another_stage_of_the_same_thing_conflicts(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming, 0.95) == "action"
+    assert find_conflict(incoming, cached, 0.95) == "action"
+
+
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("How do I register for VAT?", "How do I sign up for VAT?"),  # one stage, other verbs
+        ("How do I change my address with my GP?", "How do I update my address at the surgery?"),
+        ("Can I correct a misspelled name on my flight booking?",
+         "I spelled my surname wrong when I booked the flight, can it be fixed?"),  # "booked" narrates
+        ("How do I check my data usage?", "How can I see how much data I've used?"),  # no stage on one side
+        ("How do I cancel a gym membership?", "How do I join a tennis club?"),  # no shared thing: not this rule
+    ],
+)
+def test_one_stage_or_none_passes_action(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming, 0.95) != "action"
+    assert find_conflict(incoming, cached, 0.95) != "action"

@@ -9,6 +9,8 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from .lexicon import (
+    ACTION_PHRASES,
+    ACTION_STAGES,
     CALENDAR,
     DIRECTION_CUES,
     FILLER_WORDS,
@@ -78,6 +80,8 @@ class Features(NamedTuple):
     asks: frozenset[str]
     # Negated by a stopping verb alone ("stop my direct debit", "prevent"), with no "not"/"no"/"without".
     halts: bool
+    # The stages its verbs name (start, end, change, look: lexicon.ACTION_STAGES).
+    actions: frozenset[str]
 
 
 # A question word that opens a clause ("Where is…", "…, who do I tell?"), not one inside it ("tell me where",
@@ -234,6 +238,14 @@ def _roles(tokens: list[str]) -> frozenset[tuple[str, str]]:
     return frozenset(found)
 
 
+def _actions(lower: str, tokens: list[str]) -> frozenset[str]:
+    # A long text's verbs narrate ("keeps track of", "removes overhead"); they say nothing of what it asks.
+    if len(tokens) > MAX_ROLE_TOKENS:
+        return frozenset()
+    return frozenset([ACTION_STAGES[t] for t in tokens if t in ACTION_STAGES]
+                     + [stage for pattern, stage in ACTION_PHRASES if pattern.search(lower)])
+
+
 @lru_cache(maxsize=8192)
 def features(text: str) -> Features:
     lower = rewrite(text.lower().replace("\u2019", "'"))
@@ -254,7 +266,7 @@ def features(text: str) -> Features:
             inabilities = None
     return Features(words, content, numbers, calendar, negated, _entities(text.replace("\u2019", "'")), _arrows(tokens),
                     _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS), inabilities,
-                    _asks(lower.strip()), halts)
+                    _asks(lower.strip()), halts, _actions(lower, tokens))
 
 
 @lru_cache(maxsize=8192)

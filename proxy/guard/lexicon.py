@@ -40,6 +40,18 @@ NEGATIVE_WORDS = _set("negative_words")
 ENDING_WORDS = _set("ending_words")
 NEGATING_PREFIXES = tuple(_WORDS["negating_prefixes"].split())
 RESTATING_HEADS = _set("restating_heads")
+
+
+def _verb_forms(base: str) -> set[str]:
+    """A verb as a question asks it ("cancel", "cancels"): -ed forms tell what was done ("when I booked", "the
+    version I have installed") and -ing forms are often nouns ("booking", "checking account")."""
+    return {base, base + "es" if base.endswith(("s", "sh", "ch", "x")) else base + "s"}
+
+
+ACTION_STAGES: dict[str, str] = {form: stage for stage, words in _WORDS["actions"].items()
+                                 for base in words.split() for form in _verb_forms(base)}
+ACTION_PHRASES = [(re.compile(pattern), stage) for stage, patterns in _WORDS["action_phrases"].items()
+                  for pattern in patterns]
 REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _load("phrases.yaml")["rewrites"]]
 
 WORD_NUMBERS: dict[str, float] = {w: float(v) for w, v in _NUMBERS["word_numbers"].items()}

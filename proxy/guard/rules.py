@@ -10,6 +10,7 @@ from functools import cached_property
 
 from .features import Features, Tokens, diff, features, tokens
 from .lexicon import (
+    ACTION_STAGES,
     ADVERBS,
     CLOSED_CLASS_SETS,
     ENDING_WORDS,
@@ -84,6 +85,15 @@ def asks(p: Pair) -> bool:
     particular."""
     return bool(p.a.asks and p.b.asks and not any(x == y or (x, y) in COMPATIBLE_ASKS
                                                     for x in p.a.asks for y in p.b.asks))
+
+
+def action(p: Pair) -> bool:
+    """Both name a thing and do something else to it: "How do I join a gym?" (start) vs "How do I freeze my gym
+    membership?" (end), "install Python" vs "check which version of Python I have" (look). Verbs of one stage
+    ("register" / "sign up", "change" / "update") pass, and so does a side that names no stage."""
+    if not (p.a.actions and p.b.actions) or p.a.actions & p.b.actions:
+        return False
+    return bool({w for w in p.a.content if w not in ACTION_STAGES} & {w for w in p.b.content if w not in ACTION_STAGES})
 
 
 def ordinal(p: Pair) -> bool:
@@ -402,6 +412,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("ordinal", ordinal),
     ("negation", negation),
     ("polarity", polarity),
+    ("action", action),
     ("entity", entity),
     ("direction", direction),
     ("parties", parties),
