@@ -56,7 +56,7 @@ CONTRACTIONS = (("can't", "can not"), ("cannot", "can not"), ("won't", "will not
 ORDINALS = {w: str(n) for n, w in enumerate("first second third fourth fifth sixth seventh eighth ninth tenth".split(),
                                               1)}
 MOVING_VERBS = frozenset("convert transfer move moving translate switch switching migrate send travel fly drive put "
-                         "leave leaving port take taking remove removing".split())
+                         "leave leaving port take taking remove removing merge pay get receive claim".split())
 MAX_ROLE_TOKENS = 30  # longer texts use "to" and "from" for everything: roles stop meaning parties
 SOURCE_MARKERS = frozenset("from off leave leaving left quit quitting".split())
 TARGET_MARKERS = frozenset("to into onto".split())
