@@ -344,3 +344,22 @@ def test_another_stage_of_the_same_thing_conflicts(cached: str, incoming: str) -
 def test_one_stage_or_none_passes_action(cached: str, incoming: str) -> None:
     assert find_conflict(cached, incoming, 0.95) != "action"
     assert find_conflict(incoming, cached, 0.95) != "action"
+
+
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("Is my car covered for theft?", "Is my car covered for theft if I left the keys in it?"),
+        ("Does my home insurance cover my belongings?",
+         "Does my home insurance cover my belongings when I'm travelling abroad?"),
+    ],
+)
+def test_an_added_condition_narrows_the_question(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming, 0.95) == "scope"
+    assert find_conflict(incoming, cached, 0.95) == "scope"
+
+
+def test_a_relative_clause_that_only_describes_passes() -> None:
+    assert find_conflict("How do I activate my new debit card?",
+                         "how can I activate the new debit card that came in the post", 0.95) is None
+

@@ -12,6 +12,7 @@ from .features import Features, Tokens, diff, features, tokens
 from .lexicon import (
     ACTION_STAGES,
     ADVERBS,
+    CLAUSE_OPENERS,
     CLOSED_CLASS_SETS,
     ENDING_WORDS,
     FILLER_WORDS,
@@ -260,6 +261,10 @@ def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens,
         if all(w in GRAMMAR_WORDS or w in QUALIFYING_PREPOSITIONS or w in elsewhere for w in added):
             continue
         if len(added) > 1 and added[0] in QUALIFYING_PREPOSITIONS:
+            return True
+        # A clause, or an adverb then a phrase: "…if I left the keys in it", "…already in the EU".
+        opener = (added[1] if len(added) > 2 and added[0] in ADVERBS else added[0]).split("'")[0]  # "that's"
+        if len(added) > 1 and (opener in CLAUSE_OPENERS or opener in QUALIFYING_PREPOSITIONS):
             return True
         if any(singular(w) in members and w not in elsewhere for w in added for members in CLOSED_CLASS_SETS.values()):
             return True  # "can I work from home" vs "can contractors work from home" (not "flu in babies")
