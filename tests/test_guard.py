@@ -289,6 +289,8 @@ def test_initials_must_be_content_words() -> None:
         ("How do I set up a direct debit?", "Why has my direct debit gone up?"),  # a procedure, a reason
         ("How do I adopt a rescue dog?", "What's the adoption fee for a rescue dog?"),  # a procedure, an amount
         ("How do I get a provisional licence?", "How old do I have to be to get a provisional licence?"),  # an age
+        ("How do I make a claim for Universal Credit?", "Am I eligible for Universal Credit?"),  # eligibility
+        ("How do I apply for planning permission?", "Do I need planning permission for a garden shed?"),  # whether
     ],
 )
 def test_questions_that_want_another_kind_of_answer_conflict(cached: str, incoming: str) -> None:
@@ -308,6 +310,8 @@ def test_questions_that_want_another_kind_of_answer_conflict(cached: str, incomi
         ("How do I claim expenses?", "What's the process for submitting an expense claim?"),  # both procedures
         ("How do I renew my car tax?", "Can I renew my car tax online?"),  # a procedure, no kind
         ("When is my MOT due?", "How can I check the date my MOT runs out?"),  # "how can I check" asks for the date
+        ("Do I need a visa for Japan?", "Is a visa required to visit Japan?"),  # both ask whether it is needed
+        ("What do I need to do before the cleaners arrive?", "How should I prepare for the cleaning visit?"),
     ],
 )
 def test_the_same_kind_of_answer_or_none_in_particular_passes_asks(cached: str, incoming: str) -> None:

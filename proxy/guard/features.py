@@ -76,7 +76,8 @@ class Features(NamedTuple):
     ordinals: frozenset[str]
     # The verbs after "can't"/"cannot" when every negation in the text is one of those, else None.
     inabilities: frozenset[str] | None
-    # What its clause-opening question words ask for: time, place, reason, person, amount, duration, age, procedure.
+    # What its clause-opening question words ask for: time, place, reason, person, amount, duration, age,
+    # eligibility, requirement, procedure.
     asks: frozenset[str]
     # Negated by a stopping verb alone ("stop my direct debit", "prevent"), with no "not"/"no"/"without".
     halts: bool
@@ -96,13 +97,18 @@ _KINDS = (
     (r"(?:how\s+long|how\s+many\s+(?:days|weeks|months|years|hours|minutes))\b", "duration"),
     (r"(?:how\s+old|(?:at\s+)?what\s+age)\b", "age"),
     (r"what(?:'s|\s+is|\s+are)\s+the\s+(?:[a-z]+\s+)?(?:fees?|costs?|prices?|charges?)\b", "amount"),
+    (r"(?:am\s+i|are\s+we|is\s+my\s+[a-z]+)\s+(?:eligible|entitled)\b|(?:do|would|will)\s+(?:i|we)\s+qualify\b"
+     r"|who\s+(?:is|are)\s+(?:eligible|entitled)\b|who\s+qualifies\b", "eligibility"),
+    (r"(?:do|would|will)\s+(?:i|we|you)\s+(?:need|have)\s+(?:to\b|an?\b)|do\s+(?:i|we|you)\s+need\b"
+     r"|(?:is|are)\s+(?:an?\s+)?[a-z]+\s+(?:required|needed|necessary|compulsory|mandatory)\b"
+     r"|must\s+(?:i|we)\b|am\s+i\s+required\b", "requirement"),
     # "How do I…" wants a procedure; "how can I check / find / see…" wants the thing checked.
     (r"(?:how\s+(?:do|can|could|should|would|shall|may)\s+(?:i|we|you|one)|how\s+to)\s+"
      r"(?!(?:check|find|see|know|tell|work|figure|look)\b)"
      r"|what(?:'s|\s+is)\s+the\s+(?:best\s+)?(?:process|procedure|way)\s+(?:to|for|of)\b"
      r"|what\s+(?:do|should|must)\s+(?:i|we)\s+(?:need\s+to\s+)?do\b|what\s+steps\b", "procedure"),
 )
-ASKS = tuple((re.compile(_CLAUSE_START + pattern), kind) for pattern, kind in _KINDS)
+ASKS = tuple((re.compile(f"{_CLAUSE_START}(?:{pattern})"), kind) for pattern, kind in _KINDS)
 
 
 def _asks(lower: str) -> frozenset[str]:
