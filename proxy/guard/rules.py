@@ -19,6 +19,7 @@ from .lexicon import (
     GENERIC_WORDS,
     GRAMMAR_WORDS,
     NEGATING_PREFIXES,
+    PARTY_WORDS,
     PERSONAL_PRONOUNS,
     POLE_SETS,
     QUALIFYING_PREPOSITIONS,
@@ -221,6 +222,26 @@ def _only_pronoun(span: Tokens) -> bool:
     return bool(PERSONAL_PRONOUNS & set(span)) and all(w in GRAMMAR_WORDS or w in PERSONAL_PRONOUNS for w in span)
 
 
+AUDIENCE = CLOSED_CLASS_SETS["audience"]
+AUXILIARIES = frozenset("can could do does did is are will would should may must am".split())
+DETERMINERS = frozenset("my our the a an".split())
+
+
+def _subject(text: str) -> str | None:
+    """Who acts in a question that opens with an auxiliary: "i" ("Can I…", "How do I…"), or a party after a
+    determiner ("Can my employer…": "employer"; not "Does the Pixel…", a thing)."""
+    seq = tokens(text)
+    at = next((i for i, t in enumerate(seq[:3]) if t in AUXILIARIES), None)
+    if at is None or at + 1 >= len(seq):
+        return None
+    word = seq[at + 1]
+    if word in ("i", "we"):
+        return "i"
+    if word in DETERMINERS and at + 2 < len(seq) and (seq[at + 2] in PARTY_WORDS or seq[at + 2] in AUDIENCE):
+        return _root(seq[at + 2])
+    return None
+
+
 def persons(p: Pair) -> bool:
     """The speaker and another party trade places in the same words: "Can I claim compensation from my landlord?"
     / "Can my landlord claim compensation from me?", "my employer owes me" / "I owe my employer"."""
@@ -232,8 +253,13 @@ def persons(p: Pair) -> bool:
         seq = tokens(text)
         at = next((i for i, t in enumerate(seq) if t in ("i", "me")), len(seq))
         return {_root(t) for t in seq[:at] if t not in STOPWORDS and t not in GRAMMAR_WORDS}
-    a, b = speaker(p.a.words), speaker(p.b.words)
     shared = {_root(w) for w in p.a.content}
+    # "Can my employer reduce my hours…" / "Can I reduce my hours… my employer's…": the same parties, the other acts.
+    sa, sb = _subject(p.cached), _subject(p.incoming)
+    if sa and sb and sa != sb and "i" in (sa, sb) and (sa if sb == "i" else sb) in shared & {
+            _root(w) for w in p.b.content}:
+        return True
+    a, b = speaker(p.a.words), speaker(p.b.words)
     if a is None or b is None or a == b or shared != {_root(w) for w in p.b.content}:
         return False
     # The other party moves across the speaker ("my landlord … me"); "tell me how to reset it" moves nothing.
