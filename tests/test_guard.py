@@ -230,6 +230,16 @@ def test_a_qualifier_the_other_side_names_elsewhere_adds_nothing() -> None:
 # Each allowance with the trap beside it that must still be rejected; similarity 0.95 stands for the default
 # model's cosine of a close rewording (the swaps it scores that high pass unless they could turn the question round).
 ALLOWED_WITH_TRAPS = [
+    (("Can I claim Child Benefit if I earn over £60,000?", "Can I claim child benefit if I earn over £60k?"),
+     ("Can I claim Child Benefit if I earn over £60,000?", "Can I claim child benefit if I earn over £80k?",
+      "number")),
+    (("Why hasn't my parcel arrived yet?", "why has'nt my parcel arrived yet"),
+     ("Why hasn't my parcel arrived yet?", "why has my parcel arrived", "negation")),
+    (("How do I convert a string to an integer in JavaScript?", "How do I turn a string into an integer in JS?"),
+     ("How do I convert a string to an integer in JavaScript?", "How do I convert a string to an integer in Java?",
+      "entity")),
+    (("How do I reverse a string in Python?", "what's the easiest way to reverse a python string"),
+     ("Can I take leave on Fridays?", "Can interns take leave on Fridays?", "scope")),
     (("What do I need in order to open an account?", "What do I need to open an account?"),
      ("How do I check in at the hotel?", "How do I check out of the hotel?", "polarity")),
     (("Can you tell whether the file is cached or not?", "Can you tell whether the file is cached?"),

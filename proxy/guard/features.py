@@ -57,6 +57,8 @@ ORDINALS = {w: str(n) for n, w in enumerate("first second third fourth fifth six
                                               1)}
 MOVING_VERBS = frozenset("convert transfer move moving translate switch switching migrate send travel fly drive put "
                          "leave leaving port take taking remove removing merge pay get receive claim".split())
+CURRENCY_SIGNS = frozenset("£$€")
+MONEY_SCALES = {"k": 1e3, "m": 1e6, "bn": 1e9}
 MAX_ROLE_TOKENS = 30  # longer texts use "to" and "from" for everything: roles stop meaning parties
 SOURCE_MARKERS = frozenset("from off leave leaving left quit quitting".split())
 TARGET_MARKERS = frozenset("to into onto".split())
@@ -157,12 +159,14 @@ def _numbers(lower: str) -> tuple[frozenset[str], str]:
         return " "
 
     lower = CLOCK_RE.sub(clock_repl, lower)
-    for token in re.findall(r"[a-z0-9.,]*\d[a-z0-9.,]*", lower):
-        token = token.strip(".,")
+    for match in re.finditer(r"[a-z0-9.,]*\d[a-z0-9.,]*", lower):
+        token = match.group().strip(".,")
         head = NUMBER_RE.match(token)
         rest = token[head.end() :] if head else token
         if head and (not rest or rest in UNIT_SUFFIXES):
             value = float(head.group().replace(",", ""))
+            if rest in MONEY_SCALES and lower[match.start() - 1 : match.start()] in CURRENCY_SIGNS:
+                value *= MONEY_SCALES[rest]  # "£60k" is £60,000
             found.add(f"{value:g}")
         else:
             found.add(token)  # an identifier or version ("p60", "v2.1", "2fa"): compared whole

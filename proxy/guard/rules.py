@@ -223,6 +223,7 @@ def _only_pronoun(span: Tokens) -> bool:
 
 
 AUDIENCE = CLOSED_CLASS_SETS["audience"]
+QUESTION_WORDS = frozenset("how what where when why which who".split())
 AUXILIARIES = frozenset("can could do does did is are will would should may must am".split())
 DETERMINERS = frozenset("my our the a an".split())
 
@@ -272,9 +273,11 @@ def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens,
     nor does a phrase whose words the other side says elsewhere ("flu in babies" vs "my baby has the flu")."""
     for _, left, right in changes:
         # Someone else in place of "I"/"my": the question is about another person's case. Not when the pronoun
-        # comes with a verb of its own ("What's included" / "What do I get with"): the sentence was recast.
-        if (_only_pronoun(left) and any(w not in GRAMMAR_WORDS for w in right)) or (
-                _only_pronoun(right) and any(w not in GRAMMAR_WORDS for w in left)):
+        # comes with a verb of its own ("What's included" / "What do I get with") or in the question's opening
+        # ("How do I" / "What's the easiest way to"): the sentence was recast.
+        if (_only_pronoun(left) and not QUESTION_WORDS & set(left) and any(w not in GRAMMAR_WORDS for w in right)) \
+                or (_only_pronoun(right) and not QUESTION_WORDS & set(right)
+                    and any(w not in GRAMMAR_WORDS for w in left)):
             return True
         # A span that replaces only grammatical words ("I" -> "contractors") adds as much as an insertion does.
         if all(w in GRAMMAR_WORDS for w in left):
