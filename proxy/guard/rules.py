@@ -257,14 +257,18 @@ def persons(p: Pair) -> bool:
     shared = {_root(w) for w in p.a.content}
     # "Can my employer reduce my hours…" / "Can I reduce my hours… my employer's…": the same parties, the other acts.
     sa, sb = _subject(p.cached), _subject(p.incoming)
-    if sa and sb and sa != sb and "i" in (sa, sb) and (sa if sb == "i" else sb) in shared & {
-            _root(w) for w in p.b.content}:
+    party = sb if sa == "i" else sa
+    if sa and sb and sa != sb and "i" in (sa, sb) and party in shared and party in {_root(w) for w in p.b.content}:
         return True
     a, b = speaker(p.a.words), speaker(p.b.words)
     if a is None or b is None or a == b or shared != {_root(w) for w in p.b.content}:
         return False
     # The other party moves across the speaker ("my landlord … me"); "tell me how to reset it" moves nothing.
     return bool((before_speaker(p.cached) ^ before_speaker(p.incoming)) & shared)
+
+
+def _opens_qualifier(word: str) -> bool:
+    return word in QUALIFYING_PREPOSITIONS or word in CLAUSE_OPENERS
 
 
 def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens, tb: Tokens) -> bool:
@@ -289,11 +293,10 @@ def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens,
         elsewhere = set(tb if added is left else ta)
         if all(w in GRAMMAR_WORDS or w in QUALIFYING_PREPOSITIONS or w in elsewhere for w in added):
             continue
-        if len(added) > 1 and added[0] in QUALIFYING_PREPOSITIONS:
-            return True
-        # A clause, or an adverb then a phrase: "…if I left the keys in it", "…already in the EU".
-        opener = (added[1] if len(added) > 2 and added[0] in ADVERBS else added[0]).split("'")[0]  # "that's"
-        if len(added) > 1 and (opener in CLAUSE_OPENERS or opener in QUALIFYING_PREPOSITIONS):
+        # A phrase or a clause, or an adverb then one: "…in babies", "…if I left the keys in it", "…already in
+        # the EU".
+        if len(added) > 1 and (_opens_qualifier(added[0]) or (
+                len(added) > 2 and added[0] in ADVERBS and _opens_qualifier(added[1]))):
             return True
         if any(singular(w) in members and w not in elsewhere for w in added for members in CLOSED_CLASS_SETS.values()):
             return True  # "can I work from home" vs "can contractors work from home" (not "flu in babies")
