@@ -304,6 +304,8 @@ def test_initials_must_be_content_words() -> None:
         ("How do I get a provisional licence?", "How old do I have to be to get a provisional licence?"),  # an age
         ("How do I make a claim for Universal Credit?", "Am I eligible for Universal Credit?"),  # eligibility
         ("How do I apply for planning permission?", "Do I need planning permission for a garden shed?"),  # whether
+        ("Is there parking at the hotel?", "How much is parking at the hotel per night?"),  # a yes or no, an amount
+        ("Can I pay my bill?", "Why is my bill so high?"),  # a yes or no, a reason
     ],
 )
 def test_questions_that_want_another_kind_of_answer_conflict(cached: str, incoming: str) -> None:
@@ -324,6 +326,8 @@ def test_questions_that_want_another_kind_of_answer_conflict(cached: str, incomi
         ("How do I renew my car tax?", "Can I renew my car tax online?"),  # a procedure, no kind
         ("When is my MOT due?", "How can I check the date my MOT runs out?"),  # "how can I check" asks for the date
         ("Do I need a visa for Japan?", "Is a visa required to visit Japan?"),  # both ask whether it is needed
+        ("Can I renew my passport online?", "How do I renew my passport online?"),  # a yes or no, a procedure
+        ("Is there a pharmacy near the station?", "Where is the nearest pharmacy to the station?"),  # and a place
         ("What do I need to do before the cleaners arrive?", "How should I prepare for the cleaning visit?"),
     ],
 )

@@ -92,7 +92,7 @@ async def test_grey_band_trap_the_second_opinion_rejects(tmp_path, real_embedder
 
 # Look-alikes MiniLM puts in the grey band, no guard rule sees and e5 vouches for: the opening question words want
 # another kind of answer, or one side wants a kind and the other none.
-KIND_TRAPS = [("Is parking free?", "Where can I park?"), ("Can I pay my bill?", "Why is my bill so high?")]
+KIND_TRAPS = [("Is parking free?", "Where can I park?")]  # a yes or no, a place: no guard rule tells them apart
 
 
 @pytest.mark.anyio

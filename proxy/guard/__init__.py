@@ -14,7 +14,7 @@ from ..guard_scripts import find_script_conflict, is_foreign
 from .features import features
 from .rules import RULE_NAMES, RULES, Pair, frame_swap
 
-PROCEDURE = frozenset({"procedure"})  # "How do I…" and "Can I…" want one answer in the grey band
+NO_KIND = frozenset({"procedure", "yes-no"})  # "How do I…" and "Can I…" want one answer in the grey band
 
 __all__ = ["RULE_NAMES", "features", "find_conflict", "grey_conflict", "restates"]
 
@@ -41,7 +41,7 @@ def grey_conflict(cached: str, incoming: str, kinds: bool = True) -> bool:
     if is_foreign(cached) or is_foreign(incoming):
         return False
     pair = Pair(cached, incoming)
-    return (kinds and pair.a.asks - PROCEDURE != pair.b.asks - PROCEDURE) or frame_swap(pair)
+    return (kinds and pair.a.asks - NO_KIND != pair.b.asks - NO_KIND) or frame_swap(pair)
 
 
 def restates(question: str, closer: str, rival: str) -> bool:

@@ -79,7 +79,7 @@ class Features(NamedTuple):
     # The verbs after "can't"/"cannot" when every negation in the text is one of those, else None.
     inabilities: frozenset[str] | None
     # What its clause-opening question words ask for: time, place, reason, person, amount, duration, age,
-    # eligibility, requirement, procedure.
+    # eligibility, requirement, procedure; or yes-no for an auxiliary opening with none of those.
     asks: frozenset[str]
     # Negated by a stopping verb alone ("stop my direct debit", "prevent"), with no "not"/"no"/"without".
     halts: bool
@@ -113,8 +113,13 @@ _KINDS = (
 ASKS = tuple((re.compile(f"{_CLAUSE_START}(?:{pattern})"), kind) for pattern, kind in _KINDS)
 
 
+# A question that opens with an auxiliary and names no kind wants a yes or no: "Is there parking at the hotel?".
+YES_NO_RE = re.compile(r"^(?:is|are|am|can|could|do|does|did|will|would|should|has|have|may)\b")
+
+
 def _asks(lower: str) -> frozenset[str]:
-    return frozenset(kind for pattern, kind in ASKS if pattern.search(lower))
+    kinds = frozenset(kind for pattern, kind in ASKS if pattern.search(lower))
+    return kinds or (frozenset({"yes-no"}) if YES_NO_RE.match(lower) else kinds)
 
 
 def rewrite(lower: str) -> str:

@@ -36,8 +36,12 @@ from .lexicon import (
 # swapped things <= 0.87 ("lost"/"stolen card" 0.87, "home"/"car insurance" 0.81, "boat"/"fishing licence").
 SWAP_SIMILARITY = 0.90
 # A procedure's answer says where to go or whom to tell: "How do I report a pothole?" / "Who do I tell?".
-COMPATIBLE_ASKS = frozenset({("procedure", "place"), ("place", "procedure"), ("procedure", "person"),
-                             ("person", "procedure")})
+# A yes or no answers "Can I…", "Am I eligible…", "Do I need…" too, and says where or who ("Is there a pharmacy
+# near me?" / "Where is the nearest pharmacy?"); not when, how much, how long or why.
+COMPATIBLE_ASKS = frozenset(
+    pair for x, y in (("procedure", "place"), ("procedure", "person"), ("yes-no", "procedure"),
+                      ("yes-no", "eligibility"), ("yes-no", "requirement"), ("yes-no", "place"), ("yes-no", "person"))
+    for pair in ((x, y), (y, x)))
 INFLECTIONS = frozenset({"ing", "ed", "es", "s", "er", "ers"})
 # Share of tokens two texts must have in common for frame_swap to read them as one frame with swapped words.
 FRAME_SHARE = 0.5
