@@ -258,14 +258,14 @@ def persons(p: Pair) -> bool:
         seq = tokens(text)
         at = next((i for i, t in enumerate(seq) if t in ("i", "me")), len(seq))
         return {_root(t) for t in seq[:at] if t not in STOPWORDS and t not in GRAMMAR_WORDS}
-    shared = {_root(w) for w in p.a.content}
+    shared, roots_b = {_root(w) for w in p.a.content}, {_root(w) for w in p.b.content}
     # "Can my employer reduce my hours…" / "Can I reduce my hours… my employer's…": the same parties, the other acts.
     sa, sb = _subject(p.cached), _subject(p.incoming)
     party = sb if sa == "i" else sa
-    if sa and sb and sa != sb and "i" in (sa, sb) and party in shared and party in {_root(w) for w in p.b.content}:
+    if sa and sb and sa != sb and "i" in (sa, sb) and party in shared and party in roots_b:
         return True
     a, b = speaker(p.a.words), speaker(p.b.words)
-    if a is None or b is None or a == b or shared != {_root(w) for w in p.b.content}:
+    if a is None or b is None or a == b or shared != roots_b:
         return False
     # The other party moves across the speaker ("my landlord … me"); "tell me how to reset it" moves nothing.
     return bool((before_speaker(p.cached) ^ before_speaker(p.incoming)) & shared)
