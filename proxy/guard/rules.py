@@ -229,7 +229,7 @@ def _only_pronoun(span: Tokens) -> bool:
 AUDIENCE = CLOSED_CLASS_SETS["audience"]
 QUESTION_WORDS = frozenset("how what where when why which who".split())
 AUXILIARIES = frozenset("can could do does did is are will would should may must am".split())
-DETERMINERS = frozenset("my our the a an".split())
+DETERMINERS = ARTICLES | {"my", "our"}
 
 
 def _subject(text: str) -> str | None:
