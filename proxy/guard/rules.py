@@ -223,7 +223,10 @@ def parties(p: Pair) -> bool:
 
 
 def _only_pronoun(span: Tokens) -> bool:
-    return bool(PERSONAL_PRONOUNS & set(span)) and all(w in GRAMMAR_WORDS or w in PERSONAL_PRONOUNS for w in span)
+    """A personal pronoun among grammatical words ("my", "can I"), not in a question's opening ("How do I")."""
+    words = set(span)
+    return bool(PERSONAL_PRONOUNS & words) and not QUESTION_WORDS & words \
+        and all(w in GRAMMAR_WORDS or w in PERSONAL_PRONOUNS for w in span)
 
 
 AUDIENCE = CLOSED_CLASS_SETS["audience"]
@@ -283,9 +286,8 @@ def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens,
         # Someone else in place of "I"/"my": the question is about another person's case. Not when the pronoun
         # comes with a verb of its own ("What's included" / "What do I get with") or in the question's opening
         # ("How do I" / "What's the easiest way to"): the sentence was recast.
-        if (_only_pronoun(left) and not QUESTION_WORDS & set(left) and any(w not in GRAMMAR_WORDS for w in right)) \
-                or (_only_pronoun(right) and not QUESTION_WORDS & set(right)
-                    and any(w not in GRAMMAR_WORDS for w in left)):
+        if (_only_pronoun(left) and any(w not in GRAMMAR_WORDS for w in right)) or (
+                _only_pronoun(right) and any(w not in GRAMMAR_WORDS for w in left)):
             return True
         # A span that replaces only grammatical words ("I" -> "contractors") adds as much as an insertion does.
         if all(w in GRAMMAR_WORDS for w in left):
