@@ -380,6 +380,41 @@ def test_an_added_condition_narrows_the_question(cached: str, incoming: str) -> 
     assert find_conflict(incoming, cached, 0.95) == "scope"
 
 
+def test_a_condition_after_a_recast_opening_narrows_the_question() -> None:
+    # "the process" belongs to the opening ("How do I"), not to what is asked.
+    cached = "What's the process to renew a driving licence?"
+    incoming = "How do I renew my driving licence if I've moved?"
+    assert find_conflict(cached, incoming, 0.95) == "scope"
+    assert find_conflict(incoming, cached, 0.95) == "scope"
+
+
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("How do I back up my whole laptop?", "How do I back up only the documents on my laptop?"),
+        ("How do I delete my Instagram account?", "How do I delete a single photo on Instagram?"),
+        ("How do I cancel my broadband and TV bundle?", "How do I drop one channel from my TV bundle?"),
+        ("Can I get a refund on my train tickets?", "Can I get a refund for just the return ticket?"),
+    ],
+)
+def test_a_part_of_the_whole_is_another_question(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming, 0.95) == "part"
+    assert find_conflict(incoming, cached, 0.95) == "part"
+
+
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("How do I merge two PDFs into a file?", "How do I merge two PDFs into a single file in Acrobat?"),  # one file
+        ("How do I apply for a single person discount?", "I live alone, can I get a discount?"),  # an adjective
+        ("Why does the app use so much memory?", "Why does the app use only a little memory?"),  # an amount
+    ],
+)
+def test_wording_that_names_no_part_passes_part(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming, 0.95) != "part"
+    assert find_conflict(incoming, cached, 0.95) != "part"
+
+
 def test_a_relative_clause_that_only_describes_passes() -> None:
     assert find_conflict("How do I activate my new debit card?",
                          "how can I activate the new debit card that came in the post", 0.95) is None

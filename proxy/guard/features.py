@@ -17,6 +17,7 @@ from .lexicon import (
     KNOWN_TERMS,
     NEGATIVE_WORDS,
     NOT_NAMES,
+    PART_PHRASES,
     REWRITES,
     STOPWORDS,
     SWAP_SYNONYMS,
@@ -85,6 +86,8 @@ class Features(NamedTuple):
     halts: bool
     # The stages its verbs name (start, end, change, look: lexicon.ACTION_STAGES).
     actions: frozenset[str]
+    # The part it picks out of a whole: "only the photos", "a single post on" (lexicon.PART_PHRASES).
+    parts: frozenset[str]
 
 
 # A question word that opens a clause ("Where is…", "…, who do I tell?"), not one inside it ("tell me where",
@@ -261,6 +264,12 @@ def _actions(lower: str, tokens: list[str]) -> frozenset[str]:
                      + [stage for pattern, stage in ACTION_PHRASES if pattern.search(lower)])
 
 
+def _parts(lower: str, tokens: list[str]) -> frozenset[str]:
+    if len(tokens) > MAX_ROLE_TOKENS:  # a long text narrates: "only uses a small part of memory"
+        return frozenset()
+    return frozenset(singular(m.group(1)) for pattern in PART_PHRASES for m in pattern.finditer(lower))
+
+
 @lru_cache(maxsize=8192)
 def features(text: str) -> Features:
     lower = rewrite(text.lower().replace("\u2019", "'"))
@@ -281,7 +290,7 @@ def features(text: str) -> Features:
             inabilities = None
     return Features(words, content, numbers, calendar, negated, _entities(text.replace("\u2019", "'")), _arrows(tokens),
                     _roles(tokens), frozenset(ORDINALS[t] for t in tokens if t in ORDINALS), inabilities,
-                    _asks(lower.strip()), halts, _actions(lower, tokens))
+                    _asks(lower.strip()), halts, _actions(lower, tokens), _parts(lower, tokens))
 
 
 @lru_cache(maxsize=8192)

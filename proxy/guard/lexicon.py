@@ -54,6 +54,7 @@ ACTION_STAGES: dict[str, str] = {form: stage for stage, words in _WORDS["actions
                                  for base in words.split() for form in _verb_forms(base)}
 ACTION_PHRASES = [(re.compile(pattern), stage) for stage, patterns in _WORDS["action_phrases"].items()
                   for pattern in patterns]
+PART_PHRASES = [re.compile(pattern) for pattern in _WORDS["part_phrases"]]
 REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _load("phrases.yaml")["rewrites"]]
 
 WORD_NUMBERS: dict[str, float] = {w: float(v) for w, v in _NUMBERS["word_numbers"].items()}

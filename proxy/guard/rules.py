@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cached_property
 
-from .features import Features, Tokens, diff, features, tokens
+from .features import Features, Tokens, diff, edits, features, tokens
 from .lexicon import (
     ACTION_STAGES,
     ADVERBS,
@@ -100,6 +100,16 @@ def action(p: Pair) -> bool:
     if not (p.a.actions and p.b.actions) or p.a.actions & p.b.actions:
         return False
     return bool({w for w in p.a.content if w not in ACTION_STAGES} & {w for w in p.b.content if w not in ACTION_STAGES})
+
+
+def part(p: Pair) -> bool:
+    """One side asks about a part of what the other names whole: "How do I back up my entire phone?" / "…only
+    the photos on my phone?", "delete my Facebook account" / "delete a single post on Facebook"."""
+    if bool(p.a.parts) == bool(p.b.parts):
+        return False
+    named, other = (p.a.parts, p.b) if p.a.parts else (p.b.parts, p.a)
+    # The part must be new: "an array into a single string in JS" / "join an array into a string" is one string.
+    return bool(named - other.words - other.content) and bool(p.a.content & p.b.content)
 
 
 def ordinal(p: Pair) -> bool:
@@ -316,8 +326,16 @@ def scope(p: Pair) -> bool:
         ma, mb = p.a.words & members, p.b.words & members
         if ma - mb and mb - ma and not _same_after_negation(ma - mb, mb - ma):
             return True
-    small, big = sorted((p.a.content, p.b.content), key=len)
-    ta, tb, changes = diff(p.cached, p.incoming)
+    ta, tb, ops = edits(p.cached, p.incoming)
+    # "What's the process to renew…" / "How do I renew…": a recast opening's question nouns are no content.
+    opening: set[str] = set()
+    if ops and ops[0][1] == ops[0][3] == 0:
+        left, right = ta[: ops[0][2]], tb[: ops[0][4]]
+        if QUESTION_WORDS & set(left) and QUESTION_WORDS & set(right) and all(
+                w in GRAMMAR_WORDS or w in STOPWORDS or w in GENERIC_WORDS for w in left + right):
+            opening = set(left + right) & GENERIC_WORDS
+    small, big = sorted((p.a.content - opening, p.b.content - opening), key=len)
+    changes = tuple((tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops)
     return bool(small < big and big - small - GENERIC_WORDS and _adds_qualifier(changes, ta, tb))
 
 
@@ -460,6 +478,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("direction", direction),
     ("parties", parties),
     ("persons", persons),
+    ("part", part),
     ("scope", scope),
     ("substitution", substitution),
     ("modifier", modifier),
