@@ -415,6 +415,33 @@ def test_wording_that_names_no_part_passes_part(cached: str, incoming: str) -> N
     assert find_conflict(incoming, cached, 0.95) != "part"
 
 
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("How do I get a copy of my birth certificate?", "How do I get a copy of my father's birth certificate?"),
+        ("Can I claim travel insurance for myself?", "Can I claim travel insurance for my colleagues?"),
+        ("How do I cancel my car insurance policy?", "How do I come off my husband's car insurance policy?"),
+    ],
+)
+def test_another_persons_case_is_another_question(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming, 0.95) == "someone"
+    assert find_conflict(incoming, cached, 0.95) == "someone"
+
+
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("How do I apply for my son's first passport?", "How do I get my boy his first passport?"),  # both name him
+        ("How do I add my wife to my phone contract?", "How do I put my partner on my phone contract?"),
+        ("Can I book a table for my birthday?", "Can I reserve a table for my birthday party?"),  # nobody else
+        ("Can students get a discount?", "Is there a discount for my kids?"),  # both name someone
+    ],
+)
+def test_the_same_persons_case_passes_someone(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming, 0.95) != "someone"
+    assert find_conflict(incoming, cached, 0.95) != "someone"
+
+
 def test_a_relative_clause_that_only_describes_passes() -> None:
     assert find_conflict("How do I activate my new debit card?",
                          "how can I activate the new debit card that came in the post", 0.95) is None

@@ -3,10 +3,11 @@ answers. `RULES` lists them in the order they run; the first that fires names th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 from .features import Features, Tokens, diff, edits, features, tokens
 from .lexicon import (
@@ -20,6 +21,7 @@ from .lexicon import (
     GRAMMAR_WORDS,
     NEGATING_PREFIXES,
     PARTY_WORDS,
+    PEOPLE,
     PERSONAL_PRONOUNS,
     POLE_SETS,
     QUALIFYING_PREPOSITIONS,
@@ -284,6 +286,42 @@ def persons(p: Pair) -> bool:
     return bool((before_speaker(p.cached) ^ before_speaker(p.incoming)) & shared)
 
 
+POSSESSIVES = frozenset("my our your his her their".split())
+THEIRS_RE = re.compile(r"\b([a-z]+)'s\s+([a-z]+)")
+MINE_RE = re.compile(r"\b(my|our|your|his|her|their)\s+([a-z]+)\b(?!')")
+
+
+@lru_cache(maxsize=4096)
+def _possessions(text: str) -> tuple[frozenset[str], frozenset[tuple[str, str]], frozenset[str]]:
+    """The people a text names as someone's ("my partner", "our son's"), what belongs to one of them ("partner's
+    car": ("partner", "car")) and what belongs to the speaker ("my car": "car"), singular."""
+    lower = text.lower().replace("\u2019", "'")
+    theirs = {(singular(m.group(1)), singular(m.group(2))) for m in THEIRS_RE.finditer(lower)
+              if singular(m.group(1)) in PEOPLE}
+    people, mine = {owner for owner, _ in theirs}, set()
+    for m in MINE_RE.finditer(lower):
+        word = singular(m.group(2))
+        if word in PEOPLE:
+            people.add(word)
+        elif m.group(1) in ("my", "our"):  # "their first passport" may be the child's
+            mine.add(word)
+    return frozenset(people), frozenset(theirs), frozenset(mine)
+
+
+def someone(p: Pair) -> bool:
+    """One side is about another person's case: the other names nobody ("How do I see my medical records?" /
+    "…my child's medical records?", "How do I register with a GP?" / "How do I register my newborn with a GP?"), or
+    has the same thing as the speaker's ("on my car insurance" / "on my partner's car insurance")."""
+    (pa, theirs_a, mine_a), (pb, theirs_b, mine_b) = _possessions(p.cached), _possessions(p.incoming)
+    if any(thing in mine_b and (owner, thing) not in theirs_b for owner, thing in theirs_a) or any(
+            thing in mine_a and (owner, thing) not in theirs_a for owner, thing in theirs_b):
+        return True
+    if bool(pa) == bool(pb):
+        return False
+    other = p.b.words if pa else p.a.words
+    return not any(singular(w) in PEOPLE or singular(w) in AUDIENCE for w in other) and bool(p.a.content & p.b.content)
+
+
 def _opens_qualifier(word: str) -> bool:
     return word in QUALIFYING_PREPOSITIONS or word in CLAUSE_OPENERS
 
@@ -480,6 +518,7 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("persons", persons),
     ("part", part),
     ("scope", scope),
+    ("someone", someone),
     ("substitution", substitution),
     ("modifier", modifier),
 )
