@@ -442,6 +442,25 @@ def test_the_same_persons_case_passes_someone(cached: str, incoming: str) -> Non
     assert find_conflict(incoming, cached, 0.95) != "someone"
 
 
+@pytest.mark.parametrize(
+    ("cached", "incoming"),
+    [
+        ("How do I return my parcel?", "How do I return a parcel that has already been opened?"),
+        ("How do I pay my council tax?", "What if my council tax is already overdue?"),
+    ],
+)
+def test_a_thing_already_in_another_state_narrows_the_question(cached: str, incoming: str) -> None:
+    assert find_conflict(cached, incoming, 0.95) == "scope"
+    assert find_conflict(incoming, cached, 0.95) == "scope"
+
+
+def test_the_speakers_own_already_is_no_state_of_the_thing() -> None:
+    assert find_conflict("Can I change my seat after booking?",
+                         "I've already booked my flight, can I still change my seat?", 0.95) != "scope"
+    assert find_conflict("How do I download the dataset?", "How do I download the already prepared dataset?",
+                         0.95) != "scope"
+
+
 def test_a_relative_clause_that_only_describes_passes() -> None:
     assert find_conflict("How do I activate my new debit card?",
                          "how can I activate the new debit card that came in the post", 0.95) is None

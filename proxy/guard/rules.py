@@ -48,6 +48,8 @@ INFLECTIONS = frozenset({"ing", "ed", "es", "s", "er", "ers"})
 # Share of tokens two texts must have in common for frame_swap to read them as one frame with swapped words.
 FRAME_SHARE = 0.5
 ARTICLES = frozenset({"a", "an", "the"})
+# Words between a thing and the "already" that gives its state: "an order that has already", "my phone is already".
+STATE_LINKS = frozenset("that which that's it's is are was were has have had been it they".split())
 # Longest run of words the modifier rule reads as one qualifier of a head noun.
 MODIFIER_WORDS = 3
 # Prepositions of place English swaps freely ("on the train" / "in the train", "at the weekend" / "on the weekend").
@@ -357,13 +359,29 @@ def _adds_qualifier(changes: tuple[tuple[str, Tokens, Tokens], ...], ta: Tokens,
     return False
 
 
+def _already(p: Pair) -> bool:
+    """One side says that the thing both name has already changed state: "cancel my order" / "cancel an order
+    that's already been dispatched", "unlock my phone" / "tell if my phone is already unlocked". Not the speaker's
+    own story ("I've already booked my flight, can I upgrade my seat?")."""
+    if ("already" in p.a.words) == ("already" in p.b.words):
+        return False
+    seq, other = (tokens(p.cached), p.b) if "already" in p.a.words else (tokens(p.incoming), p.a)
+    at = seq.index("already")
+    while at > 0 and seq[at - 1] in STATE_LINKS:
+        at -= 1
+    return at > 0 and singular(seq[at - 1]) in other.content
+
+
 def scope(p: Pair) -> bool:
-    """Both name a member of the same closed class (audience, platform, tier, animal…) and they differ, or one
-    side only adds a qualifier ("flu" vs "flu in babies", "can contractors…")."""
+    """Both name a member of the same closed class (audience, platform, tier, animal…) and they differ, one side
+    gives the state the thing is already in, or one side only adds a qualifier ("flu" vs "flu in babies", "can
+    contractors…")."""
     for members in CLOSED_CLASS_SETS.values():
         ma, mb = p.a.words & members, p.b.words & members
         if ma - mb and mb - ma and not _same_after_negation(ma - mb, mb - ma):
             return True
+    if _already(p):
+        return True
     ta, tb, ops = edits(p.cached, p.incoming)
     # "What's the process to renew…" / "How do I renew…": a recast opening's question nouns are no content.
     opening: set[str] = set()
