@@ -461,6 +461,20 @@ def test_the_speakers_own_already_is_no_state_of_the_thing() -> None:
                          0.95) != "scope"
 
 
+def test_the_same_verb_linking_speaker_and_party_the_other_way_is_a_swap() -> None:
+    cached, incoming = "How do I complain about my landlord?", "My landlord has complained about me, what now?"
+    assert find_conflict(cached, incoming, 0.95) == "persons"
+    assert find_conflict(incoming, cached, 0.95) == "persons"
+    # Other words, and no verb between the two on both sides: the speaker's own story.
+    assert find_conflict("Can my landlord keep my deposit?",
+                         "My landlord is refusing to give back my deposit, can I do anything?", 0.95) != "persons"
+
+
+def test_making_a_thing_smaller_is_another_stage_than_creating_it() -> None:
+    assert find_conflict("How do I create a PDF?", "How do I make my PDF smaller?", 0.95) == "action"
+    assert find_conflict("How do I make a PDF?", "How do I create a PDF?", 0.95) is None
+
+
 def test_a_relative_clause_that_only_describes_passes() -> None:
     assert find_conflict("How do I activate my new debit card?",
                          "how can I activate the new debit card that came in the post", 0.95) is None

@@ -275,6 +275,15 @@ def persons(p: Pair) -> bool:
         seq = tokens(text)
         at = next((i for i, t in enumerate(seq) if t in ("i", "me")), len(seq))
         return {_root(t) for t in seq[:at] if t not in STOPWORDS and t not in GRAMMAR_WORDS}
+    def between(text: str, party: str) -> set[str]:
+        """The content roots between the speaker and the party's first mention."""
+        seq = tokens(text)
+        speaker_at = next((i for i, t in enumerate(seq) if t in ("i", "me")), None)
+        party_at = next((i for i, t in enumerate(seq) if _root(t) == party), None)
+        if speaker_at is None or party_at is None:
+            return set()
+        lo, hi = sorted((speaker_at, party_at))
+        return {_root(t) for t in seq[lo + 1:hi] if t not in STOPWORDS and t not in GRAMMAR_WORDS}
     shared, roots_b = {_root(w) for w in p.a.content}, {_root(w) for w in p.b.content}
     # "Can my employer reduce my hours…" / "Can I reduce my hours… my employer's…": the same parties, the other acts.
     sa, sb = _subject(p.cached), _subject(p.incoming)
@@ -282,10 +291,15 @@ def persons(p: Pair) -> bool:
     if sa and sb and sa != sb and "i" in (sa, sb) and party in shared and party in roots_b:
         return True
     a, b = speaker(p.a.words), speaker(p.b.words)
-    if a is None or b is None or a == b or shared != roots_b:
+    if a is None or b is None or a == b:
         return False
     # The other party moves across the speaker ("my landlord … me"); "tell me how to reset it" moves nothing.
-    return bool((before_speaker(p.cached) ^ before_speaker(p.incoming)) & shared)
+    moved = (before_speaker(p.cached) ^ before_speaker(p.incoming)) & shared & roots_b
+    if shared == roots_b:
+        return bool(moved)
+    # Other words too: the same verb must link the two in both ("I report my neighbour" / "my neighbour reported
+    # me"), not "Can my boss make me work…" / "Do I have to work… if my boss asks?".
+    return any(between(p.cached, party) & between(p.incoming, party) for party in moved)
 
 
 POSSESSIVES = frozenset("my our your his her their".split())
