@@ -435,6 +435,9 @@ def test_another_persons_case_is_another_question(cached: str, incoming: str) ->
         ("How do I add my wife to my phone contract?", "How do I put my partner on my phone contract?"),
         ("Can I book a table for my birthday?", "Can I reserve a table for my birthday party?"),  # nobody else
         ("Can students get a discount?", "Is there a discount for my kids?"),  # both name someone
+        ("How do I book a swimming lesson for my daughter?", "How do I book a swiming lesson for my daugter?"),  # slips
+        ("Can the hotel cater for a gluten allergy?",
+         "My wife has a gluten allergy, can the hotel make sure her meals are safe?"),  # the story's subject
     ],
 )
 def test_the_same_persons_case_passes_someone(cached: str, incoming: str) -> None:

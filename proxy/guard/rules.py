@@ -304,6 +304,7 @@ def persons(p: Pair) -> bool:
 
 POSSESSIVES = frozenset("my our your his her their".split())
 THEIRS_RE = re.compile(r"\b([a-z]+)'s\s+([a-z]+)")
+CLAUSE_START_RE = re.compile(r"(?:^|[.,;:!?])\s*$")
 MINE_RE = re.compile(r"\b(my|our|your|his|her|their)\s+([a-z]+)\b(?!')")
 
 
@@ -318,7 +319,9 @@ def _possessions(text: str) -> tuple[frozenset[str], frozenset[tuple[str, str]],
     for m in MINE_RE.finditer(lower):
         word = singular(m.group(2))
         if word in PEOPLE:
-            people.add(word)
+            # "My son has a nut allergy, can the kitchen…": a clause's subject tells the story, the case stays.
+            if not CLAUSE_START_RE.search(lower[:m.start()]):
+                people.add(word)
         elif m.group(1) in ("my", "our"):  # "their first passport" may be the child's
             mine.add(word)
     return frozenset(people), frozenset(theirs), frozenset(mine)
@@ -334,8 +337,10 @@ def someone(p: Pair) -> bool:
         return True
     if bool(pa) == bool(pb):
         return False
-    other = p.b.words if pa else p.a.words
-    return not any(singular(w) in PEOPLE or singular(w) in AUDIENCE for w in other) and bool(p.a.content & p.b.content)
+    named, other = (pa, p.b.words) if pa else (pb, p.a.words)
+    # Nobody else on the other side, not even the same person misspelt ("my chlid").
+    return not any(singular(w) in PEOPLE or singular(w) in AUDIENCE or any(_variant(w, n) for n in named)
+                   for w in other) and bool(p.a.content & p.b.content)
 
 
 def _opens_qualifier(word: str) -> bool:
