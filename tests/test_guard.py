@@ -462,6 +462,9 @@ def test_the_speakers_own_already_is_no_state_of_the_thing() -> None:
                          "I've already booked my flight, can I still change my seat?", 0.95) != "scope"
     assert find_conflict("How do I download the dataset?", "How do I download the already prepared dataset?",
                          0.95) != "scope"
+    # A statement narrates (a cached prompt or answer-like text), it does not ask about a state.
+    assert find_conflict("The library stores processed data locally, with caching built in.",
+                         "The library stores processed data locally, and caching is already enabled.", 0.95) != "scope"
 
 
 def test_the_same_verb_linking_speaker_and_party_the_other_way_is_a_swap() -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cached_property, lru_cache
 
-from .features import Features, Tokens, diff, edits, features, tokens
+from .features import MAX_ROLE_TOKENS, Features, Tokens, diff, edits, features, tokens
 from .lexicon import (
     ACTION_STAGES,
     ADVERBS,
@@ -384,11 +384,16 @@ def _already(p: Pair) -> bool:
     own story ("I've already booked my flight, can I upgrade my seat?")."""
     if ("already" in p.a.words) == ("already" in p.b.words):
         return False
-    seq, other = (tokens(p.cached), p.b) if "already" in p.a.words else (tokens(p.incoming), p.a)
+    text, other = (p.cached, p.b) if "already" in p.a.words else (p.incoming, p.a)
+    seq = tokens(text)
+    # A statement or a long text narrates: "…, and scalability is already built in."
+    if len(seq) > MAX_ROLE_TOKENS or not ("?" in text or seq[0] in QUESTION_WORDS or seq[0] in AUXILIARIES):
+        return False
     at = seq.index("already")
     while at > 0 and seq[at - 1] in STATE_LINKS:
         at -= 1
-    return at > 0 and singular(seq[at - 1]) in other.content
+    # A thing, not a verb: "storing already processed data" says what is stored.
+    return at > 0 and not seq[at - 1].endswith("ing") and singular(seq[at - 1]) in other.content
 
 
 def scope(p: Pair) -> bool:
