@@ -302,10 +302,11 @@ def persons(p: Pair) -> bool:
     return any(between(p.cached, party) & between(p.incoming, party) for party in moved)
 
 
-POSSESSIVES = frozenset("my our your his her their".split())
+POSSESSIVES = ("my", "our", "your", "his", "her", "their")
+SPEAKERS_OWN = ("my", "our")
 THEIRS_RE = re.compile(r"\b([a-z]+)'s\s+([a-z]+)")
 CLAUSE_START_RE = re.compile(r"(?:^|[.,;:!?])\s*$")
-MINE_RE = re.compile(r"\b(my|our|your|his|her|their)\s+([a-z]+)\b(?!')")
+OWNED_RE = re.compile(rf"\b({'|'.join(POSSESSIVES)})\s+([a-z]+)\b(?!')")
 
 
 @lru_cache(maxsize=4096)
@@ -316,13 +317,13 @@ def _possessions(text: str) -> tuple[frozenset[str], frozenset[tuple[str, str]],
     theirs = {(singular(m.group(1)), singular(m.group(2))) for m in THEIRS_RE.finditer(lower)
               if singular(m.group(1)) in PEOPLE}
     people, mine = {owner for owner, _ in theirs}, set()
-    for m in MINE_RE.finditer(lower):
+    for m in OWNED_RE.finditer(lower):
         word = singular(m.group(2))
         if word in PEOPLE:
             # "My son has a nut allergy, can the kitchen…": a clause's subject tells the story, the case stays.
             if not CLAUSE_START_RE.search(lower[:m.start()]):
                 people.add(word)
-        elif m.group(1) in ("my", "our"):  # "their first passport" may be the child's
+        elif m.group(1) in SPEAKERS_OWN:  # "their first passport" may be the child's
             mine.add(word)
     return frozenset(people), frozenset(theirs), frozenset(mine)
 
@@ -396,6 +397,18 @@ def _already(p: Pair) -> bool:
     return at > 0 and not seq[at - 1].endswith("ing") and singular(seq[at - 1]) in other.content
 
 
+def _recast_opening_nouns(ta: Tokens, tb: Tokens, ops: tuple[tuple[str, int, int, int, int], ...]) -> set[str]:
+    """The question nouns of an opening one side recasts ("What's the process to renew…" / "How do I renew…"):
+    they are no content of what is asked."""
+    if not ops or ops[0][1] != 0 or ops[0][3] != 0:
+        return set()
+    left, right = ta[: ops[0][2]], tb[: ops[0][4]]
+    if not (QUESTION_WORDS & set(left) and QUESTION_WORDS & set(right)) or not all(
+            w in GRAMMAR_WORDS or w in STOPWORDS or w in GENERIC_WORDS for w in left + right):
+        return set()
+    return set(left + right) & GENERIC_WORDS
+
+
 def scope(p: Pair) -> bool:
     """Both name a member of the same closed class (audience, platform, tier, animal…) and they differ, one side
     gives the state the thing is already in, or one side only adds a qualifier ("flu" vs "flu in babies", "can
@@ -407,13 +420,7 @@ def scope(p: Pair) -> bool:
     if _already(p):
         return True
     ta, tb, ops = edits(p.cached, p.incoming)
-    # "What's the process to renew…" / "How do I renew…": a recast opening's question nouns are no content.
-    opening: set[str] = set()
-    if ops and ops[0][1] == ops[0][3] == 0:
-        left, right = ta[: ops[0][2]], tb[: ops[0][4]]
-        if QUESTION_WORDS & set(left) and QUESTION_WORDS & set(right) and all(
-                w in GRAMMAR_WORDS or w in STOPWORDS or w in GENERIC_WORDS for w in left + right):
-            opening = set(left + right) & GENERIC_WORDS
+    opening = _recast_opening_nouns(ta, tb, ops)
     small, big = sorted((p.a.content - opening, p.b.content - opening), key=len)
     changes = tuple((tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops)
     return bool(small < big and big - small - GENERIC_WORDS and _adds_qualifier(changes, ta, tb))
