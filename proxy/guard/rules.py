@@ -419,10 +419,9 @@ def scope(p: Pair) -> bool:
             return True
     if _already(p):
         return True
-    ta, tb, ops = edits(p.cached, p.incoming)
-    opening = _recast_opening_nouns(ta, tb, ops)
+    ta, tb, changes = diff(p.cached, p.incoming)
+    opening = _recast_opening_nouns(ta, tb, edits(p.cached, p.incoming)[2])
     small, big = sorted((p.a.content - opening, p.b.content - opening), key=len)
-    changes = tuple((tag, ta[i1:i2], tb[j1:j2]) for tag, i1, i2, j1, j2 in ops)
     return bool(small < big and big - small - GENERIC_WORDS and _adds_qualifier(changes, ta, tb))
 
 
