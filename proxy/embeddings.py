@@ -103,17 +103,19 @@ def prepare_default_model(target: Path) -> Path:
     return target
 
 
-def without_spinning(session: Any) -> Any:
-    """The same onnxruntime session, but its intra-op threads sleep between runs instead of spinning (onnxruntime's
-    default): on cores shared with the event loop the spin took half the CPU of every embedding (bench/RESULTS.md,
-    "speed work"). A session whose model file is unknown is kept as it is."""
+def spinning_only_within_runs(session: Any) -> Any:
+    """The same onnxruntime session, but its intra-op threads stop spinning when a run ends. onnxruntime's default
+    spins them on after every run, and on cores shared with the event loop that took half the CPU of every
+    embedding; never spinning costs a sleep and a wake-up per parallel operator instead, ~1 ms of a 5 ms embedding
+    here (bench/RESULTS.md, "speed work"). A session whose model file is unknown is kept as it is."""
     import onnxruntime as ort
 
     path = getattr(session, "_model_path", None)
     if not isinstance(session, ort.InferenceSession) or not isinstance(path, str) or not Path(path).is_file():
         return session
     options = session.get_session_options()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(path, sess_options=options, providers=session.get_providers(),
                                 provider_options=list(session.get_provider_options().values()))
 
@@ -159,7 +161,7 @@ class FastEmbedder:
         self.languages: frozenset[str] | None = DEFAULT_LANGUAGES if default else None
         inner = getattr(self._model, "model", None)
         if inner is not None and getattr(inner, "model", None) is not None:
-            inner.model = without_spinning(inner.model)
+            inner.model = spinning_only_within_runs(inner.model)
         tokenizer = getattr(inner, "tokenizer", None)
         unk = getattr(getattr(tokenizer, "model", None), "unk_token", None)
         self._tokenizer = tokenizer

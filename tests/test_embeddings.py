@@ -57,12 +57,12 @@ def test_real_model_separates_paraphrases_from_unrelated(real_embedder):
     assert float(v[0] @ v[2]) < 0.3
 
 
-def test_the_model_threads_sleep_between_runs_and_embed_the_same(real_embedder):
+def test_the_model_threads_stop_spinning_when_a_run_ends_and_embed_the_same(real_embedder):
     import onnxruntime as ort
 
     session = real_embedder._model.model.model
     options = session.get_session_options()
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
     spinning = ort.InferenceSession(session._model_path, providers=session.get_providers())
     texts = ["How do I reset my password?", "What is the capital of France?"]
     quiet = real_embedder.embed(texts)
