@@ -165,18 +165,18 @@ class RecordStore:
         return self._writer
 
     async def get_exact(self, exact_key: str) -> Entry | None:
-        async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
-                                       (exact_key,)) as cur:
-            row = await cur.fetchone()
-        return _entry(row) if row else None
+        # execute_fetchall: one trip to aiosqlite's thread, where execute, fetch and close took three (~0.15 ms)
+        rows = await self.reader.execute_fetchall(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
+                                                  (exact_key,))
+        return _entry(next(iter(rows))) if rows else None
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Entry]:
         ids = list(ids)
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        async with self.reader.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE id IN ({marks})", ids) as cur:
-            return {row[0]: _entry(row) for row in await cur.fetchall()}
+        rows = await self.reader.execute_fetchall(f"SELECT {RECORD_COLUMNS} FROM entries WHERE id IN ({marks})", ids)
+        return {row[0]: _entry(row) for row in rows}
 
     async def insert_many(self, news: list[Entry], *, commit: bool = True) -> list[tuple[int, Entry | None]]:
         """Store each of `news` in one transaction, replacing entries with the same exact key; returns (id, replaced
@@ -184,11 +184,10 @@ class RecordStore:
         done = []
         for new in news:
             old = None
-            async with self.writer.execute(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
-                                           (new.exact_key,)) as cur:
-                row = await cur.fetchone()
-            if row:
-                old = _entry(row)
+            rows = await self.writer.execute_fetchall(f"SELECT {RECORD_COLUMNS} FROM entries WHERE exact_key = ?",
+                                                      (new.exact_key,))
+            if rows:
+                old = _entry(next(iter(rows)))
                 await self.writer.execute("DELETE FROM entries WHERE id = ?", (old.id,))
             vector = None if new.vector is None else np.asarray(new.vector, dtype=np.float32).tobytes()
             cur = await self.writer.execute(INSERT_SQL, (
