@@ -166,7 +166,7 @@ def main() -> None:
         from .stores import render, replace_section
 
         text = replace_section(text, render(results["stores"], results["command"]))
-    args.out.write_text(text)
+    args.out.write_text(report.keep_other_sections(text, args.out.read_text() if args.out.exists() else ""))
     print(f"wrote {args.out}", flush=True)
 
 

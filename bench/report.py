@@ -92,15 +92,23 @@ LIMITS = """
 - **Misses** pay one embedding (onnxruntime, ~45% of the samples under load), parsing (~0.6 ms, of which ~0.2 ms
   the time-sensitivity check of a new question), the exact-key read from SQLite (~0.4 ms), the upstream call through
   httpx (~0.5 ms of Python) and the write-back on other threads (SQLite, hnswlib).
+- **A semantic hit at 1 client** is one embedding plus ~2 ms, where the target allows 1 ms. Stage timings inside
+  `deja serve` (added for a run on 2026-12-04, not kept): the embedding on the batcher thread 4.6–4.8 ms (in process
+  4.4–4.7), the exact-key read before it 0.2–0.4 ms (three trips to aiosqlite's thread then; one trip, as in this
+  run, measured ~0.1 ms on its own), the hop to the batcher thread and back with the index search 0.27 ms, the
+  guard 0.25–0.32 ms (most of it reading the new question: its per-text features), the response 0.17–0.23 ms and
+  the parsing, routing and rendering around them ~0.2 ms. Reading the question for the guard while it embeds was
+  measured and gave nothing: onnxruntime keeps both cores busy for the whole embedding.
 - **Semantic hits at 32 clients** share the cores with the second opinion: a near-tie between stored candidates
   (6 of the workload's 200 paraphrases: "configure X" against stored "configure X" and "enable X") embeds with
   multilingual-e5 (~30 ms a text) on the thread MiniLM's batches use; e5 vectors of stored questions are kept, so
   a repeated near-tie embeds only the question. Its p99 shows at 1 client too.
 - **GPTCache ratio**: both sides run the same embedding (GPTCache's server embeds with Deja's FastEmbedder), which
-  is most of a semantic hit on either side; Deja's overhead beyond it is ~1-2 ms, GPTCache's ~10 ms here. 4× would
+  is most of a semantic hit on either side; Deja's overhead beyond it is ~2 ms, GPTCache's ~10 ms here. 4× would
   need Deja's whole hit below a quarter of GPTCache's, i.e. below one embedding on this host.
-- **1M-entry cold start** was 13.5 s in this run, the first start after the data was written (4.4 GB of SQLite
-  not yet in the page cache); a second start of the same data took 6.1 s. Not yet profiled.
+- **1M-entry cold start**: 13.5 s on 2026-12-02 in the first start after the data was written (4.4 GB of SQLite not
+  yet in the page cache; a second start took 6.1 s), 5.21 s on 2026-12-04 with the data just written. Not yet
+  profiled.
 """
 
 
@@ -156,3 +164,11 @@ def _gptcache(gpt: dict, semantic: float, runs: list[dict]) -> list[str]:
     out.append(f"| in-process `get()` | 1 | {inp['p50_ms']:.2f} / {inp['p99_ms']:.2f} | – | {semantic:.2f} (HTTP) | "
                f"– | {inp['p50_ms'] / semantic:.1f}× |")
     return out
+
+
+def keep_other_sections(text: str, previous: str) -> str:
+    """`text` followed by the sections of `previous` it does not write itself (other benches' sections, notes on
+    speed work): regenerating the run's tables must not erase them."""
+    written = {line for line in text.splitlines() if line.startswith("## ")}
+    kept = [part for part in previous.split("\n## ")[1:] if "## " + part.splitlines()[0] not in written]
+    return text.rstrip("\n") + "".join("\n\n## " + part.rstrip("\n") for part in kept) + "\n"
