@@ -12,7 +12,7 @@ import sys
 import time
 
 from proxy.guard import features, find_conflict
-from proxy.guard.features import edits, tokens
+from proxy.guard.features import _numbers, edits, rewrite, tokens
 
 from .workload import workload
 
@@ -26,7 +26,7 @@ def timed_us(pairs: list[tuple[str, str]], similarity: float | None) -> list[flo
     for cached, incoming in pairs:
         runs = []
         for _ in range(REPEATS):
-            for memo in (features, tokens, edits):
+            for memo in (features, tokens, edits, rewrite, _numbers):
                 memo.cache_clear()
             started = time.perf_counter()
             find_conflict(cached, incoming, similarity)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 from .lexicon import (
     ACTION_PHRASES,
     ACTION_STAGES,
+    ANY_REWRITE,
     CALENDAR,
     DIRECTION_CUES,
     FILLER_WORDS,
@@ -125,7 +126,10 @@ def _asks(lower: str) -> frozenset[str]:
     return kinds or (frozenset({"yes-no"}) if YES_NO_RE.match(lower) else kinds)
 
 
+@lru_cache(maxsize=8192)  # features and tokens both rewrite each text
 def rewrite(lower: str) -> str:
+    if not ANY_REWRITE.search(lower):
+        return lower
     for pattern, replacement in REWRITES:
         lower = pattern.sub(replacement, lower)
     return lower
@@ -137,6 +141,7 @@ def _value(word: str) -> float:
     return WORD_NUMBERS[word] if word in WORD_NUMBERS else float(word)
 
 
+@lru_cache(maxsize=8192)  # features and tokens both read each text's numbers
 def _numbers(lower: str) -> tuple[frozenset[str], str]:
     """Canonical numeric values in `lower`, plus the text with times and durations removed (so "7pm" is not
     also "7")."""
@@ -194,12 +199,19 @@ def _numbers(lower: str) -> tuple[frozenset[str], str]:
     return frozenset(found), lower
 
 
+@lru_cache(maxsize=65536)
+def _name_parts(lower_word: str) -> tuple[frozenset[str], frozenset[str]]:
+    """A lowercase word as names compare (singular, synonyms folded), and the known terms among its parts."""
+    parts = frozenset(SYNONYMS.get(p, p) for p in map(singular, WORD_RE.findall(lower_word)))
+    return parts, parts & KNOWN_TERMS
+
+
 def _entities(text: str) -> frozenset[str]:
     """Capitalised words that are not sentence-initial, plus known product/platform names in any case."""
     letters = [c for c in text if c.isalpha()]
     uppers = sum(c.isupper() for c in letters)
     shouting = letters and uppers > 0.8 * len(letters)
-    names = set()
+    names: set[str] = set()
     words = list(CASED_WORD_RE.finditer(text))
     title_case = words and sum(w.group()[0].isupper() for w in words) > 0.6 * len(words) and len(words) > 3
     # "…include Load, Preprocess, Know your dataset": in a list of capitalised items, ordinary words are headings.
@@ -207,9 +219,9 @@ def _entities(text: str) -> frozenset[str]:
     listing = items >= LIST_ITEMS
     for m in words:
         word = m.group()
-        parts = {SYNONYMS.get(p, p) for p in map(singular, WORD_RE.findall(word.lower()))}
-        if parts & KNOWN_TERMS:
-            names.update(parts & KNOWN_TERMS)
+        parts, known = _name_parts(word.lower())
+        if known:
+            names.update(known)
             continue
         if shouting or title_case or not word[0].isupper() or word.lower() in NOT_NAMES or (
                 listing and common_word(word.lower())):

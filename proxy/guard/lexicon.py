@@ -57,6 +57,8 @@ ACTION_PHRASES = [(re.compile(pattern), stage) for stage, patterns in _WORDS["ac
                   for pattern in patterns]
 PART_PHRASES = [re.compile(pattern) for pattern in _WORDS["part_phrases"]]
 REWRITES = [(re.compile(pattern), replacement) for pattern, replacement in _load("phrases.yaml")["rewrites"]]
+# Matches where any rewrite would: most texts have none, and one search is cheaper than every rewrite's scan.
+ANY_REWRITE = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in REWRITES))
 
 WORD_NUMBERS: dict[str, float] = {w: float(v) for w, v in _NUMBERS["word_numbers"].items()}
 CALENDAR: dict[str, str] = {
