@@ -492,3 +492,14 @@ def test_a_thing_or_another_subject_is_no_party_swap() -> None:
     assert find_conflict("Can my landlord enter without giving notice?",
                          "Is my landlord allowed to come in without warning me first?", 0.95) != "persons"
 
+
+
+def test_the_clause_naming_the_party_says_who_acts_when_the_question_names_the_speaker_both_ways() -> None:
+    cached, incoming = "What do I do if my landlord ignores me?", "What do I do if I ignore my landlord?"
+    assert find_conflict(cached, incoming, 0.95) == "persons"
+    assert find_conflict(incoming, cached, 0.95) == "persons"
+    # The same party acting on the speaker in both clauses, reworded, passes.
+    assert find_conflict("What should I do if my neighbour keeps parking in front of my drive and blocks me in?",
+                         "What can I do if my neighbour parks across my drive and blocks me in?", 0.95) != "persons"
+    assert find_conflict("How do I complain if my landlord ignores me?",
+                         "My landlord keeps ignoring me, how do I complain?", 0.95) is None

@@ -264,6 +264,32 @@ def _subject(text: str) -> str | None:
     return None
 
 
+CLAUSE_SPLIT_RE = re.compile(r"[,.;:?!]|\b(?:if|when|whenever|after|before|because|while|unless|but)\b")
+SPEAKER_TOKENS = frozenset({"i", "me"})
+
+
+def _party_clauses(cached: str, incoming: str) -> tuple[str, str] | None:
+    """The one clause on each side that names both the speaker and a party both sides name, when at least one of
+    them is less than its whole question; else None."""
+    def clauses(text: str) -> list[tuple[str, set[str]]]:
+        parts = [c.strip() for c in CLAUSE_SPLIT_RE.split(text.lower().replace("\u2019", "'"))]
+        return [(c, {_root(t) for t in tokens(c) if t in PARTY_WORDS or t in AUDIENCE}) for c in parts
+                if c and SPEAKER_TOKENS.intersection(tokens(c))]
+    ca, cb = clauses(cached), clauses(incoming)
+    parties = set().union(*(roots for _, roots in ca)) & set().union(*(roots for _, roots in cb))
+    if len(parties) != 1:
+        return None
+    party = parties.pop()
+    with_a = [c for c, roots in ca if party in roots]
+    with_b = [c for c, roots in cb if party in roots]
+    if len(with_a) != 1 or len(with_b) != 1:
+        return None
+    whole_a, whole_b = cached.lower().strip(" ?.!"), incoming.lower().strip(" ?.!")
+    if with_a[0] == whole_a and with_b[0] == whole_b:
+        return None
+    return with_a[0], with_b[0]
+
+
 def persons(p: Pair) -> bool:
     """The speaker and another party trade places in the same words: "Can I claim compensation from my landlord?"
     / "Can my landlord claim compensation from me?", "my employer owes me" / "I owe my employer"."""
@@ -292,7 +318,10 @@ def persons(p: Pair) -> bool:
         return True
     a, b = speaker(p.a.words), speaker(p.b.words)
     if a is None or b is None or a == b:
-        return False
+        # "What should I do if my employer owes me money…" / "…if I owe my employer money…": the clause naming the
+        # party says who acts, where the whole question names the speaker both ways.
+        clauses = _party_clauses(p.cached, p.incoming)
+        return clauses is not None and persons(Pair(*clauses))
     # The other party moves across the speaker ("my landlord … me"); "tell me how to reset it" moves nothing.
     moved = (before_speaker(p.cached) ^ before_speaker(p.incoming)) & shared & roots_b
     if shared == roots_b:
