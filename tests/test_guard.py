@@ -503,3 +503,14 @@ def test_the_clause_naming_the_party_says_who_acts_when_the_question_names_the_s
                          "What can I do if my neighbour parks across my drive and blocks me in?", 0.95) != "persons"
     assert find_conflict("How do I complain if my landlord ignores me?",
                          "My landlord keeps ignoring me, how do I complain?", 0.95) is None
+
+
+def test_the_speaker_being_the_person_the_other_side_names_as_theirs_is_another_case() -> None:
+    cached, incoming = "Can my employee refuse to work overtime?", "As an employee, can I refuse to work overtime?"
+    assert find_conflict(cached, incoming, 0.95) == "someone"
+    assert find_conflict(incoming, cached, 0.95) == "someone"
+    # Saying who one is on both sides, or of a person neither side has, changes nothing.
+    assert find_conflict("As a carer, can I get help with my energy bills?",
+                         "I'm a carer, is there help with energy bills for me?", 0.95) != "someone"
+    assert find_conflict("Can my landlord keep my deposit for cleaning?",
+                         "As a student, can my landlord keep my deposit for cleaning?", 0.95) != "someone"

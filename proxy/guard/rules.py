@@ -357,6 +357,16 @@ def _possessions(text: str) -> tuple[frozenset[str], frozenset[tuple[str, str]],
     return frozenset(people), frozenset(theirs), frozenset(mine)
 
 
+SPEAKER_IS_RE = re.compile(r"\b(?:i'm|i\s+am|as)\s+(?:an?\s+)?([a-z]+)")
+
+
+@lru_cache(maxsize=4096)
+def _identities(text: str) -> frozenset[str]:
+    """The people the speaker says they are: "I'm a passenger", "as a carer" (words.yaml people), singular."""
+    lower = text.lower().replace("\u2019", "'")
+    return frozenset(w for m in SPEAKER_IS_RE.finditer(lower) if (w := singular(m.group(1))) in PEOPLE)
+
+
 def someone(p: Pair) -> bool:
     """One side is about another person's case: the other names nobody ("How do I see my medical records?" /
     "…my child's medical records?", "How do I register with a GP?" / "How do I register my newborn with a GP?"), or
@@ -364,6 +374,10 @@ def someone(p: Pair) -> bool:
     (pa, theirs_a, mine_a), (pb, theirs_b, mine_b) = _possessions(p.cached), _possessions(p.incoming)
     if any(thing in mine_b and (owner, thing) not in theirs_b for owner, thing in theirs_a) or any(
             thing in mine_a and (owner, thing) not in theirs_a for owner, thing in theirs_b):
+        return True
+    # "my passenger isn't wearing a seatbelt" / "I'm a passenger not wearing a seatbelt": the speaker is that person.
+    ia, ib = _identities(p.cached), _identities(p.incoming)
+    if (pa & ib) - ia or (pb & ia) - ib:
         return True
     if bool(pa) == bool(pb):
         return False
