@@ -514,3 +514,11 @@ def test_the_speaker_being_the_person_the_other_side_names_as_theirs_is_another_
                          "I'm a carer, is there help with energy bills for me?", 0.95) != "someone"
     assert find_conflict("Can my landlord keep my deposit for cleaning?",
                          "As a student, can my landlord keep my deposit for cleaning?", 0.95) != "someone"
+
+
+def test_permission_and_blocking_are_opposite_poles() -> None:
+    cached, incoming = "Which apps have permission to use my microphone?", "Which apps are blocked from my microphone?"
+    assert find_conflict(cached, incoming, 0.95) == "polarity"
+    assert find_conflict(incoming, cached, 0.95) == "polarity"
+    assert find_conflict("How do I give an app permission to use my camera?",
+                         "How do I allow an app to use my camera?", 0.95) is None
