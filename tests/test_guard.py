@@ -522,3 +522,14 @@ def test_permission_and_blocking_are_opposite_poles() -> None:
     assert find_conflict(incoming, cached, 0.95) == "polarity"
     assert find_conflict("How do I give an app permission to use my camera?",
                          "How do I allow an app to use my camera?", 0.95) is None
+
+
+def test_the_two_sides_of_one_relation_are_opposite_poles() -> None:
+    # Asked from the employer's side and from the employee's, the landlord's and the tenant's: another answer.
+    assert find_conflict("How do I give notice to my employee?", "How do I give notice to my employer?",
+                         0.95) == "polarity"
+    assert find_conflict("What repairs is my landlord responsible for?",
+                         "What repairs is my tenant responsible for?", 0.95) == "polarity"
+    # Both sides of the relation named on both sides: one question.
+    assert find_conflict("What notice does a landlord have to give a tenant?",
+                         "How much notice must landlords give tenants?", 0.95) is None
