@@ -533,3 +533,13 @@ def test_the_two_sides_of_one_relation_are_opposite_poles() -> None:
     # Both sides of the relation named on both sides: one question.
     assert find_conflict("What notice does a landlord have to give a tenant?",
                          "How much notice must landlords give tenants?", 0.95) is None
+
+
+def test_finding_what_one_has_lost_is_another_stage_than_getting_one() -> None:
+    cached, incoming = "How do I get a library card?", "I've lost my library card, where can I find the number?"
+    assert find_conflict(cached, incoming, 0.95) == "action"
+    assert find_conflict(incoming, cached, 0.95) == "action"
+    # Getting a new one after a loss is getting one; a loss with no other stage named passes.
+    assert find_conflict("I've lost my bank card, how do I get a new one?", "How do I get a replacement bank card?",
+                         0.95) is None
+    assert find_conflict("I've lost my password, what do I do?", "How do I reset my password?", 0.95) is None
