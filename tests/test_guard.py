@@ -543,3 +543,8 @@ def test_finding_what_one_has_lost_is_another_stage_than_getting_one() -> None:
     assert find_conflict("I've lost my bank card, how do I get a new one?", "How do I get a replacement bank card?",
                          0.95) is None
     assert find_conflict("I've lost my password, what do I do?", "How do I reset my password?", 0.95) is None
+    # A loss that asks for something else than finding the thing is no look.
+    assert find_conflict("How do I get a replacement birth certificate?",
+                         "I've lost my birth certificate, how can I get another copy?", 0.95) != "action"
+    assert find_conflict("How do I apply for jobseeker's allowance?",
+                         "I've lost my job, how do I apply for jobseeker's allowance?", 0.95) != "action"
