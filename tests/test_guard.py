@@ -514,6 +514,9 @@ def test_the_speaker_being_the_person_the_other_side_names_as_theirs_is_another_
                          "I'm a carer, is there help with energy bills for me?", 0.95) != "someone"
     assert find_conflict("Can my landlord keep my deposit for cleaning?",
                          "As a student, can my landlord keep my deposit for cleaning?", 0.95) != "someone"
+    # "such as a child" names an example, not the speaker.
+    assert find_conflict("Can I claim child benefit for my child?",
+                         "Can I claim benefits for dependants such as a child?", 0.95) != "someone"
 
 
 def test_permission_and_blocking_are_opposite_poles() -> None:

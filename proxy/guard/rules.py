@@ -357,7 +357,8 @@ def _possessions(text: str) -> tuple[frozenset[str], frozenset[tuple[str, str]],
     return frozenset(people), frozenset(theirs), frozenset(mine)
 
 
-SPEAKER_IS_RE = re.compile(r"\b(?:i'm|i\s+am|as)\s+(?:an?\s+)?([a-z]+)")
+# "As a carer, …" opens a clause; "such as a child" names an example, not the speaker.
+SPEAKER_IS_RE = re.compile(r"(?:\b(?:i'm|i\s+am)|(?:^|[,.;:!?])\s*as)\s+(?:an?\s+)?([a-z]+)")
 
 
 @lru_cache(maxsize=4096)
