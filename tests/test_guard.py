@@ -3,6 +3,7 @@
 import pytest
 
 from proxy.guard import find_conflict
+from proxy.guard.rules import Pair, someone
 
 
 @pytest.mark.parametrize(
@@ -514,9 +515,10 @@ def test_the_speaker_being_the_person_the_other_side_names_as_theirs_is_another_
                          "I'm a carer, is there help with energy bills for me?", 0.95) != "someone"
     assert find_conflict("Can my landlord keep my deposit for cleaning?",
                          "As a student, can my landlord keep my deposit for cleaning?", 0.95) != "someone"
-    # "such as a child" names an example, not the speaker.
-    assert find_conflict("Can I claim child benefit for my child?",
-                         "Can I claim benefits for dependants such as a child?", 0.95) != "someone"
+    # "such as a child" names an example, not the speaker (scope turns that pair away first, so ask the rule).
+    assert not someone(Pair("Can I claim child benefit for my child?",
+                            "Can I claim benefits for dependants such as a child?", 0.95))
+    assert someone(Pair("Can my employee refuse?", "As an employee, can I refuse?", 0.95))
 
 
 def test_permission_and_blocking_are_opposite_poles() -> None:
