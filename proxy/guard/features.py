@@ -126,6 +126,11 @@ def _asks(lower: str) -> frozenset[str]:
     return kinds or (frozenset({"yes-no"}) if YES_NO_RE.match(lower) else kinds)
 
 
+def lowered(text: str) -> str:
+    """Lowercase, with the typographic apostrophe (U+2019) typed as a plain one."""
+    return text.lower().replace("\u2019", "'")
+
+
 @lru_cache(maxsize=8192)  # features and tokens both rewrite each text
 def rewrite(lower: str) -> str:
     if not ANY_REWRITE.search(lower):
@@ -284,7 +289,7 @@ def _parts(lower: str, tokens: list[str]) -> frozenset[str]:
 
 @lru_cache(maxsize=8192)
 def features(text: str) -> Features:
-    lower = rewrite(text.lower().replace("\u2019", "'"))
+    lower = rewrite(lowered(text))
     numbers, stripped = _numbers(lower)
     tokens = [SYNONYMS.get(t, t) for t in map(singular, (SYNONYMS.get(w, w) for w in WORD_RE.findall(stripped)))]
     words = frozenset(tokens)
@@ -308,7 +313,7 @@ def features(text: str) -> Features:
 @lru_cache(maxsize=8192)
 def tokens(text: str) -> Tokens:
     """Lowercase words with contractions spelt out and grammatical filler dropped, for sequence diffs."""
-    lower = _numbers(rewrite(text.lower().replace("\u2019", "'")))[1]
+    lower = _numbers(rewrite(lowered(text)))[1]
     for short, long in CONTRACTIONS:
         lower = lower.replace(short, long)
     # Numbers and times are the number rule's business: here they would only look like swapped words.

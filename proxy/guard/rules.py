@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from functools import cached_property, lru_cache
 
-from .features import MAX_ROLE_TOKENS, Features, Tokens, diff, edits, features, tokens
+from .features import MAX_ROLE_TOKENS, Features, Tokens, diff, edits, features, lowered, tokens
 from .lexicon import (
     ACTION_STAGES,
     ADVERBS,
@@ -272,7 +272,7 @@ def _party_clauses(cached: str, incoming: str) -> tuple[str, str] | None:
     """The one clause on each side that names both the speaker and a party both sides name, when at least one of
     them is less than its whole question; else None."""
     def clauses(text: str) -> list[tuple[str, set[str]]]:
-        parts = [c.strip() for c in CLAUSE_SPLIT_RE.split(text.lower().replace("\u2019", "'"))]
+        parts = [c.strip() for c in CLAUSE_SPLIT_RE.split(lowered(text))]
         return [(c, {_root(t) for t in tokens(c) if t in PARTY_WORDS or t in AUDIENCE}) for c in parts
                 if c and SPEAKER_TOKENS.intersection(tokens(c))]
     ca, cb = clauses(cached), clauses(incoming)
@@ -342,7 +342,7 @@ OWNED_RE = re.compile(rf"\b({'|'.join(POSSESSIVES)})\s+([a-z]+)\b(?!')")
 def _possessions(text: str) -> tuple[frozenset[str], frozenset[tuple[str, str]], frozenset[str]]:
     """The people a text names as someone's ("my partner", "our son's"), what belongs to one of them ("partner's
     car": ("partner", "car")) and what belongs to the speaker ("my car": "car"), singular."""
-    lower = text.lower().replace("\u2019", "'")
+    lower = lowered(text)
     theirs = {(singular(m.group(1)), singular(m.group(2))) for m in THEIRS_RE.finditer(lower)
               if singular(m.group(1)) in PEOPLE}
     people, mine = {owner for owner, _ in theirs}, set()
@@ -364,7 +364,7 @@ SPEAKER_IS_RE = re.compile(r"(?:\b(?:i'm|i\s+am)|(?:^|[,.;:!?])\s*as)\s+(?:an?\s
 @lru_cache(maxsize=4096)
 def _identities(text: str) -> frozenset[str]:
     """The people the speaker says they are: "I'm a passenger", "as a carer" (words.yaml people), singular."""
-    lower = text.lower().replace("\u2019", "'")
+    lower = lowered(text)
     return frozenset(w for m in SPEAKER_IS_RE.finditer(lower) if (w := singular(m.group(1))) in PEOPLE)
 
 
