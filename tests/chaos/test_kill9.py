@@ -33,12 +33,14 @@ def test_kill_9_during_write_back_bursts_loses_no_stored_entry(fake, tmp_path, m
         deja = Deja(tmp_path, url, model_dir, data_dir=data_dir, env={"DEJA_ADMIN_TOKEN": TOKEN}).wait_ready()
         if round_:
             questions = stored_questions(data_dir)
-            assert questions, "nothing survived a kill"
             statuses = {q: deja.chat(q, key=keys[q]).headers["x-cache-status"] for q in questions}
-            assert set(statuses.values()) == {"HIT"}, [q for q, s in statuses.items() if s != "HIT"]
+            assert all(s == "HIT" for s in statuses.values()), [q for q, s in statuses.items() if s != "HIT"]
             stats = deja.client.get("/admin/stats", headers={"Authorization": f"Bearer {TOKEN}"}).json()
             assert stats["index_vectors"] == stats["entries"] == len(questions)
         if round_ == ROUNDS:
+            # One kill may land before any write-back of its round commits (CI saw it after round 0); over all the
+            # rounds some entries must have been stored, or the checks above checked nothing.
+            assert questions, "nothing survived any of the kills"
             assert deja.stop() == 0
             break
         burst = [f"Round {round_}, question {i}: how do I configure feature {round_ * BURST + i}?"
