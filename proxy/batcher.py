@@ -3,7 +3,9 @@
 onnxruntime already spreads one batch over both cores, and a batch of 32 costs far less than 32 single calls, so
 concurrent lookups are gathered into one call: the thread takes what is queued, waits up to `window` seconds for
 the other lookups it knows are in flight (never when it is alone), embeds at most `max_batch` texts at once, then
-runs each job's follow-up (the index search) on the same thread so a lookup costs one hop off the event loop.
+runs each job's follow-up (the index search) on the same thread so a lookup costs one hop off the event loop. A job
+may also bring a step to run before (the exact-key read of a store that reads on the calling thread): when that
+answers, the text is not embedded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .embeddings import Embedder
 log = logging.getLogger("deja.batcher")
 
 FollowUp = Callable[[np.ndarray], Any]
+# Run on the worker thread before embedding; a result other than None answers the job instead.
+Before = Callable[[], Any]
 
 
 @dataclass
@@ -31,6 +35,7 @@ class _Job:
     texts: list[str]
     single: bool
     then: FollowUp | None
+    before: Before | None
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
 
@@ -47,21 +52,22 @@ class EmbeddingBatcher:
         self._thread = threading.Thread(target=self._run, name="deja-embed", daemon=True)
         self._thread.start()
 
-    async def embed(self, text: str, then: FollowUp | None = None) -> Any:
-        """The embedding of `text`, or `then(embedding)` computed on the worker thread."""
-        return await self._submit([text], True, then)
+    async def embed(self, text: str, then: FollowUp | None = None, before: Before | None = None) -> Any:
+        """The embedding of `text`, or `then(embedding)` computed on the worker thread; with `before`, its result
+        when that is not None (computed on the worker thread, and `text` then not embedded)."""
+        return await self._submit([text], True, then, before)
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         """Embeddings of `texts` (write-back, import), in batches of up to max(max_batch, len(texts))."""
         if not texts:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
-        result: np.ndarray = await self._submit(texts, False, None)
+        result: np.ndarray = await self._submit(texts, False, None, None)
         return result
 
-    async def _submit(self, texts: list[str], single: bool, then: FollowUp | None) -> Any:
+    async def _submit(self, texts: list[str], single: bool, then: FollowUp | None, before: Before | None) -> Any:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._jobs.put(_Job(texts, single, then, future, loop))
+        self._jobs.put(_Job(texts, single, then, before, future, loop))
         return await future
 
     def close(self) -> None:
@@ -98,6 +104,9 @@ class EmbeddingBatcher:
             if first is None:
                 return
             batch, stop = self._gather(first)
+            batch = [job for job in batch if not _answered_before(job)]
+            if not batch:
+                continue
             try:
                 vectors = self.embedder.embed([text for job in batch for text in job.texts])
             except Exception as exc:
@@ -115,6 +124,21 @@ class EmbeddingBatcher:
                     except Exception as exc:
                         error = exc
                 _post(job, result, error)
+
+
+def _answered_before(job: _Job) -> bool:
+    """Run the job's step before embedding; True when that answered it (or failed: the error is its answer)."""
+    if job.before is None:
+        return False
+    try:
+        result = job.before()
+    except Exception as exc:
+        _post(job, None, exc)
+        return True
+    if result is None:
+        return False
+    _post(job, result, None)
+    return True
 
 
 def _post(job: _Job, result: Any, error: BaseException | None) -> None:

@@ -144,6 +144,32 @@ async def test_identical_request_stored_during_the_lookup_is_an_exact_hit(tmp_pa
             return None
 
         monkeypatch.setattr(cache.store, "get_exact", committed_too_late)
+        if cache.store.exact_reader() is not None:  # SQLite reads the key on the embedding thread instead
+            monkeypatch.setattr(cache.store, "exact_reader", lambda: lambda exact_key: None)
         monkeypatch.setattr(cache.hot, "by_key", lambda key: None)
         hit = (await cache.lookup(request("how do I reset my password"), POLICY, None)).hit
         assert hit is not None and hit.match == "exact" and hit.similarity is None
+
+
+async def test_an_exact_hit_on_an_entry_out_of_memory_embeds_nothing(tmp_path, opened):
+    embedder = HashEmbedder()
+    async with opened(tmp_path, embedder) as cache:
+        await put(cache, "how do I reset my password")
+        cache.hot.clear()
+        before = embedder.calls
+        hit = (await cache.lookup(request("how do I reset my password"), POLICY, None)).hit
+        assert hit is not None and hit.match == "exact"
+        assert embedder.calls == before
+        assert cache.hot.by_key(hit.record.exact_key) is not None  # and it is in memory for the next time
+        # An exact key that is not stored: the same trip embeds the question and finds it by meaning.
+        assert await served(cache, "How do I reset my password?") == "about how do I reset my password"
+        assert embedder.calls == before + 1
+
+
+async def test_an_expired_exact_entry_out_of_memory_is_not_served_exactly(tmp_path, opened):
+    now = [1000.0]
+    async with opened(tmp_path, clock=lambda: now[0]) as cache:
+        await put(cache, "what is the weather today", Policy(threshold=0.95, long_threshold=0.97, ttl=60))
+        cache.hot.clear()
+        now[0] += 120
+        assert await served(cache, "what is the weather today") is None

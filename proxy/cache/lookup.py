@@ -1,7 +1,8 @@
 """The lookup: the one place that decides whether a stored entry answers a request.
 
 exact key (in memory, then the store; no embedding) -> embed the question (micro-batched with concurrent lookups)
-and search the partition's index on the embedding thread -> records (in memory, then the store) -> the first
+and search the partition's index on the embedding thread (which reads the exact key itself where the store can
+read there, and embeds only when that finds no answer) -> records (in memory, then the store) -> the first
 candidate that passes every check (context, freshness, guard) is the hit.
 """
 
@@ -23,7 +24,7 @@ from ..embeddings import DEFAULT_MODEL_NAME
 from ..guard import find_conflict, grey_conflict, restates
 from ..memo import LRU
 from ..policies import Policy
-from ..stores.base import Entry, Store
+from ..stores.base import Entry, ExactReader, Store
 from ..terms import usable
 from .hot import HotRecords
 
@@ -96,20 +97,33 @@ class Matcher:
 
     async def lookup(self, request: CacheRequest, policy: Policy, now: float, max_age: int | None,
                      max_stale: int) -> Lookup:
-        exact = self.exact(request, await self.record(request.exact_key), now, max_age, max_stale)
+        lane, skipped = self._lane(request, policy)
+        partition = request.partition
+        name = lane.embedder.name if lane is not None else ""
+
+        def search(v: np.ndarray) -> tuple[np.ndarray, list[tuple[int, float]] | None]:
+            return v, self.store.search_now(partition, v, CANDIDATES, name)
+
+        record, searched = self.hot.by_key(request.exact_key), None
+        reader = self.store.exact_reader() if lane is not None else None
+        if record is None and lane is not None and reader is not None:
+            # One trip to the embedding thread: it reads the exact key there, and embeds only when that is no hit.
+            epoch = self.hot.epoch
+            answer = await lane.batcher.embed(request.question, search,
+                                              lambda: self._servable(request, reader, now, max_age, max_stale))
+            if isinstance(answer, Entry):
+                self.hot.put(answer, epoch)
+                record = answer
+            else:
+                searched = answer
+        elif record is None:
+            record = await self.record(request.exact_key)
+        exact = self.exact(request, record, now, max_age, max_stale)
         if exact is not None:
             return Lookup(exact)
-        if policy.mode != "semantic" or not request.semantic_ok or len(request.question) > self.guard_max_chars:
-            return Lookup(None)
-        partition = request.partition
-        lane = self.router.lane_for(request.question)
         if lane is None:
-            return Lookup(None, skipped="unreadable")  # never judge what no model can read
-        name = lane.embedder.name
-        if not self.store.searchable(partition, name):
-            return Lookup(None)  # nothing to compare with: the question is embedded at write-back instead
-        vector, found = await lane.batcher.embed(
-            request.question, lambda v: (v, self.store.search_now(partition, v, CANDIDATES, name)))
+            return Lookup(None, skipped=skipped)
+        vector, found = searched or await lane.batcher.embed(request.question, search)
         candidates = found if found is not None else await self.store.search(partition, vector, CANDIDATES, name)
         threshold = lane.threshold(policy, request.question)
         nearest = Rejection(candidates[0][0], min(candidates[0][1], 1.0), "threshold") if candidates else None
@@ -152,6 +166,26 @@ class Matcher:
             if nearest is not None and nearest.entry_id == passed[0][0].id:
                 nearest = Rejection(nearest.entry_id, nearest.similarity, refused)
         return Lookup(None, vector, nearest)
+
+    def _lane(self, request: CacheRequest, policy: Policy) -> tuple[Lane | None, str | None]:
+        """The lane that embeds the question when its exact key misses, or None and why not ("unreadable": no
+        model can read it; None: the policy, the text or an empty index rules a semantic lookup out)."""
+        if policy.mode != "semantic" or not request.semantic_ok or len(request.question) > self.guard_max_chars:
+            return None, None
+        lane = self.router.lane_for(request.question)
+        if lane is None:
+            return None, "unreadable"  # never judge what no model can read
+        if not self.store.searchable(request.partition, lane.embedder.name):
+            return None, None  # nothing to compare with: the question is embedded at write-back instead
+        return lane, None
+
+    def _servable(self, request: CacheRequest, reader: ExactReader, now: float, max_age: int | None,
+                  max_stale: int) -> Entry | None:
+        """The stored entry under the request's exact key when it answers it (on the embedding thread)."""
+        record = reader(request.exact_key)
+        if record is not None and usable(record, now, max_age, max_stale) and record.partition == request.partition:
+            return record
+        return None
 
     def exact(self, request: CacheRequest, record: Entry | None, now: float, max_age: int | None,
               max_stale: int) -> Hit | None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..settings import StoreSettings
-from .base import Entry, EntryFilter, RemovalListener, Store, StoreKind
+from .base import Entry, EntryFilter, ExactReader, RemovalListener, Store, StoreKind
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -89,6 +89,9 @@ class UnavailableStore:
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Entry]:
         return {}
+
+    def exact_reader(self) -> ExactReader | None:
+        return None
 
     def searchable(self, partition: str, embedder: str | None = None) -> bool:
         return False

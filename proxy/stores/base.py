@@ -100,6 +100,9 @@ def export_line(entry: Entry) -> dict[str, Any]:
             "created_at": entry.created_at, "expires_at": entry.expires_at, "hits": entry.hits}
 
 
+ExactReader = Callable[[str], Entry | None]
+
+
 class Store(Protocol):
     kind: StoreKind
     # Where it is, for the start-up line, /admin/stats and /metrics (a URL's password masked).
@@ -121,6 +124,10 @@ class Store(Protocol):
     # -- lookup ----------------------------------------------------------------------------------------------
 
     async def get_exact(self, exact_key: str) -> Entry | None: ...
+
+    def exact_reader(self) -> ExactReader | None:
+        """`get_exact` as a function that reads right away on the calling (embedding) thread, or None when this store
+        reads only asynchronously: a lookup that will embed then reads the exact key in the same trip."""
 
     async def get_many(self, ids: Iterable[int]) -> dict[int, Entry]: ...
 

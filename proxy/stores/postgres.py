@@ -30,7 +30,7 @@ import asyncpg
 import numpy as np
 from pgvector.asyncpg import register_vector
 
-from .base import Entry, EntryFilter, RemovalListener, StoreError, StoreKind, StoreStartError
+from .base import Entry, EntryFilter, ExactReader, RemovalListener, StoreError, StoreKind, StoreStartError
 
 log = logging.getLogger("deja.store")
 
@@ -313,6 +313,9 @@ class PostgresStore:
 
     def searchable(self, partition: str, embedder: str | None = None) -> bool:
         return (embedder or self.embedder) in self.dims  # another replica may have stored the first entry
+
+    def exact_reader(self) -> ExactReader | None:
+        return None
 
     def search_now(self, partition: str, vector: np.ndarray, k: int,
                    embedder: str | None = None) -> list[tuple[int, float]] | None:
