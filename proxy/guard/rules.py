@@ -162,15 +162,34 @@ def negation(p: Pair) -> bool:
     return bool(a.negated ^ b.negated ^ prefixed)
 
 
-def _takes_pole(words: frozenset[str], pole: frozenset[str], other: frozenset[str]) -> bool:
-    return bool(words & pole) and not words & other
+def _pole_sides() -> dict[str, list[tuple[int, int]]]:
+    """Each pole word to the (antonym pair, side) it is on: a text's poles cost a lookup per word, not a pass per
+    pair."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for pair, (left, right) in enumerate(POLE_SETS):
+        for side, words in enumerate((left, right)):
+            for word in words:
+                out.setdefault(word, []).append((pair, side))
+    return out
+
+
+POLE_SIDES = _pole_sides()
+
+
+@lru_cache(maxsize=8192)
+def _poles(words: frozenset[str]) -> frozenset[tuple[int, int]]:
+    """The (antonym pair, side) a text takes: a word of that side and none of the other."""
+    sides: dict[int, set[int]] = {}
+    for word in words:
+        for pair, side in POLE_SIDES.get(word, ()):
+            sides.setdefault(pair, set()).add(side)
+    return frozenset((pair, taken.pop()) for pair, taken in sides.items() if len(taken) == 1)
 
 
 def polarity(p: Pair) -> bool:
     """The sides take opposite poles of a generic antonym pair (open/closed, add/remove, before/after)."""
-    a, b = p.a.words, p.b.words
-    return any((_takes_pole(a, left, right) and _takes_pole(b, right, left))
-               or (_takes_pole(a, right, left) and _takes_pole(b, left, right)) for left, right in POLE_SETS)
+    b = _poles(p.b.words)
+    return any((pair, 1 - side) in b for pair, side in _poles(p.a.words))
 
 
 def _close(word: str, name: str) -> bool:
@@ -543,6 +562,19 @@ def substitution(p: Pair) -> bool:
     return "".join(left) != "".join(right)  # "sign up" vs "signup"
 
 
+def _one_run_apart(x: Tokens, y: Tokens) -> bool:
+    """Whether the shorter sequence is the longer with one run of tokens taken out (its common prefix and suffix
+    cover it)."""
+    short, long = (x, y) if len(x) <= len(y) else (y, x)
+    prefix = 0
+    while prefix < len(short) and short[prefix] == long[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < len(short) - prefix and short[-1 - suffix] == long[-1 - suffix]:
+        suffix += 1
+    return prefix + suffix == len(short)
+
+
 def modifier(p: Pair) -> bool:
     """The only edit adds one word next to a shared content word: "gift" vs "gift card", "warranty" vs "extended
     warranty" name another thing. Nouns that restate their head ("capital city", "insurance policy") pass, and so
@@ -550,6 +582,8 @@ def modifier(p: Pair) -> bool:
     # "a room" / "an accessible room": the article follows the word added, it adds nothing itself.
     ta = tuple(t for t in tokens(p.cached) if t not in ARTICLES)
     tb = tuple(t for t in tokens(p.incoming) if t not in ARTICLES)
+    if not 0 < abs(len(ta) - len(tb)) <= MODIFIER_WORDS or not _one_run_apart(ta, tb):
+        return False  # no diff can then be one insertion of at most MODIFIER_WORDS: spare computing it
     ops = [op for op in SequenceMatcher(None, ta, tb, autojunk=False).get_opcodes() if op[0] != "equal"]
     if len(ops) != 1 or ops[0][0] not in ("insert", "delete"):
         return False
